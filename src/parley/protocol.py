@@ -1,0 +1,413 @@
+"""Parley wire protocol, sans-IO.
+
+One UTF-8 JSON object per ``\\n``-terminated line ("JSON Lines"), each with a
+``type``.  This module turns bytes into typed events and typed events into
+bytes.  It owns no socket, no thread and reads no clock: the server, the CLI
+client, the GUI client and the benchmarks all share it.
+
+    decoder = FrameDecoder(CLIENT_FRAMES, max_line=8192)
+    for item in decoder.feed(data):
+        if isinstance(item, ProtocolError): ...   # bad line; stream goes on
+        else: ...                                  # a validated event
+    sock.sendall(encode(Message(id=1, ts="...", sender="bob", text="hi")))
+
+See docs/protocol.md for the frames with an example exchange for each.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional, Union
+
+PROTOCOL_VERSION = 1
+
+# --- error codes (stable, machine readable) -------------------------------
+LINE_TOO_LONG = "line_too_long"
+BAD_UTF8 = "bad_utf8"
+BAD_JSON = "bad_json"
+BAD_FRAME = "bad_frame"          # valid JSON but not an object / no type
+UNKNOWN_TYPE = "unknown_type"
+BAD_FIELD = "bad_field"          # missing or mistyped field
+TRUNCATED = "truncated"          # connection closed in the middle of a line
+NAME_TAKEN = "name_taken"
+NAME_INVALID = "name_invalid"
+VERSION_UNSUPPORTED = "version_unsupported"
+NOT_REGISTERED = "not_registered"
+ALREADY_REGISTERED = "already_registered"
+TEXT_TOO_LONG = "text_too_long"
+EMPTY_TEXT = "empty_text"
+BAD_TEXT = "bad_text"            # control characters in a message
+RATE_LIMITED = "rate_limited"
+
+# --- reasons a user leaves / a connection is closed -----------------------
+QUIT = "quit"
+TIMEOUT = "timeout"
+FLOOD = "flood"
+LOST = "lost"
+SENDQ = "sendq_exceeded"
+SHUTDOWN = "shutdown"
+PROTOCOL = "protocol"
+
+LEAVE_REASONS = {
+    QUIT: "quit",
+    TIMEOUT: "timed out",
+    FLOOD: "kicked for flooding",
+    LOST: "connection lost",
+    SENDQ: "too slow to keep up",
+    SHUTDOWN: "server shutting down",
+    PROTOCOL: "too many protocol errors",
+}
+
+NAME_MAX = 32
+NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % NAME_MAX)
+NAME_RULES = ("1-32 characters: letters A-Z a-z, digits, '_', '-' or '.'; "
+              "no spaces; unique ignoring case")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")  # all but \t \n
+
+
+class ProtocolError(Exception):
+    """A line that is not a valid frame.  ``code`` is stable, ``message`` human."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ProtocolError)
+                and (self.code, self.message) == (other.code, other.message))
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.message))
+
+
+def validate_name(name: object) -> Optional[str]:
+    """Return None if ``name`` is a valid user name, else a human reason."""
+    if not isinstance(name, str) or not name:
+        return "a name is required"
+    if len(name) > NAME_MAX:
+        return f"names are at most {NAME_MAX} characters"
+    if not NAME_RE.fullmatch(name):
+        return "names may use only letters, digits, '_', '-' and '.'"
+    return None
+
+
+def text_problem(text: str, max_chars: int) -> Optional[tuple[str, str]]:
+    """Check a chat message's text; return (code, sentence) or None if fine."""
+    if not text.strip():
+        return EMPTY_TEXT, "message is empty"
+    if len(text) > max_chars:
+        return TEXT_TOO_LONG, f"message is {len(text)} characters, the limit is {max_chars}"
+    if _CONTROL.search(text):
+        return BAD_TEXT, "message contains control characters"
+    return None
+
+
+# --- events ----------------------------------------------------------------
+@dataclass
+class Event:
+    """Base of every frame.  Subclasses set ``type`` and declare fields."""
+    type: ClassVar[str] = ""
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"type": self.type}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                d[f.metadata.get("wire", f.name)] = value
+        return d
+
+
+def _wire(name: str) -> Any:
+    """A field whose JSON key differs from its Python name (``from``)."""
+    return field(metadata={"wire": name})
+
+
+# Frames a client sends ------------------------------------------------------
+@dataclass
+class Hello(Event):
+    type: ClassVar[str] = "hello"
+    version: int
+    name: str
+    client: Optional[str] = None
+    client_version: Optional[str] = None
+    last_id: Optional[int] = None        # resume: "I have seen up to this id"
+    token: Optional[str] = None          # resume: take over my old session
+    caps: Optional[list[str]] = None
+
+
+@dataclass
+class Say(Event):
+    type: ClassVar[str] = "say"
+    text: str
+    label: Optional[str] = None
+
+
+@dataclass
+class Me(Event):
+    """An action, shown as ``* alice waves``."""
+    type: ClassVar[str] = "me"
+    text: str
+    label: Optional[str] = None
+
+
+@dataclass
+class UsersRequest(Event):
+    type: ClassVar[str] = "users"
+    label: Optional[str] = None
+
+
+@dataclass
+class Ping(Event):
+    type: ClassVar[str] = "ping"
+    token: Optional[str] = None
+
+
+@dataclass
+class Pong(Event):
+    type: ClassVar[str] = "pong"
+    token: Optional[str] = None
+
+
+@dataclass
+class Bye(Event):
+    """Client: I am leaving.  Server: I am closing your connection, and why."""
+    type: ClassVar[str] = "bye"
+    reason: Optional[str] = None
+    message: Optional[str] = None
+
+
+# Frames a server sends -----------------------------------------------------
+@dataclass
+class Welcome(Event):
+    type: ClassVar[str] = "welcome"
+    version: int
+    server: str
+    name: str
+    users: list[str]
+    last_id: int
+    token: str
+    limits: dict
+    history: list[dict] = field(default_factory=list)
+    truncated: Optional[bool] = None     # history did not reach back to last_id
+    caps: Optional[list[str]] = None
+
+
+@dataclass
+class Message(Event):
+    type: ClassVar[str] = "message"
+    id: int
+    ts: str
+    sender: str = _wire("from")
+    text: str = ""
+    kind: str = "say"                    # "say" or "me"
+    label: Optional[str] = None          # only in your own messages' catch-up
+
+
+@dataclass
+class Join(Event):
+    type: ClassVar[str] = "join"
+    id: int
+    ts: str
+    name: str
+
+
+@dataclass
+class Leave(Event):
+    type: ClassVar[str] = "leave"
+    id: int
+    ts: str
+    name: str
+    reason: str = QUIT
+
+
+@dataclass
+class UserList(Event):
+    type: ClassVar[str] = "users"
+    users: list[str]
+    label: Optional[str] = None
+
+
+@dataclass
+class Ack(Event):
+    type: ClassVar[str] = "ack"
+    label: str
+    id: Optional[int] = None
+
+
+@dataclass
+class Error(Event):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    label: Optional[str] = None
+    retry_after: Optional[float] = None  # with rate_limited: seconds to wait
+
+
+def _registry(*classes: type[Event]) -> dict[str, type[Event]]:
+    return {c.type: c for c in classes}
+
+
+CLIENT_FRAMES = _registry(Hello, Say, Me, UsersRequest, Ping, Pong, Bye)
+SERVER_FRAMES = _registry(Welcome, Message, Join, Leave, UserList, Ack, Error, Ping, Pong, Bye)
+
+
+# --- validation --------------------------------------------------------------
+_HINTS: dict[type, dict[str, tuple[str, Any, bool]]] = {}
+
+
+def _spec(cls: type[Event]) -> dict[str, tuple[str, Any, bool]]:
+    """wire key -> (python name, type hint, required), computed once per class."""
+    spec = _HINTS.get(cls)
+    if spec is None:
+        hints = typing.get_type_hints(cls)
+        spec = {}
+        for f in dataclasses.fields(cls):
+            required = (f.default is dataclasses.MISSING
+                        and f.default_factory is dataclasses.MISSING)
+            spec[f.metadata.get("wire", f.name)] = (f.name, hints[f.name], required)
+        _HINTS[cls] = spec
+    return spec
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Union:                       # Optional[X]
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is str:
+        return isinstance(value, str) and not _SURROGATE.search(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is dict:
+        return isinstance(value, dict)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    raise TypeError(f"unsupported field type {hint!r}")  # programming error
+
+
+def event_from_dict(obj: Any, registry: dict[str, type[Event]]) -> Event:
+    """Validate a decoded JSON value and build its event, or raise ProtocolError.
+
+    Unknown fields are ignored (forward compatibility)."""
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_FRAME, "a frame must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_FRAME, "a frame needs a string 'type'")
+    cls = registry.get(kind)
+    if cls is None:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
+    kwargs = {}
+    for key, (name, hint, required) in _spec(cls).items():
+        if key not in obj or obj[key] is None:
+            if required:
+                raise ProtocolError(BAD_FIELD, f"'{kind}' needs field '{key}'")
+            continue
+        if not _conforms(obj[key], hint):
+            raise ProtocolError(BAD_FIELD, f"field '{key}' of '{kind}' has the wrong type")
+        kwargs[name] = obj[key]
+    return cls(**kwargs)
+
+
+def decode_line(line: bytes, registry: dict[str, type[Event]]) -> Event:
+    """One line (without its newline) to one event, or raise ProtocolError."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(BAD_UTF8, "line is not valid UTF-8") from None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError(BAD_JSON, "line is not valid JSON") from None
+    return event_from_dict(obj, registry)
+
+
+def encode(event: Event) -> bytes:
+    """An event to its wire form: compact JSON and a newline."""
+    return encode_dict(event.to_dict())
+
+
+def encode_dict(d: dict) -> bytes:
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+class FrameDecoder:
+    """Incremental decoder: feed it bytes as they come, get events back.
+
+    A line longer than ``max_line`` bytes yields one ``line_too_long`` error and
+    is skipped up to its newline; the stream stays usable.  Blank lines and a
+    trailing ``\\r`` (telnet, netcat) are accepted.  ``feed`` never raises.
+    """
+
+    def __init__(self, registry: dict[str, type[Event]], max_line: int = 16384):
+        self.registry = registry
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._skipping = False      # inside an over-long line, until its newline
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Union[Event, ProtocolError]]:
+        out: list[Union[Event, ProtocolError]] = []
+        buf = self._buf
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._line(bytes(buf[start:nl]), out)
+            start = nl + 1
+        del buf[:start]
+        if len(buf) > self.max_line:
+            if not self._skipping:
+                out.append(ProtocolError(
+                    LINE_TOO_LONG, f"line is longer than {self.max_line} bytes"))
+                self._skipping = True
+            buf.clear()
+        return out
+
+    def _line(self, line: bytes, out: list) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.max_line:
+            out.append(ProtocolError(LINE_TOO_LONG, f"line is longer than {self.max_line} bytes"))
+            return
+        if not line.strip():
+            return
+        try:
+            out.append(decode_line(line, self.registry))
+        except ProtocolError as e:
+            out.append(e)
+
+    def close(self) -> list[ProtocolError]:
+        """End of stream: report a partial line, if any."""
+        if self._buf.strip() and not self._skipping:
+            self._buf.clear()
+            return [ProtocolError(TRUNCATED, "connection closed in the middle of a line")]
+        self._buf.clear()
+        return []
+
+
+def format_ts(epoch_ms: int) -> str:
+    """UTC millisecond timestamp in the wire format, e.g. 2026-11-24T15:04:05.123Z."""
+    import time
+    secs, ms = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"

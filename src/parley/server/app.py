@@ -1,0 +1,208 @@
+"""The server process: listener, accept thread, I/O threads, flags, signals.
+
+    python python_server.py [--host 0.0.0.0] [--port 8888] [--log-level info] [limits…]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Optional
+
+from .. import __version__
+from .connection import IOWorker, Limits
+from .hub import Hub
+
+log = logging.getLogger("parley.server")
+
+LIMIT_HELP = {
+    "max_line": "longest protocol line in bytes; longer lines get a line_too_long error",
+    "max_text": "longest chat message in characters (text_too_long)",
+    "rate": "messages per second a client may send (token bucket refill rate)",
+    "burst": "messages a client may send at once (token bucket size)",
+    "flood_kick": "rejected messages (leaking at --rate per second) before a client is "
+                  "disconnected for flooding",
+    "outbox": "bytes queued for one client before it is disconnected as too slow",
+    "ping_interval": "seconds of silence before the server pings a client",
+    "ping_timeout": "seconds a client has to answer a ping before it is dropped",
+    "handshake_timeout": "seconds a new connection has to send hello",
+    "history": "messages kept in memory for clients that reconnect (catch-up)",
+    "join_history": "recent messages shown to a user who joins fresh",
+    "max_clients": "most simultaneous connections; more are refused with server_full",
+}
+
+
+class Server:
+    """A running chat server.  ``start()`` returns once it listens."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 8888,
+                 limits: Optional[Limits] = None, io_threads: int = 2):
+        self.host, self.port = host, port
+        self.limits = limits or Limits()
+        self.hub = Hub(history=self.limits.history, join_history=self.limits.join_history,
+                       outbox_bytes=self.limits.outbox, limits=self.limits.public())
+        self.workers = [IOWorker(i, self.hub, self.limits) for i in range(max(1, io_threads))]
+        self.hub.on_append = self._wake_all
+        self.listener: Optional[socket.socket] = None
+        self._accept_thread: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
+        self._next = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.listener is not None
+        return self.listener.getsockname()[:2]
+
+    def _wake_all(self) -> None:
+        for w in self.workers:
+            w.wake()
+
+    def start(self) -> "Server":
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(1024)
+        sock.settimeout(0.2)
+        self.listener = sock
+        for w in self.workers:
+            w.start()
+        self._accept_thread = threading.Thread(target=self._accept_loop,
+                                               name="parley-accept", daemon=True)
+        self._accept_thread.start()
+        host, port = self.address
+        log.info("Parley %s listening on %s:%d (%d I/O threads)", __version__, host, port,
+                 len(self.workers))
+        return self
+
+    def _accept_loop(self) -> None:
+        assert self.listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, addr = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError as e:
+                if self._stopping.is_set():
+                    break
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("cannot accept: %s (out of file descriptors?)", e)
+                    time.sleep(0.1)
+                continue
+            peer = f"{addr[0]}:{addr[1]}"
+            if sum(len(w.conns) for w in self.workers) >= self.limits.max_clients:
+                try:
+                    sock.sendall(b'{"type":"error","code":"server_full","message":'
+                                 b'"the server is full, try again later"}\n')
+                except OSError:
+                    pass
+                sock.close()
+                log.warning("%s refused: server full", peer)
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            worker = min(self.workers, key=lambda w: len(w.conns))
+            worker.add(sock, peer)
+
+    def stop(self, grace: float = 3.0) -> None:
+        """Stop accepting, tell every client, wait for goodbyes up to ``grace`` s."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._accept_thread is not None:
+            self._accept_thread.join()
+        if self.listener is not None:
+            self.listener.close()
+        deadline = time.monotonic() + grace
+        for w in self.workers:
+            w.begin_shutdown(deadline)
+        for w in self.workers:
+            w.join(grace + 1.0)
+        log.info("server stopped")
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop(grace=1.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="parley-server",
+        description="Parley chat server: JSON Lines over TCP (see docs/protocol.md).")
+    ap.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    ap.add_argument("--port", type=int, default=8888, help="TCP port (default 8888; 0 picks a free one)")
+    ap.add_argument("--log-level", default="info",
+                    choices=["debug", "info", "warning", "error"], help="logging level (default info)")
+    ap.add_argument("--io-threads", type=int, default=2,
+                    help="threads serving client sockets (default 2)")
+    ap.add_argument("--shutdown-grace", type=float, default=3.0,
+                    help="seconds to let clients read their goodbye on shutdown (default 3)")
+    ap.add_argument("--version", action="version", version=f"parley {__version__}")
+    group = ap.add_argument_group("limits")
+    for f in dataclasses.fields(Limits):
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
+                           help=f"{LIMIT_HELP[f.name]} (default {f.default})")
+    return ap
+
+
+def _raise_fd_limit() -> None:
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    _raise_fd_limit()
+    limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+    server = Server(args.host, args.port, limits, io_threads=args.io_threads)
+    try:
+        server.start()
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            print(f"parley-server: port {args.port} on {args.host} is already in use "
+                  f"(another server running?); pick one with --port", file=sys.stderr)
+        else:
+            print(f"parley-server: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+                  file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(0.5):
+        if not all(w.is_alive() for w in server.workers):
+            log.critical("an I/O thread died; shutting down")
+            server.stop(args.shutdown_grace)
+            return 1
+    server.stop(args.shutdown_grace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
