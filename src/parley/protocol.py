@@ -139,6 +139,7 @@ class Hello(Event):
     last_id: Optional[int] = None        # resume: "I have seen up to this id"
     token: Optional[str] = None          # resume: take over my old session
     caps: Optional[list[str]] = None
+    instance: Optional[str] = None       # resume: the server run last_id belongs to
 
 
 @dataclass
@@ -196,6 +197,7 @@ class Welcome(Event):
     history: list[dict] = field(default_factory=list)
     truncated: Optional[bool] = None     # history did not reach back to last_id
     caps: Optional[list[str]] = None
+    instance: Optional[str] = None       # changes when the server restarts (ids restart)
 
 
 @dataclass

@@ -104,6 +104,8 @@ class Session:
         self.users: set[str] = set()
         self.last_id: Optional[int] = None
         self.token: Optional[str] = None
+        self.instance: Optional[str] = None   # the server run our ids belong to
+        self._welcomed = False
         self.limits: dict = {}
         self.registered = threading.Event()
         self._cond = threading.Condition()
@@ -164,6 +166,16 @@ class Session:
         self._wake()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+    def reconnect_now(self) -> None:
+        """Drop the current connection (as a network failure would); the session
+        reconnects and catches up.  Useful after a network change, and in tests."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def connected(self) -> bool:
@@ -287,7 +299,8 @@ class Session:
             nonlocal hello_sent
             out.extend(p.encode(p.Hello(version=p.PROTOCOL_VERSION, name=self.name,
                                         client=self.client, client_version=__version__,
-                                        last_id=self.last_id, token=self.token)))
+                                        last_id=self.last_id, token=self.token,
+                                        instance=self.instance)))
             hello_sent = True
 
         hello()
@@ -467,6 +480,9 @@ class Session:
         return None
 
     def _welcome(self, w: p.Welcome) -> None:
+        if self.instance is not None and w.instance != self.instance:
+            self.last_id = None          # the server restarted: its ids start again
+        self.instance = w.instance
         self.name = w.name
         self.token = w.token
         self.limits = w.limits
@@ -479,8 +495,9 @@ class Session:
                 self._outgoing = collections.deque(o for o in self._outgoing if o.label not in mine)
             self._cond.notify_all()
         resumed = self.last_id is not None
+        again, self._welcomed = self._welcomed, True
         self._set_state(SessionState.CONNECTED,
-                        f"{'reconnected' if resumed else 'connected'} to {self.host}:{self.port} as {w.name}")
+                        f"{'reconnected' if again else 'connected'} to {self.host}:{self.port} as {w.name}")
         self._emit(w)
         for frame in w.history:
             try:

@@ -115,6 +115,7 @@ class Hub:
         self.members: dict[str, Member] = {}      # casefolded name -> member
         self._names_json = ""                      # '"alice","bob"' kept incrementally
         self.last_id = 0
+        self.instance = secrets.token_hex(6)         # ids restart with a new instance
         self.on_append: Callable[[], None] = lambda: None   # wakes the I/O threads
 
     # --- helpers (call with the lock held) -------------------------------
@@ -154,6 +155,10 @@ class Hub:
                     return p.Error(p.NAME_TAKEN, f"the name {hello.name!r} is taken; try another")
             member.name = hello.name
             member.token = hello.token if resumed else secrets.token_urlsafe(16)
+            last_id = hello.last_id
+            if last_id is not None and hello.instance not in (None, self.instance):
+                last_id = 0                 # ids from before a restart: send all we have
+            history, truncated = self._catch_up(last_id, key)
             if not resumed:
                 # join notice before the cursor: everyone else sees it, the joiner
                 # learns the user list from its welcome instead.
@@ -166,12 +171,11 @@ class Hub:
                 self._names_json += "," + json.dumps(hello.name, ensure_ascii=False)
             else:
                 self._names_json = json.dumps(hello.name, ensure_ascii=False)
-            history, truncated = self._catch_up(hello.last_id, key)
             welcome = ('{"type":"welcome","version":%d,"server":%s,"name":%s,"users":[%s],'
-                       '"last_id":%d,"token":%s,"limits":%s,"history":%s%s}\n' % (
+                       '"last_id":%d,"token":%s,"instance":"%s","limits":%s,"history":%s%s}\n' % (
                            p.PROTOCOL_VERSION, json.dumps(f"parley/{__version__}"),
                            json.dumps(hello.name, ensure_ascii=False), self._names_json,
-                           self.last_id, json.dumps(member.token), json.dumps(self.limits, separators=(",", ":")),
+                           self.last_id, json.dumps(member.token), self.instance, json.dumps(self.limits, separators=(",", ":")),
                            json.dumps(history, ensure_ascii=False, separators=(",", ":")),
                            ',"truncated":true' if truncated else ""))
             member.cursor = self.log.end
