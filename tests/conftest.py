@@ -13,7 +13,8 @@ from parley.server.connection import Limits
 class RawClient:
     """A bare socket speaking JSON lines, for poking at the server."""
 
-    def __init__(self, address, timeout=5.0, rcvbuf=None):
+    def __init__(self, address, timeout=5.0, rcvbuf=None, auto_pong=True):
+        self.auto_pong = auto_pong
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -48,17 +49,21 @@ class RawClient:
         if not data:
             self.eof = True
             return False
-        self.backlog.extend(self.decoder.feed(data))
+        for ev in self.decoder.feed(data):
+            if self.auto_pong and isinstance(ev, p.Ping):
+                self.send(p.Pong(token=ev.token))
+            self.backlog.append(ev)
         return True
 
     def expect(self, kind, timeout=None, **fields):
-        """Return the first frame of type ``kind`` (with ``fields``), skipping others."""
+        """Return (and remove) the first frame of type ``kind`` with ``fields``;
+        other frames stay in the backlog for later ``expect``/``frames`` calls."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             for i, ev in enumerate(self.backlog):
                 if getattr(ev, "type", None) == kind and all(
                         getattr(ev, k, None) == v for k, v in fields.items()):
-                    del self.backlog[:i + 1]
+                    del self.backlog[i]
                     return ev
             if self.eof or time.monotonic() >= deadline:
                 raise AssertionError(f"no {kind} {fields or ''} frame; got {self.backlog[-5:]}"

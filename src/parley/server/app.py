@@ -47,7 +47,7 @@ class Server:
         self.host, self.port = host, port
         self.limits = limits or Limits()
         self.hub = Hub(history=self.limits.history, join_history=self.limits.join_history,
-                       outbox_bytes=self.limits.outbox, limits=self.limits.public())
+                       outbox_bytes=max(2 * self.limits.outbox, 8 << 20), limits=self.limits.public())
         self.workers = [IOWorker(i, self.hub, self.limits) for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
         self.listener: Optional[socket.socket] = None

@@ -235,7 +235,7 @@ class IOWorker(threading.Thread):
             elif c.closed:
                 continue
             elif c.draining_until is not None:
-                self._drain_closing(c)
+                self._drain_closing(c, mask)
             else:
                 if mask & selectors.EVENT_WRITE:
                     self._on_writable(c)
@@ -292,7 +292,12 @@ class IOWorker(threading.Thread):
                 c.error("internal", "the server failed to handle that frame")
 
     def _on_writable(self, c: Connection) -> None:
-        self._send_pending(c)
+        if self._send_pending(c):
+            return
+        with self.hub.lock:
+            lag = self.hub.log.lag(c.cursor) if c.cursor is not None else 0
+        if lag is None or lag + len(c.pending or b"") > self.limits.outbox:
+            self.close(c, p.SENDQ, f"more than {self.limits.outbox} bytes queued for you")
 
     def _send_pending(self, c: Connection) -> bool:
         """Send what the kernel did not take before; True once all is out."""
@@ -304,7 +309,10 @@ class IOWorker(threading.Thread):
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError:
-            self.close(c, p.LOST, notify=False)
+            if c.draining_until is not None:
+                self._drop(c)
+            else:
+                self.close(c, p.LOST, notify=False)
             return False
         if n < len(data):
             c.pending = data[n:]
@@ -323,30 +331,36 @@ class IOWorker(threading.Thread):
         """Send every ready connection what it is owed, one send() each."""
         hub_log = self.hub.log
         end_now = hub_log.end
-        ready = [c for c in self.conns
-                 if not c.blocked and c.draining_until is None and not c.closed
-                 and (c.private or (c.cursor is not None and c.cursor < end_now))]
-        if not ready:
+        ready = []
+        blocked = []
+        for c in self.conns:
+            if c.draining_until is not None or c.closed:
+                continue
+            if c.blocked:
+                if c.cursor is not None and c.cursor < end_now:
+                    blocked.append(c)
+            elif c.private or (c.cursor is not None and c.cursor < end_now):
+                ready.append(c)
+        if not ready and not blocked:
             return
+        outbox = self.limits.outbox
         with self.hub.lock:            # snapshot only: references, no copying, no I/O
+            lags = [(c, hub_log.lag(c.cursor)) for c in blocked]
             end, base, total = hub_log.end, hub_log.base, hub_log.total
             lo = min((c.cursor for c in ready if c.cursor is not None), default=end)
             lo = max(lo, base)
             frames = hub_log.frames[lo - base:end - base]
             offset_lo = hub_log.offset(lo) if lo < end else total
             ends = hub_log.ends[lo - base:end - base]
+        for c, lag in lags:               # a slow reader falling further behind
+            if lag is None or lag + len(c.pending or b"") + c.private_bytes > outbox:
+                self.close(c, p.SENDQ, f"more than {outbox} bytes queued for you")
         shared: dict[int, bytes] = {}
-        outbox = self.limits.outbox
         for c in ready:
             cursor = c.cursor
-            if cursor is not None:
-                if cursor < lo:                      # trimmed away: far too slow
-                    self.close(c, p.SENDQ, "you fell too far behind")
-                    continue
-                lag = total - (offset_lo if cursor == lo else ends[cursor - lo - 1])
-                if lag + c.private_bytes > outbox:
-                    self.close(c, p.SENDQ, f"more than {outbox} bytes queued for you")
-                    continue
+            if cursor is not None and cursor < lo:   # trimmed away: far too slow
+                self.close(c, p.SENDQ, "you fell too far behind")
+                continue
             if c.private:
                 parts = []
                 while c.private:
@@ -367,7 +381,9 @@ class IOWorker(threading.Thread):
                 c.cursor = end
             if data:
                 c.pending = memoryview(data)
-                self._send_pending(c)
+                if not self._send_pending(c) and c.pending is not None \
+                        and len(c.pending) > outbox:
+                    self.close(c, p.SENDQ, f"more than {outbox} bytes queued for you")
 
     # --- timeouts, pings, slow consumers -------------------------------------------
     def _housekeeping(self, now: float) -> None:
@@ -405,38 +421,48 @@ class IOWorker(threading.Thread):
         if c.closed or c.draining_until is not None:
             return
         self.hub.leave(c, reason)
-        if c.name is not None:          # replaced by a resumed session
-            c.name = None
+        c.name = None                   # (also when it was replaced by a resumed session)
         if not notify:
             self._drop(c)
             return
-        log.info("%s disconnecting: %s (%s)", c.peer, reason, message or p.LEAVE_REASONS.get(reason))
-        bye = p.encode(p.Bye(reason=reason, message=message or p.LEAVE_REASONS.get(reason)))
-        data = bytes(c.pending or b"") + b"".join(f for _, f in c.private) + bye
+        text = message or p.LEAVE_REASONS.get(reason)
+        log.info("%s disconnecting: %s (%s)", c.peer, reason, text)
+        bye = p.encode(p.Bye(reason=reason, message=text))
+        rest = bytes(c.pending or b"")
         if reason == p.SENDQ:
-            data = bye                    # it cannot take what it owes; say why, at least
+            # it cannot take what it owes: finish the line in progress, then say why
+            nl = rest.find(b"\n")
+            data = (rest[:nl + 1] if nl >= 0 else b"") + bye
+        else:
+            data = rest + b"".join(f for _, f in c.private) + bye
         c.private.clear()
-        c.pending = None
+        c.private_bytes = 0
+        c.cursor = None
+        c.pending = memoryview(data)
+        c.draining_until = time.monotonic() + 5.0
+        if self._send_pending(c) and not c.closed:
+            self._half_close(c)
+
+    def _half_close(self, c: Connection) -> None:
         try:
-            c.sock.send(data)
             c.sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._drop(c)
-            return
-        c.draining_until = time.monotonic() + 2.0
-        if c.blocked:
-            c.blocked = False
-            self.selector.modify(c.sock, selectors.EVENT_READ, c)
 
-    def _drain_closing(self, c: Connection) -> None:
-        try:
-            data = c.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(c)
+    def _drain_closing(self, c: Connection, mask: int) -> None:
+        """A connection we are closing: send the rest of the goodbye, read until EOF."""
+        if mask & selectors.EVENT_WRITE and c.pending is not None:
+            if self._send_pending(c) and not c.closed:
+                self._half_close(c)
+        if mask & selectors.EVENT_READ and not c.closed:
+            try:
+                data = c.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(c)
 
     def _drop(self, c: Connection) -> None:
         if c.closed:
