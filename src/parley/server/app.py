@@ -112,7 +112,8 @@ class Server:
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            worker = min(self.workers, key=lambda w: len(w.conns))
+            worker = self.workers[self._next % len(self.workers)]   # round robin
+            self._next += 1
             worker.add(sock, peer)
 
     def stop(self, grace: float = 3.0) -> None:
