@@ -1,0 +1,798 @@
+"""The Parley window's building blocks (Tk thread only).
+
+* ``ChatView``: the conversation, a read-only ``tk.Text`` fed with the
+  segments built by ``render.Formatter``; batches, trimming, pending lines,
+  auto-scroll with a "new messages" indicator, links, copy and a context menu.
+* ``UserList``: the online users with round avatars, on a ``tk.Canvas``.
+* ``MessageInput``: the growing input box (Enter sends, Shift+Enter new line,
+  Up/Down recall) with a placeholder and the Send button.
+* ``StatusBar``: a coloured dot and a sentence.
+* ``ConnectCard``: the connect dialog, shown over the window until joined.
+
+No widget here touches the network; ``app.ChatApp`` wires them to a session.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import tkinter as tk
+import webbrowser
+from tkinter import ttk
+from typing import Callable, Iterable, Optional, Sequence
+
+from . import render
+from .render import Entry, ScrollFollow
+from .theme import Theme, mix
+
+
+def discs_image(master: tk.Misc, size: int, background: str,
+                discs: Sequence[tuple[float, float, float, str]]) -> tk.PhotoImage:
+    """Anti-aliased discs ``(cx, cy, radius, colour)`` painted in order on ``background``
+    (Tk canvases draw jagged ovals; a photo image can blend the edges)."""
+    img = tk.PhotoImage(master=master, width=size, height=size)
+    rows = []
+    for y in range(size):
+        row = []
+        for x in range(size):
+            colour = background
+            for cx, cy, r, c in discs:
+                d = ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2) ** 0.5
+                cover = r - d + 0.5
+                if cover > 0:
+                    colour = mix(colour, c, min(1.0, cover))
+            row.append(colour)
+        rows.append("{" + " ".join(row) + "}")
+    img.put(" ".join(rows))
+    return img
+
+
+def circle_image(master: tk.Misc, size: int, colour: str, background: str) -> tk.PhotoImage:
+    """An anti-aliased disc of ``colour`` on ``background``."""
+    return discs_image(master, size, background, [(size / 2, size / 2, size / 2, colour)])
+
+
+def avatar_image(master: tk.Misc, size: int, colour: str, background: str,
+                 online: str) -> tk.PhotoImage:
+    """A round avatar with a presence dot (ringed in the background colour)."""
+    r = size / 2
+    dot = max(2.5, size * 0.115)
+    ring = dot + max(1.5, size * 0.06)
+    c = size - ring
+    return discs_image(master, size, background,
+                       [(r, r, r, colour), (c, c, ring, background), (c, c, dot, online)])
+
+
+# --- the conversation ---------------------------------------------------------------
+class ChatView(ttk.Frame):
+    """Read-only rich text: entries appended in batches, the oldest trimmed."""
+
+    NAV_KEYS = ("<Prior>", "<Next>", "<Control-Home>", "<Control-End>", "<Up>", "<Down>",
+                "<Home>", "<End>")
+
+    def __init__(self, master: tk.Misc, theme: Theme, max_entries: int = 2000,
+                 on_type: Optional[Callable[[str], None]] = None):
+        super().__init__(master, style="Chat.TFrame")
+        self.theme = theme
+        self.max_entries = max(1, max_entries)
+        self.on_type = on_type
+        self.follow = ScrollFollow()
+        self.sizes: collections.deque[int] = collections.deque()   # lines per entry
+        self.text = tk.Text(self, wrap="word", state="disabled", cursor="xterm", undo=False,
+                            takefocus=1, exportselection=True, highlightthickness=0,
+                            borderwidth=0, relief="flat", width=40, height=10)
+        self.scroll = ttk.Scrollbar(self, orient="vertical", style="Slim.Vertical.TScrollbar",
+                                    command=self._scrollbar)
+        self.text.configure(yscrollcommand=self._yscroll)
+        self.text.grid(row=0, column=0, sticky="nsew")
+        self.scroll.grid(row=0, column=1, sticky="ns", padx=(0, theme.px(3)), pady=theme.px(4))
+        self.columnconfigure(0, weight=1)
+        self.rowconfigure(0, weight=1)
+        self.text.mark_set("msgs_end", "1.0")
+        self.text.mark_gravity("msgs_end", "right")
+        self.indicator = ttk.Button(self, style="Pill.TButton", command=self.jump_to_end,
+                                    takefocus=0, cursor="hand2")
+        self._indicator_shown = False
+        self._check_pending = False
+        self._scroll_idle = True
+        self.menu = tk.Menu(self, tearoff=0)
+        self._bind()
+        self.apply_theme(theme)
+
+    # look ----------------------------------------------------------------------
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        c, f, px = theme.palette, theme.fonts, theme.px
+        gutter = f["time"].measure("00:00") + px(14)
+        self.gutter = gutter
+        t = self.text
+        t.configure(background=c.surface, foreground=c.text, insertbackground=c.text,
+                    selectbackground=c.selection, selectforeground=c.selection_text,
+                    inactiveselectbackground=c.selection, font=f["body"],
+                    padx=px(18), pady=px(10), spacing1=px(1), spacing3=px(1),
+                    tabs=(gutter,), tabstyle="tabular")
+        tags = {
+            "b1": dict(lmargin1=0, lmargin2=gutter, spacing1=px(3)),
+            "b2": dict(lmargin1=gutter, lmargin2=gutter),
+            "hdr": dict(lmargin1=gutter, spacing1=px(12), font=f["bold"]),
+            "time": dict(foreground=c.text_faint, font=f["time"]),
+            "badge": dict(foreground=c.text_faint, font=f["small"]),
+            "own": dict(background=c.own_band, lmargincolor=c.own_band),
+            "mention": dict(background=c.mention_band, lmargincolor=c.mention_band),
+            "action": dict(font=f["italic"], foreground=c.text),
+            "notice": dict(foreground=c.text_faint, font=f["small"]),
+            "arrow": dict(foreground=c.text_faint),
+            "nname": dict(foreground=c.text_dim, font=f["smallbold"]),
+            "info": dict(foreground=c.text_dim),
+            "system": dict(foreground=c.text_dim, font=f["italic"]),
+            "error": dict(foreground=c.error),
+            "divider": dict(justify="center", foreground=c.text_faint, font=f["caps"],
+                            spacing1=px(14), spacing3=px(4)),
+            "name": dict(font=f["bold"]),
+            "myname": dict(),
+            "mword": dict(foreground=c.mention_word, font=f["bold"]),
+            "url": dict(foreground=c.url, underline=True),
+            "pending": dict(foreground=c.text_faint),
+            "pnote": dict(foreground=c.text_faint, font=f["small"]),
+        }
+        for i, colour in enumerate(c.names):
+            tags[f"nc{i}"] = dict(foreground=colour)
+        # creation order is priority order: colours and links beat the base styles,
+        # "pending" greys out everything, the selection is always visible.
+        order = ["b1", "b2", "hdr", "own", "mention", "info", "system", "error", "action",
+                 "notice", "arrow", "nname", "divider", "time", "badge", "name"]
+        order += [f"nc{i}" for i in range(len(c.names))]
+        order += ["myname", "mword", "url", "pending", "pnote"]
+        for name in order:
+            t.tag_configure(name, **tags[name])
+            t.tag_raise(name)
+        t.tag_raise("sel")
+        self.scroll.configure(style="Idle.Vertical.TScrollbar" if self._scroll_idle
+                              else "Slim.Vertical.TScrollbar")
+        self.menu.configure(background=c.field, foreground=c.text, activebackground=c.accent,
+                            activeforeground=c.on_accent, borderwidth=1, relief="solid",
+                            font=f["body"], activeborderwidth=0)
+        self._place_indicator()
+
+    # content ---------------------------------------------------------------------
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Add entries at the end of the conversation (before pending lines)."""
+        if not entries:
+            return
+        flat: list = []
+        for e in entries:
+            for text, tags in e.segments:
+                flat.append(text)
+                flat.append(tags)
+        t = self.text
+        t.configure(state="normal")
+        try:
+            try:
+                t.insert("msgs_end", *flat)
+            except tk.TclError:       # a character this Tk cannot take: show a stand-in
+                safe = []
+                for i in range(0, len(flat), 2):
+                    safe += [render.display_text(flat[i], "text"), flat[i + 1]]
+                t.insert("msgs_end", *safe)
+            self.sizes.extend(e.lines for e in entries)
+            extra = len(self.sizes) - self.max_entries
+            if extra > 0:
+                lines = 0
+                for _ in range(extra):
+                    lines += self.sizes.popleft()
+                t.delete("1.0", f"{lines + 1}.0")
+        finally:
+            t.configure(state="disabled")
+        if self.follow.added(len(entries)):
+            t.see("end")
+        self._place_indicator()
+
+    def set_pending(self, entries: Sequence[Entry]) -> None:
+        """Replace the pending lines (kept after every message)."""
+        t = self.text
+        t.configure(state="normal")
+        try:
+            t.delete("msgs_end", "end-1c")
+            if entries:
+                flat: list = []
+                for e in entries:
+                    for text, tags in e.segments:
+                        flat += [text, tags]
+                t.mark_gravity("msgs_end", "left")
+                try:
+                    t.insert("end-1c", *flat)
+                except tk.TclError:
+                    t.insert("end-1c", *[render.display_text(x, "text") if i % 2 == 0 else x
+                                         for i, x in enumerate(flat)])
+                finally:
+                    t.mark_gravity("msgs_end", "right")
+        finally:
+            t.configure(state="disabled")
+        if self.follow.following:
+            t.see("end")
+
+    @property
+    def entry_count(self) -> int:
+        return len(self.sizes)
+
+    def content(self) -> str:
+        """Everything shown (messages and pending lines), as text."""
+        return self.text.get("1.0", "end-1c")
+
+    def messages_text(self) -> str:
+        return self.text.get("1.0", "msgs_end")
+
+    def pending_text(self) -> str:
+        return self.text.get("msgs_end", "end-1c")
+
+    def tagged_text(self, tag: str) -> list[str]:
+        r = self.text.tag_ranges(tag)
+        return [self.text.get(r[i], r[i + 1]) for i in range(0, len(r), 2)]
+
+    # scrolling -----------------------------------------------------------------------
+    def at_bottom(self) -> bool:
+        """True when the last line is fully visible."""
+        t = self.text
+        info = t.dlineinfo("end-1c")
+        if info is None:
+            return False
+        _x, y, _w, h, _b = info
+        return y + h <= t.winfo_height() + 2
+
+    def _scrollbar(self, *args) -> None:
+        self.text.yview(*args)
+        self._moved()
+
+    def _yscroll(self, first: str, last: str) -> None:
+        self.scroll.set(first, last)
+        idle = float(first) <= 0.0 and float(last) >= 1.0
+        if idle != self._scroll_idle:      # hide the thumb (not the bar: no re-wrap loops)
+            self._scroll_idle = idle
+            self.scroll.configure(style="Idle.Vertical.TScrollbar" if idle
+                                  else "Slim.Vertical.TScrollbar")
+        if not self.follow.following and not self._check_pending:
+            self._check_pending = True
+            self.after_idle(self._check_bottom)
+
+    def _moved(self, _event=None) -> None:
+        if not self._check_pending:
+            self._check_pending = True
+            self.after_idle(self._check_bottom)
+
+    def _check_bottom(self) -> None:
+        self._check_pending = False
+        try:
+            was = self.follow.following
+            self.follow.view_moved(self.at_bottom())
+            if was != self.follow.following or self._indicator_shown:
+                self._place_indicator()
+        except tk.TclError:       # destroyed meanwhile
+            pass
+
+    def jump_to_end(self) -> None:
+        self.follow.jump()
+        self.text.see("end")
+        self._place_indicator()
+
+    def _place_indicator(self) -> None:
+        label = self.follow.indicator
+        if label is None:
+            if self._indicator_shown:
+                self.indicator.place_forget()
+                self._indicator_shown = False
+            return
+        self.indicator.configure(text=label)
+        if not self._indicator_shown:
+            self.indicator.place(relx=0.5, rely=1.0, anchor="s", y=-self.theme.px(14))
+            self.indicator.lift()
+            self._indicator_shown = True
+
+    @property
+    def indicator_text(self) -> Optional[str]:
+        return self.indicator.cget("text") if self._indicator_shown else None
+
+    # interaction -------------------------------------------------------------------------
+    def _bind(self) -> None:
+        t = self.text
+        for seq in ("<MouseWheel>", "<Button-4>", "<Button-5>", "<B1-Motion>",
+                    "<ButtonRelease-1>") + self.NAV_KEYS:
+            t.bind(seq, self._moved, add="+")
+        t.bind("<Configure>", self._moved, add="+")
+        t.bind("<Button-1>", lambda e: t.focus_set(), add="+")
+        t.bind("<Key>", self._key)
+        t.bind("<Button-3>", self._context_menu)
+        t.bind("<Button-2>", self._context_menu_mac)
+        t.tag_bind("url", "<Enter>", lambda e: t.configure(cursor="hand2"))
+        t.tag_bind("url", "<Leave>", lambda e: t.configure(cursor="xterm"))
+        t.tag_bind("url", "<Control-Button-1>", self._open_url_event)
+
+    def _key(self, event: tk.Event) -> Optional[str]:
+        """Typing while the conversation has focus goes to the input box."""
+        ctrl = event.state & 0x4
+        alt = event.state & 0x8 or event.state & 0x80
+        if (event.char and event.char.isprintable() and not ctrl and not alt
+                and self.on_type is not None):
+            self.on_type(event.char)
+            return "break"
+        return None
+
+    def url_at(self, index: str) -> Optional[str]:
+        t = self.text
+        if "url" not in t.tag_names(index):
+            return None
+        rng = t.tag_prevrange("url", f"{index}+1c")
+        if not rng:
+            return None
+        return t.get(*rng)
+
+    def _open_url_event(self, event: tk.Event) -> str:
+        url = self.url_at(self.text.index(f"@{event.x},{event.y}"))
+        if url:
+            self.open_url(url)
+        return "break"
+
+    @staticmethod
+    def open_url(url: str) -> None:
+        threading.Thread(target=webbrowser.open, args=(render.url_target(url),),
+                         daemon=True).start()
+
+    def copy(self, text: Optional[str] = None) -> None:
+        if text is None:
+            try:
+                text = self.text.get("sel.first", "sel.last")
+            except tk.TclError:
+                return
+        self.clipboard_clear()
+        self.clipboard_append(text)
+
+    def _context_menu_mac(self, event: tk.Event) -> None:
+        if self.tk.call("tk", "windowingsystem") == "aqua":
+            self._context_menu(event)
+
+    def _context_menu(self, event: tk.Event) -> None:
+        t = self.text
+        index = t.index(f"@{event.x},{event.y}")
+        url = self.url_at(index)
+        m = self.menu
+        m.delete(0, "end")
+        has_sel = bool(t.tag_ranges("sel"))
+        m.add_command(label="Copy", command=self.copy,
+                      state="normal" if has_sel else "disabled")
+        if url:
+            m.add_command(label="Copy link", command=lambda: self.copy(url))
+            m.add_command(label="Open link in browser", command=lambda: self.open_url(url))
+        m.add_command(label="Select all", command=lambda: t.tag_add("sel", "1.0", "end-1c"))
+        m.add_separator()
+        m.add_command(label="Jump to latest", command=self.jump_to_end)
+        try:
+            m.tk_popup(event.x_root, event.y_root)
+        finally:
+            m.grab_release()
+
+
+# --- who is online ----------------------------------------------------------------------
+class UserList(ttk.Frame):
+    """Online users: avatar, name, "you" on mine.  ``names`` is what is shown."""
+
+    def __init__(self, master: tk.Misc, theme: Theme,
+                 on_pick: Optional[Callable[[str], None]] = None):
+        super().__init__(master, style="Sidebar.TFrame")
+        self.theme = theme
+        self.on_pick = on_pick
+        self.names: list[str] = []
+        self.me = ""
+        self.online = True            # False while disconnected: presence dots go grey
+        self._images: dict[tuple[int, str, bool], tk.PhotoImage] = {}
+        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0, width=1, height=1)
+        self.scroll = ttk.Scrollbar(self, orient="vertical", command=self.canvas.yview,
+                                    style="SlimSidebar.Vertical.TScrollbar")
+        self.canvas.configure(yscrollcommand=self._yscroll)
+        self.canvas.grid(row=0, column=0, sticky="nsew")
+        self.columnconfigure(0, weight=1)
+        self.rowconfigure(0, weight=1)
+        self._scroll_shown = False
+        for seq in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            self.canvas.bind(seq, self._wheel)
+        self.canvas.bind("<Double-Button-1>", self._double)
+        self.canvas.bind("<Configure>", lambda e: self._redraw())
+        self.apply_theme(theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self._images.clear()
+        self.canvas.configure(background=theme.palette.sidebar)
+        self._redraw()
+
+    def set_users(self, users: Iterable[str], me: str = "") -> None:
+        names = render.sorted_users(users, me)
+        if names == self.names and me == self.me:
+            return
+        self.names, self.me = names, me
+        self._redraw()
+
+    def set_online(self, online: bool) -> None:
+        if online != self.online:
+            self.online = online
+            self._redraw()
+
+    @property
+    def row_height(self) -> int:
+        return self.theme.px(36)
+
+    def _avatar(self, index: int) -> tk.PhotoImage:
+        key = (index, self.theme.palette.name, self.online)
+        img = self._images.get(key)
+        if img is None:
+            c = self.theme.palette
+            img = avatar_image(self, self.theme.px(28), self.theme.name_colour(index),
+                               c.sidebar, c.ok if self.online else c.text_faint)
+            self._images[key] = img
+        return img
+
+    def _redraw(self) -> None:
+        cv = self.canvas
+        cv.delete("all")
+        th, c, px = self.theme, self.theme.palette, self.theme.px
+        row = self.row_height
+        x0 = px(14)
+        d = px(28)
+        for i, name in enumerate(self.names):
+            y = i * row + row // 2
+            idx = render.name_colour_index(name)
+            cv.create_image(x0, y, image=self._avatar(idx), anchor="w")
+            cv.create_text(x0 + d / 2, y, text=render.initial(name), fill=th.avatar_text(idx),
+                           font=th.fonts["avatar"], anchor="center")
+            mine = bool(self.me) and name.casefold() == self.me.casefold()
+            label = cv.create_text(x0 + d + px(10), y, text=name, anchor="w",
+                                   fill=c.text, font=th.fonts["bold" if mine else "body"],
+                                   tags=("name",))
+            if mine:
+                bbox = cv.bbox(label)
+                cv.create_text((bbox[2] if bbox else x0 + d + px(60)) + px(6), y, text="you",
+                               anchor="w", fill=c.text_faint, font=th.fonts["small"])
+        cv.configure(scrollregion=(0, 0, 1, max(1, len(self.names) * row + px(8))))
+
+    def _yscroll(self, first: str, last: str) -> None:
+        self.scroll.set(first, last)
+        need = float(first) > 0.0 or float(last) < 1.0
+        if need != self._scroll_shown:
+            self._scroll_shown = need
+            if need:
+                self.scroll.grid(row=0, column=1, sticky="ns")
+            else:
+                self.scroll.grid_remove()
+
+    def _wheel(self, event: tk.Event) -> None:
+        if not self._scroll_shown:
+            return
+        if event.num == 4 or getattr(event, "delta", 0) > 0:
+            self.canvas.yview_scroll(-2, "units")
+        else:
+            self.canvas.yview_scroll(2, "units")
+
+    def _double(self, event: tk.Event) -> None:
+        i = int(self.canvas.canvasy(event.y) // self.row_height)
+        if 0 <= i < len(self.names) and self.on_pick is not None:
+            self.on_pick(self.names[i])
+
+
+# --- typing -------------------------------------------------------------------------------
+class MessageInput(ttk.Frame):
+    """A growing multi-line input with a placeholder, history and a Send button.
+
+    ``on_submit(text)`` returns True when the text was taken (the box is then
+    cleared and the line remembered for Up), False to leave it for editing."""
+
+    MAX_LINES = 6
+
+    def __init__(self, master: tk.Misc, theme: Theme, on_submit: Callable[[str], bool],
+                 placeholder: str = "Message everyone"):
+        super().__init__(master, style="Composer.TFrame")
+        self.theme = theme
+        self.on_submit = on_submit
+        self.history = render.InputHistory()
+        self.box = tk.Frame(self, highlightthickness=1, borderwidth=0)
+        self.text = tk.Text(self.box, height=1, wrap="word", undo=True, maxundo=100,
+                            highlightthickness=0, borderwidth=0, relief="flat", width=20)
+        self.text.grid(row=0, column=0, sticky="nsew")
+        self.placeholder = ttk.Label(self.box, text=placeholder, style="Placeholder.TLabel",
+                                     cursor="xterm")
+        self.send_button = ttk.Button(self.box, text="Send", style="Accent.TButton", width=-6,
+                                      command=self.submit, takefocus=0, cursor="hand2")
+        self.send_button.grid(row=0, column=1, sticky="se", padx=theme.px(5), pady=theme.px(5))
+        self.box.columnconfigure(0, weight=1)
+        self.box.rowconfigure(0, weight=1)
+        self.box.grid(row=0, column=0, sticky="ew")
+        self.columnconfigure(0, weight=1)
+        self._height = 1
+        self._enabled = True
+        t = self.text
+        t.bind("<Return>", self._return)
+        t.bind("<KP_Enter>", self._return)
+        t.bind("<Shift-Return>", self._newline)
+        t.bind("<Shift-KP_Enter>", self._newline)
+        t.bind("<Up>", self._up)
+        t.bind("<Down>", self._down)
+        t.bind("<<Modified>>", self._modified)
+        t.bind("<FocusIn>", lambda e: self._focus_ring(True), add="+")
+        t.bind("<FocusOut>", lambda e: self._focus_ring(False), add="+")
+        t.bind("<Configure>", lambda e: self._resize(), add="+")
+        self.placeholder.bind("<Button-1>", lambda e: t.focus_set())
+        self.apply_theme(theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        c, px = theme.palette, theme.px
+        self.text.configure(background=c.field, foreground=c.text, insertbackground=c.text,
+                            selectbackground=c.selection, selectforeground=c.selection_text,
+                            inactiveselectbackground=c.selection, font=theme.fonts["body"],
+                            padx=px(12), pady=px(9), insertwidth=max(1, px(1.5)),
+                            spacing1=px(1), spacing3=px(1))
+        self.box.configure(background=c.field)
+        self.send_button.configure(padding=(px(16), px(4)))
+        self._focus_ring(self.focus_get() is self.text)
+        self._placeholder()
+
+    def _focus_ring(self, focused: bool) -> None:
+        c = self.theme.palette
+        colour = c.accent if focused else c.border
+        self.box.configure(highlightbackground=colour, highlightcolor=colour)
+
+    # content -----------------------------------------------------------------------
+    def get(self) -> str:
+        return self.text.get("1.0", "end-1c")
+
+    def set(self, value: str) -> None:
+        self.text.delete("1.0", "end")
+        self.text.insert("1.0", value)
+        self.text.mark_set("insert", "end-1c")
+        self.text.see("insert")
+        self._changed()
+
+    def insert(self, value: str) -> None:
+        self.text.insert("insert", value)
+        self.text.see("insert")
+        self._changed()
+
+    def focus(self) -> None:
+        self.text.focus_set()
+
+    def set_enabled(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self.text.configure(state="normal" if enabled else "disabled")
+        self.send_button.state(["!disabled"] if enabled else ["disabled"])
+
+    def submit(self) -> None:
+        if not self._enabled:
+            return
+        raw = self.get()
+        if not raw.strip():
+            return
+        if self.on_submit(raw):
+            self.history.add(raw.rstrip("\n"))
+            self.text.delete("1.0", "end")
+            self.text.edit_reset()
+            self._changed()
+        self.text.focus_set()
+
+    # keys ----------------------------------------------------------------------------
+    def _return(self, _event=None) -> str:
+        self.submit()
+        return "break"
+
+    def _newline(self, _event=None) -> str:
+        self.text.insert("insert", "\n")
+        self.text.see("insert")
+        self._changed()
+        return "break"
+
+    def _on_first_line(self) -> bool:
+        return self.text.count("1.0", "insert", "displaylines") in (None, 0, (0,))
+
+    def _on_last_line(self) -> bool:
+        n = self.text.count("insert", "end-1c", "displaylines")
+        return n in (None, 0, (0,))
+
+    def _up(self, _event=None) -> Optional[str]:
+        if not self._on_first_line():
+            return None
+        line = self.history.up(self.get())
+        if line is not None:
+            self.set(line)
+        return "break"
+
+    def _down(self, _event=None) -> Optional[str]:
+        if not self.history.browsing or not self._on_last_line():
+            return None
+        line = self.history.down()
+        if line is not None:
+            self.set(line)
+        return "break"
+
+    def _modified(self, _event=None) -> None:
+        if self.text.edit_modified():
+            self.text.edit_modified(False)
+            self._changed()
+
+    def _changed(self) -> None:
+        self._placeholder()
+        self.after_idle(self._resize)
+
+    def _placeholder(self) -> None:
+        if self.get():
+            self.placeholder.place_forget()
+        else:
+            px = self.theme.px
+            self.placeholder.configure(font=self.theme.fonts["body"])
+            self.placeholder.place(x=px(13), rely=0.5, anchor="w")
+
+    def _resize(self) -> None:
+        try:
+            n = self.text.count("1.0", "end-1c", "displaylines")
+        except tk.TclError:
+            return
+        if isinstance(n, tuple):
+            n = n[0]
+        lines = max(1, min(self.MAX_LINES, (n or 0) + 1))
+        if self.get().endswith("\n") and n is not None:
+            lines = max(1, min(self.MAX_LINES, n + 1))
+        if lines != self._height:
+            self._height = lines
+            self.text.configure(height=lines)
+        self.text.see("insert")
+
+
+# --- status ------------------------------------------------------------------------------
+class StatusBar(ttk.Frame):
+    """A coloured dot and a sentence on the left; the theme switch on the right."""
+
+    def __init__(self, master: tk.Misc, theme: Theme,
+                 on_theme: Optional[Callable[[], None]] = None):
+        super().__init__(master, style="Status.TFrame", padding=(theme.px(12), theme.px(4)))
+        self.dot = ttk.Label(self, text="\u25cf", style="Dotidle.TLabel")
+        self.label = ttk.Label(self, text="Not connected", style="Status.TLabel")
+        self.right = ttk.Label(self, text="", style="Status.TLabel")
+        self.theme_button = ttk.Button(self, style="Link.TButton", takefocus=0, cursor="hand2",
+                                       command=on_theme or (lambda: None))
+        self.dot.pack(side="left")
+        self.label.pack(side="left", padx=(theme.px(4), 0))
+        self.theme_button.pack(side="right")
+        self.right.pack(side="right", padx=(0, theme.px(8)))
+        self.level = "idle"
+        self.apply_theme(theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        other = "Light" if theme.palette.name == "dark" else "Dark"
+        icon = "\u2600" if other == "Light" else "\u263e"
+        self.theme_button.configure(text=f"{icon}  {other} theme")
+
+    def set(self, text: str, level: str) -> None:
+        if self.label.cget("text") != text:
+            self.label.configure(text=text)
+        if level != self.level:
+            self.level = level
+            self.dot.configure(style=f"Dot{level}.TLabel")
+
+    def set_right(self, text: str) -> None:
+        if self.right.cget("text") != text:
+            self.right.configure(text=text)
+
+    @property
+    def text(self) -> str:
+        return str(self.label.cget("text"))
+
+
+# --- the connect dialog ----------------------------------------------------------------------
+class BrandMark(tk.Canvas):
+    """The round accent logo with a "P"."""
+
+    def __init__(self, master: tk.Misc, theme: Theme, size: int, background: str):
+        super().__init__(master, width=size, height=size, highlightthickness=0, borderwidth=0,
+                         background=background)
+        self.size = size
+        self.apply_theme(theme, background)
+
+    def apply_theme(self, theme: Theme, background: str) -> None:
+        self.delete("all")
+        self.configure(background=background)
+        self._img = circle_image(self, self.size, theme.palette.accent, background)
+        self.create_image(0, 0, image=self._img, anchor="nw")
+        self.create_text(self.size / 2, self.size / 2, text="P", fill=theme.palette.on_accent,
+                         font=theme.fonts["heading"] if self.size < 40 else theme.fonts["title"])
+
+
+class ConnectCard(ttk.Frame):
+    """Username, server and port, shown over the window until the server welcomes us.
+
+    Stays open (with the reason) when the name is taken or invalid or the
+    server cannot be reached, so the user can change something and try again."""
+
+    def __init__(self, master: tk.Misc, theme: Theme,
+                 on_connect: Callable[[str, str, str], None], on_quit: Callable[[], None],
+                 name: str = "", host: str = "127.0.0.1", port: str = "8888"):
+        super().__init__(master, style="Backdrop.TFrame")
+        self.theme = theme
+        self.level = "note"
+        self.on_connect = on_connect
+        self.on_quit = on_quit
+        px = theme.px
+        card = self.card = ttk.Frame(self, style="Card.TFrame", padding=(px(32), px(28)))
+        card.place(relx=0.5, rely=0.46, anchor="center")
+        head = ttk.Frame(card, style="CardInner.TFrame")
+        head.grid(row=0, column=0, columnspan=2, sticky="w", pady=(0, px(18)))
+        self.logo = BrandMark(head, theme, px(44), theme.palette.sidebar)
+        self.logo.grid(row=0, column=0, rowspan=2, padx=(0, px(14)))
+        ttk.Label(head, text="Join Parley", style="Title.TLabel").grid(row=0, column=1, sticky="w")
+        ttk.Label(head, text="Pick a name and the server to chat on.",
+                  style="CardNote.TLabel").grid(row=1, column=1, sticky="w")
+
+        self.name_var = tk.StringVar(self, name)
+        self.host_var = tk.StringVar(self, host)
+        self.port_var = tk.StringVar(self, port)
+        ttk.Label(card, text="USERNAME", style="Field.TLabel").grid(
+            row=1, column=0, columnspan=2, sticky="w")
+        self.name_entry = ttk.Entry(card, textvariable=self.name_var, width=34)
+        self.name_entry.grid(row=2, column=0, columnspan=2, sticky="ew", pady=(px(4), px(12)))
+        ttk.Label(card, text="SERVER", style="Field.TLabel").grid(row=3, column=0, sticky="w")
+        ttk.Label(card, text="PORT", style="Field.TLabel").grid(row=3, column=1, sticky="w",
+                                                               padx=(px(10), 0))
+        self.host_entry = ttk.Entry(card, textvariable=self.host_var, width=24)
+        self.host_entry.grid(row=4, column=0, sticky="ew", pady=(px(4), px(8)))
+        self.port_entry = ttk.Entry(card, textvariable=self.port_var, width=7)
+        self.port_entry.grid(row=4, column=1, sticky="ew", padx=(px(10), 0), pady=(px(4), px(8)))
+        self.message = ttk.Label(card, text="", style="CardNote.TLabel", wraplength=px(340),
+                                 justify="left")
+        self.message.grid(row=5, column=0, columnspan=2, sticky="w", pady=(px(2), px(14)))
+        buttons = ttk.Frame(card, style="CardInner.TFrame")
+        buttons.grid(row=6, column=0, columnspan=2, sticky="e")
+        self.quit_button = ttk.Button(buttons, text="Quit", command=self.on_quit, cursor="hand2")
+        self.quit_button.pack(side="left")
+        self.connect_button = ttk.Button(buttons, text="Connect", style="Accent.TButton",
+                                         command=self.submit, cursor="hand2")
+        self.connect_button.pack(side="left", padx=(px(10), 0))
+        card.columnconfigure(0, weight=1)
+        for w in (self.name_entry, self.host_entry, self.port_entry):
+            w.bind("<Return>", lambda e: self.submit())
+            w.bind("<KP_Enter>", lambda e: self.submit())
+        self.apply_theme(theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        ttk.Style(self).configure("CardInner.TFrame", background=theme.palette.sidebar)
+        self.logo.apply_theme(theme, theme.palette.sidebar)
+
+    def submit(self) -> None:
+        self.on_connect(self.name_var.get().strip(), self.host_var.get().strip(),
+                        self.port_var.get().strip())
+
+    def show(self) -> None:
+        self.place(x=0, y=0, relwidth=1, relheight=1)
+        self.lift()
+
+    def hide(self) -> None:
+        self.place_forget()
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.winfo_manager())
+
+    def say(self, text: str, level: str = "note") -> None:
+        """Show a line under the fields: level note | error."""
+        if level == "error" and not text.startswith("\u26a0"):
+            text = "\u26a0  " + text
+        self.message.configure(text=text,
+                               style="CardError.TLabel" if level == "error" else "CardNote.TLabel")
+        self.level = level
+
+    def focus_name(self, select: bool = True) -> None:
+        self.name_entry.focus_force()
+        if select:
+            self.name_entry.select_range(0, "end")
+            self.name_entry.icursor("end")
+
+    def focus_first_empty(self) -> None:
+        for var, entry in ((self.name_var, self.name_entry), (self.host_var, self.host_entry),
+                           (self.port_var, self.port_entry)):
+            if not var.get().strip():
+                entry.focus_force()
+                return
+        self.connect_button.focus_force()

@@ -1,0 +1,358 @@
+"""The GUI's rendering rules, without a display (parley.client.gui.render),
+plus the entry point's behaviour when there is no display at all."""
+import datetime
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parley import protocol as p
+from parley.client.gui import render as r
+from parley.client.gui.render import Formatter, InputHistory, ScrollFollow, parse_input
+
+ROOT = Path(__file__).resolve().parents[2]
+UTC = datetime.timezone.utc
+PLUS2 = datetime.timezone(datetime.timedelta(hours=2))
+
+
+def msg(sender, text, mid=1, ts="2026-11-24T15:04:05.123Z", kind="say", label=None):
+    return p.Message(id=mid, ts=ts, sender=sender, text=text, kind=kind, label=label)
+
+
+def tags_of(entry, fragment):
+    """The tags of the first segment containing ``fragment``."""
+    for text, tags in entry.segments:
+        if fragment in text:
+            return tags
+    raise AssertionError(f"{fragment!r} not in {entry.segments}")
+
+
+# --- time ---------------------------------------------------------------------------
+def test_local_time_converts_the_servers_utc_timestamp():
+    assert r.local_time("2026-11-24T15:04:05.123Z", UTC) == "15:04"
+    assert r.local_time("2026-11-24T15:04:05.123Z", PLUS2) == "17:04"
+    assert r.local_time("2026-11-24T23:30:00.000Z", PLUS2) == "01:30"
+    assert r.local_time("2026-11-24T15:04:05Z", UTC) == "15:04"
+
+
+def test_local_time_survives_a_malformed_timestamp():
+    assert r.local_time("2026-11-24T15:04:xx", UTC) == "15:04"
+    assert r.local_time("garbage", UTC) == "--:--"
+
+
+# --- colours ------------------------------------------------------------------------
+def test_name_colours_are_stable_and_case_insensitive():
+    assert r.name_colour_index("alice") == r.name_colour_index("ALICE")
+    assert r.name_colour_index("alice") == r.name_colour_index("alice")
+    assert all(0 <= r.name_colour_index(f"user{i}") < r.NAME_COLOURS for i in range(200))
+
+
+def test_name_colours_spread_over_the_palette():
+    used = {r.name_colour_index(f"user{i}") for i in range(200)}
+    assert len(used) == r.NAME_COLOURS
+
+
+def test_every_name_colour_is_readable_on_its_backgrounds():
+    from parley.client.gui.theme import DARK, LIGHT, contrast
+    for pal in (DARK, LIGHT):
+        assert len(pal.names) == r.NAME_COLOURS
+        for colour in pal.names:
+            for bg in (pal.surface, pal.own_band, pal.mention_band, pal.sidebar):
+                assert contrast(colour, bg) >= 4.5, (pal.name, colour, bg)
+        for fg, bg in ((pal.text, pal.surface), (pal.text_dim, pal.surface),
+                       (pal.url, pal.surface), (pal.mention_word, pal.mention_band),
+                       (pal.error, pal.surface), (pal.on_accent, pal.accent)):
+            assert contrast(fg, bg) >= 3.0, (pal.name, fg, bg)
+
+
+# --- URLs and mentions ---------------------------------------------------------------
+@pytest.mark.parametrize("text, urls", [
+    ("see https://example.com/a?b=1#c now", ["https://example.com/a?b=1#c"]),
+    ("(https://en.wikipedia.org/wiki/Tk_(toolkit))", ["https://en.wikipedia.org/wiki/Tk_(toolkit)"]),
+    ("(see http://x.org/page).", ["http://x.org/page"]),
+    ("two: www.python.org, ftp://files.example.net/x!", ["www.python.org", "ftp://files.example.net/x"]),
+    ("no url here, just www. and http", []),
+    ("quote \"https://q.example/x\" end", ["https://q.example/x"]),
+])
+def test_find_urls(text, urls):
+    assert [text[s:e] for s, e in r.find_urls(text)] == urls
+
+
+def test_url_target_adds_a_scheme():
+    assert r.url_target("www.python.org") == "https://www.python.org"
+    assert r.url_target("http://a.b") == "http://a.b"
+
+
+@pytest.mark.parametrize("text, hits", [
+    ("hi alice!", ["alice"]),
+    ("@Alice look", ["@Alice"]),
+    ("alice_2 and malice and alice.txt and alice-b", []),   # other names, not me
+    ("thanks, alice.", ["alice"]),
+    ("ALICE: and alice", ["ALICE", "alice"]),
+    ("nobody", []),
+])
+def test_mention_spans(text, hits):
+    assert [text[s:e] for s, e in r.mention_spans(text, "alice")] == hits
+
+
+# --- formatting ------------------------------------------------------------------------
+def test_a_message_gets_a_header_time_and_coloured_name():
+    f = Formatter(me="alice", tz=UTC)
+    e = f.message(msg("bob", "hello there"))
+    assert e.text == "bob\n15:04\thello there\n"
+    assert "name" in tags_of(e, "bob") and r.name_tag("bob") in tags_of(e, "bob")
+    assert "hdr" in tags_of(e, "bob")
+    assert "time" in tags_of(e, "15:04")
+    assert not e.own and not e.mention and e.kind == "message" and e.id == 1
+
+
+def test_consecutive_messages_from_one_sender_share_a_header():
+    f = Formatter(tz=UTC)
+    a = f.message(msg("bob", "one", 1, "2026-11-24T15:04:05.000Z"))
+    b = f.message(msg("BOB", "two", 2, "2026-11-24T15:05:00.000Z"))
+    c = f.message(msg("carol", "three", 3, "2026-11-24T15:05:01.000Z"))
+    d = f.message(msg("carol", "much later", 4, "2026-11-24T15:30:00.000Z"))
+    assert a.tagged("hdr") and not b.tagged("hdr")
+    assert c.tagged("hdr").startswith("carol")
+    assert d.tagged("hdr").startswith("carol")       # more than 5 minutes later
+
+
+def test_a_notice_breaks_the_group():
+    f = Formatter(tz=UTC)
+    f.message(msg("bob", "one", 1))
+    f.join(p.Join(id=2, ts="2026-11-24T15:04:06.000Z", name="carol"))
+    assert f.message(msg("bob", "two", 3)).tagged("hdr")
+
+
+def test_own_messages_are_marked():
+    f = Formatter(me="Alice", tz=UTC)
+    e = f.message(msg("alice", "mine"))
+    assert e.own
+    assert "own" in tags_of(e, "mine") and "myname" in tags_of(e, "alice")
+    assert "you" in e.tagged("badge")
+
+
+def test_a_mention_of_me_is_highlighted():
+    f = Formatter(me="alice", tz=UTC)
+    e = f.message(msg("bob", "ping @alice: the build is green"))
+    assert e.mention
+    assert e.tagged("mword") == "@alice"
+    assert "mention" in tags_of(e, "the build")
+    # my own message naming me is not a mention
+    assert not f.message(msg("alice", "alice here", 2)).mention
+
+
+def test_me_actions_are_italic_with_the_name():
+    f = Formatter(tz=UTC)
+    e = f.message(msg("dave", "waves", kind="me"))
+    assert e.kind == "action"
+    assert e.text == "15:04\tdave waves\n"
+    assert "action" in tags_of(e, "waves")
+    assert "name" in tags_of(e, "dave")
+
+
+def test_join_and_leave_notices_are_dimmed_and_leave_shows_the_reason():
+    f = Formatter(tz=UTC)
+    j = f.join(p.Join(id=5, ts="2026-11-24T15:04:05.000Z", name="carol"))
+    lv = f.leave(p.Leave(id=6, ts="2026-11-24T15:04:05.000Z", name="carol", reason="lost"))
+    assert j.text == "15:04\t\u2192 carol joined\n" and j.kind == "notice" and j.id == 5
+    assert all("notice" in tags for _, tags in j.segments)
+    assert lv.text == "15:04\t\u2190 carol left (connection lost)\n"
+    odd = f.leave(p.Leave(id=7, ts="2026-11-24T15:04:05.000Z", name="x", reason="kicked-by-op"))
+    assert "(kicked-by-op)" in odd.text
+
+
+def test_multi_line_messages_keep_their_lines_aligned():
+    f = Formatter(tz=UTC)
+    e = f.message(msg("bob", "line one\nline two\n\nline four"))
+    assert e.text == "bob\n15:04\tline one\nline two\n\nline four\n"
+    assert "b1" in tags_of(e, "line one") and "b2" in tags_of(e, "line two")
+    assert e.lines == 5
+
+
+def test_urls_are_tagged_inside_message_text():
+    f = Formatter(me="alice", tz=UTC)
+    e = f.message(msg("bob", "docs at https://example.com/x, alice"))
+    assert e.tagged("url") == "https://example.com/x"
+    assert e.tagged("mword") == "alice"
+
+
+def test_a_new_day_gets_a_divider():
+    f = Formatter(tz=UTC)
+    f.message(msg("bob", "late", 1, "2026-11-24T23:59:00.000Z"))
+    e = f.message(msg("bob", "early", 2, "2026-11-25T00:01:00.000Z"))
+    assert e.tagged("divider") == "Wednesday, 25 November 2026\n"
+    assert e.tagged("hdr")          # the divider starts a new group
+
+
+def test_control_characters_and_tabs_are_made_safe():
+    f = Formatter(tz=UTC)
+    e = f.message(msg("bob", "a\tb\x07c"))
+    assert "a    b\ufffdc" in e.text
+
+
+def test_emoji_pass_through_natively_and_have_a_visible_text_fallback():
+    text = "party \U0001F389 ok \U0001F44D\U0001F3FD \u2764\ufe0f"
+    assert r.display_text(text, "native") == text
+    fallback = r.display_text(text, "text")
+    assert "\u2039party popper\u203a" in fallback
+    assert all(ord(ch) <= 0xFFFF for ch in fallback)
+    assert "\u2764" in fallback                       # BMP symbols stay
+    f = Formatter(emoji="text", tz=UTC)
+    e = f.message(msg("bob", "\U0001F600"))
+    assert "\u2039grinning face\u203a" in e.text
+
+
+def test_outgoing_text_joins_surrogate_pairs_and_trims():
+    assert r.outgoing_text("\ud83d\ude00 hi  \n\n") == "\U0001F600 hi"
+    assert r.outgoing_text("lone \ud800") == "lone \ufffd"
+    assert r.outgoing_text("\n\n  a\r\nb  \n") == "  a\nb"
+
+
+def test_pending_and_refused_entries():
+    f = Formatter(me="alice", tz=UTC)
+    e = f.pending("x-1", "say", "on its way\nline 2", "sending\u2026")
+    assert e.kind == "pending"
+    assert all("p:x-1" in tags and "pending" in tags for _, tags in e.segments)
+    assert e.text.endswith("line 2  sending\u2026\n")
+    assert e.tagged("pnote") == "  sending\u2026"
+    me = f.pending("x-2", "me", "waves", "queued")
+    assert "alice waves" in me.text
+    ref = f.refused("say", "x" * 100, "message contains control characters")
+    assert ref.kind == "error" and "Not sent" in ref.text and "\u2026" in ref.text
+
+
+def test_users_line_lists_me_first():
+    f = Formatter(me="carol", tz=UTC)
+    e = f.users({"bob", "Alice", "carol"})
+    assert e.text == "\t3 online: carol, Alice, bob\n"
+    assert r.sorted_users(["b", "a", "Me"], "me") == ["Me", "a", "b"]
+
+
+def test_initial():
+    assert r.initial("alice") == "A"
+    assert r.initial("_x") == "X"
+    assert r.initial("..") == "."
+
+
+# --- commands --------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, action, text", [
+    ("hello", "send", "hello"),
+    ("  hello  \n", "send", "  hello"),
+    ("line 1\nline 2", "send", "line 1\nline 2"),
+    ("//etc/passwd is a path", "send", "/etc/passwd is a path"),
+    ("/me waves", "me", "waves"),
+    ("/ME  waves twice ", "me", "waves twice"),
+    ("/me", "usage", "Usage: /me <action>, e.g. /me waves"),
+    ("/users", "users", ""),
+    ("/who", "users", ""),
+    ("/help", "help", ""),
+    ("/exit", "exit", ""),
+    ("/quit", "exit", ""),
+    ("", "empty", ""),
+    ("   \n  ", "empty", ""),
+])
+def test_parse_input(raw, action, text):
+    cmd = parse_input(raw)
+    assert (cmd.action, cmd.text) == (action, text)
+
+
+def test_unknown_commands_are_explained_and_never_sent():
+    cmd = parse_input("/nick bob")
+    assert cmd.action == "unknown"
+    assert "/nick" in cmd.text and "/help" in cmd.text and "//" in cmd.text
+
+
+def test_help_lists_every_command():
+    text = "\n".join(r.HELP)
+    for c in ("/users", "/me", "/help", "/exit", "//", "Shift+Enter"):
+        assert c in text
+
+
+def test_input_history_recalls_lines_and_keeps_the_draft():
+    h = InputHistory()
+    assert h.up("draft") is None
+    h.add("one")
+    h.add("two")
+    h.add("two")                 # no duplicates in a row
+    assert h.up("my draft") == "two"
+    assert h.up("two") == "one"
+    assert h.up("one") is None   # the oldest: stay
+    assert h.down() == "two"
+    assert h.down() == "my draft"
+    assert not h.browsing
+    assert h.down() is None
+
+
+# --- scrolling ---------------------------------------------------------------------------
+def test_scroll_follow_rule():
+    s = ScrollFollow()
+    assert s.added(3) is True and s.indicator is None     # at the bottom: follow
+    s.view_moved(at_bottom=False)                        # the user scrolled up
+    assert s.added(1) is False and s.added(2) is False
+    assert s.indicator == "\u2193  3 new messages"
+    s.view_moved(at_bottom=False)
+    assert s.unread == 3
+    s.view_moved(at_bottom=True)                         # scrolled back down
+    assert s.following and s.indicator is None and s.added(1)
+    s.view_moved(False)
+    s.added(1)
+    assert s.indicator == "\u2193  1 new message"
+    s.jump()                                             # clicked the indicator
+    assert s.following and s.unread == 0
+
+
+def test_at_bottom():
+    assert r.at_bottom(0.0, 1.0) and r.at_bottom(0.5, 0.9995)
+    assert not r.at_bottom(0.2, 0.8)
+
+
+# --- status bar ---------------------------------------------------------------------------
+def test_status_text():
+    assert r.status_text("connected", "h", 1, "alice") == ("Connected to h:1 as alice", "ok")
+    text, level = r.status_text("reconnecting", "h", 1, "alice", "Connection refused", 2.6)
+    assert text == "Connection lost: Connection refused \u00b7 Reconnecting in 3 s\u2026"
+    assert level == "warn"
+    text, _ = r.status_text("reconnecting", "h", 1, "alice", "", 0.1, pending=2)
+    assert text == "Connection lost \u00b7 Reconnecting\u2026 \u00b7 2 messages waiting to be sent"
+    assert r.status_text("closed", "h", 1, detail="server gone") == (
+        "Disconnected: server gone", "error")
+    assert r.status_text("connecting", "h", 1)[0] == "Connecting to h:1\u2026"
+    assert r.status_text("idle", "h", 1) == ("Not connected", "idle")
+
+
+def test_dialog_validation_sentences():
+    assert r.explain_name("alice") is None
+    assert "letters" in r.explain_name("al ice")
+    assert "at most 32" in r.explain_name("x" * 40)
+    assert "required" in r.explain_name("")
+    assert r.explain_name("\U0001F600bob") is not None
+    assert r.validate_port("8888") is None
+    assert r.validate_port("http") and r.validate_port("70000")
+    assert r.validate_host("") and r.validate_host("a b") and r.validate_host("::1") is None
+    assert "taken" in r.refused_name("bob", p.NAME_TAKEN, "the name 'bob' is taken")
+
+
+# --- the entry point without a display ----------------------------------------------------
+def _run(*args, env_drop=("DISPLAY", "WAYLAND_DISPLAY")):
+    env = {k: v for k, v in os.environ.items() if k not in env_drop}
+    return subprocess.run([sys.executable, str(ROOT / "improved_gui_client.py"), *args],
+                          capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_help_works_without_a_display():
+    res = _run("--help")
+    assert res.returncode == 0
+    for flag in ("--host", "--port", "--name", "--theme", "--scrollback"):
+        assert flag in res.stdout
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="X11 only")
+def test_no_display_is_a_one_line_error_not_a_traceback():
+    res = _run("--name", "alice")
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot open a window" in lines[0], res.stderr
