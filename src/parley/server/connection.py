@@ -253,12 +253,16 @@ class IOWorker(threading.Thread):
                 self.running = False
 
     def _drain_wakeups(self) -> None:
-        self._woken = False
+        # Empty the pipe first, then clear the flag.  The other order loses
+        # wake-ups: a wake() between the two would leave the flag set with the
+        # pipe empty, and every later wake() would skip writing, so this thread
+        # would sleep through new messages until its select() timed out.
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except (BlockingIOError, OSError):
             pass
+        self._woken = False
 
     def _add(self, sock: socket.socket, peer: str) -> None:
         if self.shutdown_deadline is not None:
