@@ -1,91 +1,9 @@
 """Shared fixtures: an in-process server on 127.0.0.1:0 and a raw protocol client."""
-import json
-import socket
-import time
-
 import pytest
 
-from parley import protocol as p
+from rawclient import RawClient  # noqa: F401  (tests/ is on sys.path via rootdir conftest)
 from parley.server.app import Server
 from parley.server.connection import Limits
-
-
-class RawClient:
-    """A bare socket speaking JSON lines, for poking at the server."""
-
-    def __init__(self, address, timeout=5.0, rcvbuf=None, auto_pong=True):
-        self.auto_pong = auto_pong
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.connect(address)
-        self.sock.settimeout(timeout)
-        self.timeout = timeout
-        self.decoder = p.FrameDecoder(p.SERVER_FRAMES, max_line=1 << 24)
-        self.backlog = []
-        self.eof = False
-
-    def send(self, frame):
-        if isinstance(frame, p.Event):
-            data = p.encode(frame)
-        elif isinstance(frame, dict):
-            data = json.dumps(frame).encode() + b"\n"
-        else:
-            data = frame
-        self.sock.sendall(data)
-
-    def hello(self, name, **kw):
-        self.send(p.Hello(version=p.PROTOCOL_VERSION, name=name, **kw))
-        return self.expect("welcome")
-
-    def _read(self, deadline):
-        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            data = self.sock.recv(1 << 20)
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        for ev in self.decoder.feed(data):
-            if self.auto_pong and isinstance(ev, p.Ping):
-                self.send(p.Pong(token=ev.token))
-            self.backlog.append(ev)
-        return True
-
-    def expect(self, kind, timeout=None, **fields):
-        """Return (and remove) the first frame of type ``kind`` with ``fields``;
-        other frames stay in the backlog for later ``expect``/``frames`` calls."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            for i, ev in enumerate(self.backlog):
-                if getattr(ev, "type", None) == kind and all(
-                        getattr(ev, k, None) == v for k, v in fields.items()):
-                    del self.backlog[i]
-                    return ev
-            if self.eof or time.monotonic() >= deadline:
-                raise AssertionError(f"no {kind} {fields or ''} frame; got {self.backlog[-5:]}"
-                                     f"{' (connection closed)' if self.eof else ''}")
-            self._read(deadline)
-
-    def frames(self, timeout=0.3):
-        """Everything that arrives within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.eof:
-            self._read(deadline)
-        out, self.backlog = self.backlog, []
-        return out
-
-    def wait_closed(self, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while not self.eof and time.monotonic() < deadline:
-            self._read(deadline)
-        return self.eof
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture

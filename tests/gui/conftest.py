@@ -88,3 +88,7 @@ def gui():
     factory = GuiFactory()
     yield factory
     factory.close_all()
+    # Collect the dead Tk objects here, in the main thread: left to a later GC
+    # pass in a session thread, their __del__ would call into Tk from that thread.
+    import gc
+    gc.collect()

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from parley import protocol as p
+from rawclient import RawClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -198,7 +199,6 @@ def test_server_process_shuts_down_cleanly_on_signal(sig):
     proc = start_server_process("--port", "0", "--shutdown-grace", "1")
     try:
         port = wait_listening(proc)
-        from conftest import RawClient
         c = RawClient(("127.0.0.1", port))
         c.hello("someone")
         proc.send_signal(sig)

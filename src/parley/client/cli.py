@@ -67,9 +67,11 @@ def local_time(ts: str) -> str:
 class Formatter:
     """Turns events into terminal lines, coloured or not."""
 
-    def __init__(self, me: str = "", colour: bool = True):
+    def __init__(self, me: str = "", colour: bool = True, hints: bool = True):
         self.me = me
         self.colour = colour
+        self.hints = hints          # interactive: mention /help
+        self.welcomed = False
 
     def _c(self, code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
@@ -114,8 +116,11 @@ class Formatter:
                 return self._c("32", f"*** {ev.detail}")
             return None
         if isinstance(ev, p.Welcome):
-            return self._c("32", f"*** connected as {ev.name}. ") + self.users(ev.users) + \
-                self.dim("  Type /help for commands.")
+            if self.welcomed:               # a reconnect: who is here now
+                return self._c("32", "*** ") + self.users(ev.users)
+            self.welcomed = True
+            hint = self.dim("  Type /help for commands.") if self.hints else ""
+            return self._c("32", f"*** connected as {ev.name}. ") + self.users(ev.users) + hint
         return None
 
     def users(self, users: list[str]) -> str:
@@ -130,64 +135,66 @@ def json_line(ev: object) -> Optional[str]:
 
 
 # --- output that never garbles the input line ---------------------------------
-class PlainConsole:
-    """input() with readline; incoming lines are printed above the prompt and the
-    half-typed line is redrawn (the classic readline trick)."""
+PROMPT = "> "
 
-    def __init__(self, prompt: str):
-        self.prompt = prompt
+
+def _readline_redisplay():
+    """readline's own redraw (prompt, buffer and cursor where readline has it),
+    or None where it cannot be reached."""
+    try:
+        import ctypes
+        import readline
+        lib = ctypes.CDLL(readline.__file__)
+        fn = lib.rl_forced_update_display
+        fn.restype = ctypes.c_int
+        return fn
+    except (ImportError, OSError, AttributeError, TypeError):
+        return None
+
+
+class PlainConsole:
+    """input() with readline.  An incoming line is printed above the prompt and
+    readline redraws the half-typed line with the cursor where it was."""
+
+    def __init__(self, colour: bool):
         self.lock = threading.Lock()
+        self.reading = False
+        # \001 and \002 tell readline the escape codes take no room on screen
+        self.input_prompt = "\001\x1b[1m\002" + PROMPT + "\001\x1b[0m\002" if colour else PROMPT
+        self.prompt = "\x1b[1m" + PROMPT + "\x1b[0m" if colour else PROMPT
         try:
             import readline
             self.readline = readline
         except ImportError:    # pragma: no cover - Windows without pyreadline
             self.readline = None
+        self.redisplay = _readline_redisplay() if self.readline else None
 
     def print(self, line: str) -> None:
         with self.lock:
-            typed = self.readline.get_line_buffer() if self.readline else ""
-            sys.stdout.write("\r\x1b[K" + line + "\n" + self.prompt + typed)
+            if not self.reading:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                return
+            sys.stdout.write("\r\x1b[K" + line + "\n")
             sys.stdout.flush()
+            if self.redisplay is not None:
+                self.redisplay()
+            else:
+                typed = self.readline.get_line_buffer() if self.readline else ""
+                sys.stdout.write(self.prompt + typed)
+                sys.stdout.flush()
 
     def read(self) -> str:
-        return input(self.prompt)
-
-    def run(self, loop: Callable[[], None]) -> None:
-        loop()
-
-
-class ToolkitConsole:
-    """prompt_toolkit: a real line editor, and patch_stdout keeps the prompt intact."""
-
-    def __init__(self, prompt: str):
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.formatted_text import ANSI
-        from prompt_toolkit.history import InMemoryHistory
-        self.prompt = ANSI(prompt)
-        self.session = PromptSession(history=InMemoryHistory())
-
-    def print(self, line: str) -> None:
-        print(line, flush=True)
-
-    def read(self) -> str:
-        return self.session.prompt(self.prompt)
-
-    def run(self, loop: Callable[[], None]) -> None:
-        from prompt_toolkit.patch_stdout import patch_stdout
-        with patch_stdout(raw=True):
-            loop()
-
-
-def make_console(prompt: str, plain: bool):
-    if not plain and os.environ.get("TERM") != "dumb":
+        with self.lock:
+            self.reading = True
         try:
-            return ToolkitConsole(prompt)
-        except Exception:   # not installed, or no usable terminal
-            pass
-    return PlainConsole(prompt)
+            return input(self.input_prompt)
+        finally:
+            with self.lock:
+                self.reading = False
 
 
-# --- the client ---------------------------------------------------------------
+# --- the client ---# --- the client ---------------------------------------------------------------
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="parley", description="Parley chat client for the terminal and for scripts.",
@@ -217,6 +224,7 @@ class Client:
         self.interactive = interactive
         self.session: Optional[Session] = None
         self.failed = 0          # messages the server refused
+        self.welcome: Optional[p.Welcome] = None
 
     def err(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -256,7 +264,7 @@ class Client:
                     return 1
                 self.session.set_name(new)
             elif isinstance(ev, p.Welcome):
-                self.session.events.put(ev)     # let the renderer show it
+                self.welcome = ev               # shown before the history that follows it
                 return None
             elif isinstance(ev, p.Error) and ev.code == p.VERSION_UNSUPPORTED:
                 self.err(f"parley: {ev.message}")
@@ -273,7 +281,35 @@ class Client:
         assert s is not None
         colour = not (self.args.no_color or os.environ.get("NO_COLOR"))
         fmt = Formatter(s.name, colour)
-        console = make_console(fmt._c("1", "> ") if colour else "> ", self.args.plain)
+        print(fmt.event(self.welcome), flush=True)
+        use_toolkit = not self.args.plain and os.environ.get("TERM") != "dumb"
+        if use_toolkit:
+            try:
+                import prompt_toolkit  # noqa: F401
+            except ImportError:
+                use_toolkit = False
+        try:
+            if use_toolkit:
+                import asyncio
+                asyncio.run(self._toolkit_loop(fmt, colour))
+            else:
+                self._plain_loop(fmt, colour)
+        finally:
+            s.close()
+        print("Bye.")
+        return 0
+
+    def _render(self, fmt: Formatter, ev: object) -> Optional[str]:
+        if isinstance(ev, p.Welcome):
+            fmt.me = ev.name
+        if isinstance(ev, p.Error) and ev.label is not None:
+            self.failed += 1
+        return fmt.event(ev)
+
+    def _plain_loop(self, fmt: Formatter, colour: bool) -> None:
+        """readline front end: a printer thread writes above the prompt."""
+        s = self.session
+        console = PlainConsole(colour)
         stop = threading.Event()
 
         def printer() -> None:
@@ -282,34 +318,69 @@ class Client:
                     ev = s.events.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                if isinstance(ev, p.Welcome):
-                    fmt.me = ev.name
-                if isinstance(ev, p.Error) and ev.label is not None:
-                    self.failed += 1
-                line = fmt.event(ev)
+                line = self._render(fmt, ev)
                 if line:
                     console.print(line)
 
         threading.Thread(target=printer, name="parley-printer", daemon=True).start()
-
-        def loop() -> None:
+        try:
             while True:
                 try:
                     line = console.read()
-                except EOFError:
-                    return
-                except KeyboardInterrupt:
+                except (EOFError, KeyboardInterrupt):
+                    print()
                     return
                 if not self.command(line, console.print, fmt):
                     return
-
-        try:
-            console.run(loop)
         finally:
             stop.set()
-            s.close()
-        print("Bye.")
-        return 0
+
+    async def _toolkit_loop(self, fmt: Formatter, colour: bool) -> None:
+        """prompt_toolkit front end: one asyncio loop runs the prompt and prints
+        incoming lines through run_in_terminal, which hides the prompt, prints,
+        and draws it again with what was typed: nothing runs in another thread."""
+        import asyncio
+
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.application import run_in_terminal
+        from prompt_toolkit.formatted_text import ANSI
+        from prompt_toolkit.history import InMemoryHistory
+
+        s = self.session
+        prompt = ANSI("\x1b[1m" + PROMPT + "\x1b[0m" if colour else PROMPT)
+        ps: PromptSession = PromptSession(history=InMemoryHistory())
+
+        def write(text: str) -> None:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+        async def printer() -> None:
+            while True:
+                lines = []
+                while len(lines) < 200:
+                    try:
+                        ev = s.events.get_nowait()
+                    except queue.Empty:
+                        break
+                    line = self._render(fmt, ev)
+                    if line:
+                        lines.append(line)
+                if lines:
+                    await run_in_terminal(lambda text="\n".join(lines): write(text))
+                else:
+                    await asyncio.sleep(0.03)
+
+        task = asyncio.ensure_future(printer())
+        try:
+            while True:
+                try:
+                    line = await ps.prompt_async(prompt)
+                except (EOFError, KeyboardInterrupt):
+                    return
+                if not self.command(line, write, fmt):
+                    return
+        finally:
+            task.cancel()
 
     def command(self, line: str, show: Callable[[str], None], fmt: Formatter) -> bool:
         """Act on one typed line; False to leave."""
@@ -400,7 +471,9 @@ class Client:
         s = self.session
         assert s is not None
         colour = sys.stdout.isatty() and not (self.args.no_color or os.environ.get("NO_COLOR"))
-        fmt = Formatter(s.name, colour)
+        fmt = Formatter(s.name, colour, hints=False)
+        if not self.args.json:
+            print(fmt.event(self.welcome), flush=True)
         try:
             while True:
                 ev = s.events.get()

@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import errno
 import logging
-import os
 import signal
 import socket
 import sys

@@ -350,12 +350,10 @@ class IOWorker(threading.Thread):
         outbox = self.limits.outbox
         with self.hub.lock:            # snapshot only: references, no copying, no I/O
             lags = [(c, hub_log.lag(c.cursor)) for c in blocked]
-            end, base, total = hub_log.end, hub_log.base, hub_log.total
+            end, base = hub_log.end, hub_log.base
             lo = min((c.cursor for c in ready if c.cursor is not None), default=end)
             lo = max(lo, base)
             frames = hub_log.frames[lo - base:end - base]
-            offset_lo = hub_log.offset(lo) if lo < end else total
-            ends = hub_log.ends[lo - base:end - base]
         for c, lag in lags:               # a slow reader falling further behind
             if lag is None or lag + len(c.pending or b"") + c.private_bytes > outbox:
                 self.close(c, p.SENDQ, f"more than {outbox} bytes queued for you")

@@ -1,0 +1,129 @@
+"""Scripting mode: stdin is a pipe, every line is sent, exit 0 once all are acknowledged."""
+from __future__ import annotations
+
+import socket
+
+from cli_helpers import Limits, p, run_client
+
+
+def sent_by(peer, name: str) -> list[str]:
+    """Wait until ``name`` has left (so everything it sent has been delivered), then
+    return the texts it sent, in the order the peer received them."""
+    peer.wait_leave(name)
+    return [m.text for m in peer.messages(sender=name)]
+
+
+def test_many_lines_arrive_in_order(server, peers):
+    watcher = peers(server.port, "watcher")
+    lines = [f"line {i:03d} {'x' * (i % 7)}" for i in range(300)]
+    r = run_client(server.port, "--name", "bot", input="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert sent_by(watcher, "bot") == lines
+    leave = watcher.seen[-1]
+    assert isinstance(leave, p.Leave) and leave.reason == p.QUIT
+
+
+def test_default_rate_limit_is_paced_and_nothing_is_lost(make_server, peers):
+    """25 lines against rate 5/s, burst 20: the client paces itself; none is refused."""
+    server = make_server(Limits())
+    assert (server.limits.rate, server.limits.burst) == (5.0, 20)
+    watcher = peers(server.port, "watcher")
+    lines = [f"paced {i}" for i in range(25)]
+    r = run_client(server.port, "--name", "pacer", input="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "rate_limited" not in r.stderr and "refused" not in r.stderr
+    assert sent_by(watcher, "pacer") == lines
+
+
+def test_me_slash_slash_blank_lines_and_unknown_commands(server, peers):
+    watcher = peers(server.port, "watcher")
+    script = "first\n\n   \n/me waves\n//etc/passwd is a path\n/frobnicate now\nlast\r\n"
+    r = run_client(server.port, "--name", "bot", input=script)
+    assert r.returncode == 0, r.stderr
+    assert "unknown command '/frobnicate'" in r.stderr
+    watcher.wait_leave("bot")
+    got = [(m.kind, m.text) for m in watcher.messages(sender="bot")]
+    assert got == [("say", "first"), ("me", "waves"), ("say", "/etc/passwd is a path"),
+                   ("say", "last")]
+
+
+def test_exit_command_stops_the_script(server, peers):
+    watcher = peers(server.port, "watcher")
+    r = run_client(server.port, "--name", "bot", input="before\n/exit\nafter\n")
+    assert r.returncode == 0, r.stderr
+    assert sent_by(watcher, "bot") == ["before"]
+
+
+def test_empty_input_exits_zero(server, peers):
+    watcher = peers(server.port, "watcher")
+    r = run_client(server.port, "--name", "quiet", input="")
+    assert r.returncode == 0, r.stderr
+    assert sent_by(watcher, "quiet") == []
+
+
+def test_text_too_long_exits_one_and_says_why(make_server, peers):
+    server = make_server(Limits(rate=1000, burst=1000, max_text=100))
+    watcher = peers(server.port, "watcher")
+    r = run_client(server.port, "--name", "bot",
+                   input="short one\n" + "y" * 101 + "\nshort two\n")
+    assert r.returncode == 1
+    assert "text_too_long" in r.stderr
+    assert "101" in r.stderr and "100" in r.stderr      # the sentence gives the sizes
+    # the refused line is not delivered; the others are, in order
+    assert sent_by(watcher, "bot") == ["short one", "short two"]
+
+
+def test_text_at_the_limit_is_accepted(make_server, peers):
+    server = make_server(Limits(rate=1000, burst=1000, max_text=100))
+    watcher = peers(server.port, "watcher")
+    r = run_client(server.port, "--name", "bot", input="z" * 100 + "\n")
+    assert r.returncode == 0, r.stderr
+    assert sent_by(watcher, "bot") == ["z" * 100]
+
+
+def test_name_required_when_stdin_is_piped(server):
+    r = run_client(server.port, input="hello\n")
+    assert r.returncode == 2
+    assert "--name is required" in r.stderr
+    assert not server.hub.members          # it did not even connect
+
+
+def test_name_taken_exits_one_with_a_clear_message(server, peers):
+    alice = peers(server.port, "alice")
+    for name in ("alice", "ALICE"):          # names are case-insensitive
+        r = run_client(server.port, "--name", name, input="hi\n")
+        assert r.returncode == 1, (name, r.stderr)
+        assert "taken" in r.stderr and name in r.stderr, r.stderr
+    # the impostor never got in: nothing was said in alice's name
+    alice.session.say("still me")
+    alice.wait_message("still me", "alice")
+    assert [m.text for m in alice.messages()] == ["still me"]
+
+
+def test_invalid_name_exits_one(server):
+    r = run_client(server.port, "--name", "no spaces allowed", input="hi\n")
+    assert r.returncode == 1
+    assert r.stderr.strip(), "expected an explanation on stderr"
+
+
+def test_connection_refused_gives_troubleshooting_hint():
+    # a socket bound but not listening: connecting to it is refused, and no one
+    # else can take the port while we hold it
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        r = run_client(port, "--name", "bot", input="hello\n", timeout=10)
+    assert r.returncode == 1
+    assert f"Cannot connect to 127.0.0.1:{port}" in r.stderr
+    assert "Is the server running" in r.stderr
+    assert r.stdout == ""
+
+
+def test_connection_refused_in_listen_mode():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        r = run_client(port, "--listen", timeout=10)
+    assert r.returncode == 1
+    assert "Is the server running" in r.stderr
