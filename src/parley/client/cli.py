@@ -185,13 +185,29 @@ class PlainConsole:
                 sys.stdout.flush()
 
     def read(self) -> str:
-        with self.lock:
+        # Hold the lock while readline draws the prompt: its pre-input hook runs
+        # once the prompt is on screen and only then lets incoming lines through,
+        # so they can never cut into the prompt's own escape codes.
+        hooked = (self.readline is not None and sys.stdin.isatty() and sys.stdout.isatty())
+        self.lock.acquire()
+        if hooked:
+            self.readline.set_pre_input_hook(self._prompt_shown)
+        else:
             self.reading = True
+            self.lock.release()
         try:
             return input(self.input_prompt)
         finally:
+            if hooked:
+                self.readline.set_pre_input_hook(None)
+                if not self.reading:        # input() ended before the hook ran
+                    self.lock.release()
             with self.lock:
                 self.reading = False
+
+    def _prompt_shown(self) -> None:
+        self.reading = True
+        self.lock.release()
 
 
 # --- the client ---# --- the client ---------------------------------------------------------------
@@ -322,6 +338,14 @@ class Client:
                 if line:
                     console.print(line)
 
+        while True:                      # the recent history, before the first prompt
+            try:
+                ev = s.events.get_nowait()
+            except queue.Empty:
+                break
+            line = self._render(fmt, ev)
+            if line:
+                console.print(line)
         threading.Thread(target=printer, name="parley-printer", daemon=True).start()
         try:
             while True:
