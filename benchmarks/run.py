@@ -1,0 +1,937 @@
+"""Parley benchmark scenarios: print figures, compare with baselines in the same run.
+
+    python3 benchmarks/run.py --quick                 # smoke run, about a minute
+    python3 benchmarks/run.py                         # S1-S5 + scaling + 10-minute soak
+    python3 benchmarks/run.py --scenarios s1,s2 --servers parley,textbook
+    python3 benchmarks/run.py --scenarios s6 --soak-minutes 1
+
+Servers (each scenario starts a fresh process per server, on 127.0.0.1, port 0):
+  parley    python_server.py at the repository root (skipped if absent)
+  textbook  benchmarks/textbook_server.py: thread per client, sendall under a lock
+  ngircd    /usr/sbin/ngircd with a generated config (skipped if absent)
+
+Scenarios:
+  s1     fan-out burst: N clients, 10 send a burst of 25 messages each
+  s2     latency at a steady 20,000 deliveries/s
+  s3     10,000 clients connect and register; then one message to all
+  s4     slow consumers: bursts with one client that never reads and one
+         that reads a byte a second, against the same run without them
+  s5     flood: one client sends as fast as it can while the others chat
+  s6     soak (Parley only): churn with resume, every id accounted for
+  scale  cost at 10 / 100 / 1,000 / 10,000 clients for a fixed message rate
+
+Nothing here asserts: the suite prints figures (and, with --json, saves them).
+Every wait is bounded; servers and workers are killed on exit.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import loadgen  # noqa: E402
+from loadgen import IRC, PARLEY, LoadGen, percentiles  # noqa: E402
+
+PARLEY_SERVER = os.path.join(ROOT, "python_server.py")
+
+
+def parley_server_path() -> str:
+    return os.environ.get("PARLEY_BENCH_SERVER") or PARLEY_SERVER
+TEXTBOOK_SERVER = os.path.join(HERE, "textbook_server.py")
+NGIRCD = "/usr/sbin/ngircd"
+LISTEN_RE = re.compile(r"listening on \[?127\.0\.0\.1\]?:(\d+)")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_live: list["ServerProc"] = []
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# servers
+# ---------------------------------------------------------------------------
+def _raise_nofile_preexec() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NGIRCD_CONF = """\
+[Global]
+Name = irc.bench
+Info = Parley benchmark baseline
+AdminInfo1 = bench
+AdminInfo2 = bench
+AdminEMail = bench@localhost
+Listen = 127.0.0.1
+Ports = {port}
+MotdPhrase = bench
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxNickLength = 30
+{penalty}PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+"""
+
+
+class ServerProc:
+    """A server subprocess with its log file and /proc metrics."""
+
+    def __init__(self, kind: str, logdir: str, tag: str, flood_limits: bool = False,
+                 parley_args: Optional[list] = None):
+        self.kind, self.tag = kind, tag
+        self.log_path = os.path.join(logdir, f"{tag}-{kind}.log")
+        self.proc: Optional[subprocess.Popen] = None
+        self.port = 0
+        self.flood_limits = flood_limits
+        self.parley_args = parley_args or []
+        self.cmd: list[str] = []
+        self.proto = IRC if kind == "ngircd" else PARLEY
+        self.conf = None
+        if kind == "ngircd":
+            self.conf = os.path.join(logdir, f"{tag}-ngircd.conf")
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.kind == "parley":
+            self.cmd = [sys.executable, parley_server_path(), "--host", "127.0.0.1", "--port", "0",
+                        "--log-level", "warning"]
+            if not self.flood_limits:
+                self.cmd += ["--rate", "100000", "--burst", "100000"]
+            self.cmd += self.parley_args
+        elif self.kind == "textbook":
+            self.cmd = [sys.executable, TEXTBOOK_SERVER, "--host", "127.0.0.1", "--port", "0"]
+        elif self.kind == "ngircd":
+            port = _free_port()
+            with open(self.conf, "w") as f:
+                f.write(NGIRCD_CONF.format(
+                    port=port, penalty="" if self.flood_limits else "MaxPenaltyTime = 0\n"))
+            os.chmod(self.conf, 0o644)
+            self.cmd = [NGIRCD, "-n", "-f", self.conf]
+        else:
+            raise ValueError(self.kind)
+        logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                     stderr=subprocess.STDOUT, preexec_fn=_raise_nofile_preexec,
+                                     start_new_session=True, cwd=ROOT)
+        logf.close()
+        _live.append(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = LISTEN_RE.search(self.log_text())
+            port = int(m.group(1)) if m else self._listening_port()
+            if port:
+                self.port = port
+                if self._accepts():
+                    return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = self.log_text()[-2000:]
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not start (cmd: {' '.join(self.cmd)}):\n{tail}")
+
+    def _listening_port(self) -> int:
+        """The port the process listens on, from /proc (for a server that does
+        not log it at the chosen level, e.g. Parley's INFO line at warning)."""
+        try:
+            fds = os.listdir(f"/proc/{self.proc.pid}/fd")
+        except OSError:
+            return 0
+        inodes = set()
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        try:
+            with open(f"/proc/{self.proc.pid}/net/tcp") as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, state, inode = parts[1], parts[3], parts[9]
+                    if state == "0A" and inode in inodes:       # 0A = LISTEN
+                        return int(local.split(":")[1], 16)
+        except (OSError, StopIteration, IndexError, ValueError):
+            pass
+        return 0
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log_text(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+        if self in _live:
+            _live.remove(self)
+
+    # --- /proc metrics ------------------------------------------------------
+    def status(self) -> dict:
+        out = {"rss_mb": None, "hwm_mb": None, "threads": None}
+        if not self.alive():
+            return out
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k == "VmRSS":
+                        out["rss_mb"] = int(v.split()[0]) / 1024
+                    elif k == "VmHWM":
+                        out["hwm_mb"] = int(v.split()[0]) / 1024
+                    elif k == "Threads":
+                        out["threads"] = int(v)
+        except OSError:
+            pass
+        return out
+
+    def cpu(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError, AttributeError):
+            return 0.0
+
+
+def _cleanup() -> None:
+    for s in list(_live):
+        try:
+            s.stop()
+        except Exception:
+            pass
+
+
+atexit.register(_cleanup)
+
+
+class Sampler:
+    """Samples server RSS and threads every ``every`` s in a thread."""
+
+    def __init__(self, srv: ServerProc, every: float = 0.5):
+        self.srv, self.every = srv, every
+        self.max_rss = 0.0
+        self.max_threads = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Sampler":
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join(2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            st = self.srv.status()
+            if st["rss_mb"]:
+                self.max_rss = max(self.max_rss, st["rss_mb"])
+            if st["threads"]:
+                self.max_threads = max(self.max_threads, st["threads"])
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+@dataclass
+class Row:
+    scenario: str
+    server: str
+    clients: int
+    deliv_s: Optional[float] = None
+    p50: Optional[float] = None
+    p99: Optional[float] = None
+    max: Optional[float] = None
+    rss: Optional[float] = None
+    hwm: Optional[float] = None
+    threads: Optional[int] = None
+    connect_s: Optional[float] = None
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _f(v: Any, fmt: str = "{:.1f}") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return fmt.format(v)
+    return str(v)
+
+
+def _deliv(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+HEAD = ("scenario", "server", "clients", "deliveries/s", "p50 ms", "p99 ms", "max ms",
+        "RSS MB", "peak MB", "threads", "connect s", "notes")
+
+
+def table(rows: list[Row]) -> str:
+    cells = [HEAD] + [(r.scenario, r.server, f"{r.clients:,}", _deliv(r.deliv_s), _f(r.p50),
+                       _f(r.p99), _f(r.max), _f(r.rss), _f(r.hwm), _f(r.threads),
+                       _f(r.connect_s, "{:.2f}"), r.notes) for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(len(HEAD) - 1)]
+    lines = []
+    for k, c in enumerate(cells):
+        lines.append("| " + " | ".join(c[i].ljust(w[i]) for i in range(len(w))) + " | " + c[-1])
+        if k == 0:
+            lines.append("|" + "|".join("-" * (x + 2) for x in w) + "| ---")
+    return "\n".join(lines)
+
+
+def print_row(r: Row) -> None:
+    print(table([r]).splitlines()[-1], flush=True)
+
+
+# ---------------------------------------------------------------------------
+# a session: one server, one load generator, N registered clients
+# ---------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        self.logdir = tempfile.mkdtemp(prefix="parley-bench-")
+        self.rows: list[Row] = []
+        self.counter = 0
+        # "quiet" = no frame for this long: the previous step's traffic is over
+        self.q_idle = 0.25 if self.quick else 1.0
+        self.q_short = 0.2 if self.quick else 0.5
+
+    def server(self, kind: str, tag: str, flood_limits: bool = False) -> ServerProc:
+        self.counter += 1
+        extra = list(self.args.parley_arg or [])
+        srv = ServerProc(kind, self.logdir, f"{self.counter:02d}-{tag}", flood_limits, extra)
+        srv.start()
+        return srv
+
+    def loadgen(self, srv: ServerProc) -> LoadGen:
+        # ngircd listens with a backlog of 10 and accepts one connection per
+        # turn of its loop: more handshakes in flight overflow its accept
+        # queue (SYN retransmits, seconds lost); fewer leave it idle.  16 per
+        # worker measured fastest at 4,000 clients.
+        inflight = 16 if srv.kind == "ngircd" else 32
+        lg = LoadGen("127.0.0.1", srv.port, srv.proto, workers=self.args.workers,
+                     max_inflight=inflight, reg_timeout=120.0)
+        lg.start()
+        return lg
+
+    @staticmethod
+    def recipients(srv: ServerProc, n: int) -> int:
+        """Deliveries per message: IRC does not echo a message to its sender."""
+        return n - 1 if srv.proto == IRC else n
+
+    def connect(self, lg: LoadGen, idxs, timeout: float, modes: Optional[dict] = None,
+                track: bool = False, sample: int = 100) -> dict:
+        idxs = list(idxs)
+        t0 = time.time_ns()
+        total_before = lg.stats()["registered"]
+        lg.connect(idxs, modes=modes, sample_every=max(1, len(idxs) // sample), track=track)
+        s = lg.wait_registered(total_before + len(idxs), timeout)
+        s["connect_s"] = (s["last_reg_ns"] - t0) / 1e9 if s["last_reg_ns"] else None
+        s["connect_ns"] = lg.stats(lat=True)["connect_ns"]
+        s["t0_ns"] = t0
+        return s
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print_row(row)
+
+    def servers(self, names: Optional[str] = None) -> list[str]:
+        out = []
+        for k in (names or self.args.servers).split(","):
+            k = k.strip()
+            if k == "parley" and not os.path.exists(parley_server_path()):
+                log(f"skip parley: {parley_server_path()} does not exist")
+                continue
+            if k == "ngircd" and not os.path.exists(NGIRCD):
+                log(f"skip ngircd: {NGIRCD} does not exist")
+                continue
+            out.append(k)
+        return out
+
+    def run_each(self, name: str, fn, kinds: Optional[list] = None) -> None:
+        for kind in (kinds if kinds is not None else self.servers()):
+            log(f"--- {name} on {kind}")
+            t = time.monotonic()
+            try:
+                fn(kind)
+            except Exception as e:  # keep going: report, next server
+                import traceback
+                traceback.print_exc()
+                self.add(Row(name, kind, 0, notes=f"FAILED: {type(e).__name__}: {e}"[:300]))
+            log(f"    ({time.monotonic() - t:.1f} s)")
+
+    def check_log(self, srv: ServerProc) -> str:
+        text = srv.log_text()
+        bad = [ln for ln in text.splitlines() if "Traceback" in ln or " ERROR" in ln
+               or ln.startswith("ERROR")]
+        if srv.kind == "parley" and bad:
+            return f"server log: {len(bad)} Traceback/ERROR lines (first: {bad[0][:120]})"
+        return ""
+
+    # --- S1 ----------------------------------------------------------------
+    def s1(self, kind: str) -> None:
+        n = 200 if self.quick else self.args.s1_clients
+        rounds = 1 if self.quick else 3
+        srv = self.server(kind, "s1")
+        lg = self.loadgen(srv)
+        try:
+            with Sampler(srv) as smp:
+                c = self.connect(lg, range(n), timeout=120)
+                lg.wait_quiet(idle=self.q_short, timeout=60)
+                recip = self.recipients(srv, c["registered"])
+                senders = list(range(10))
+                rates, lats, notes = [], [], []
+                cpu_s = lcpu_s = busy = 0.0
+                total = 0
+                for r in range(rounds):
+                    lg.stats(reset=True, lat=True)
+                    cpu0, lcpu0 = srv.cpu(), lg.cpu()
+                    t_first = lg.burst(senders, 25)
+                    expected = 10 * 25 * recip
+                    s = lg.wait_marks(expected, timeout=60, idle=5)
+                    cpu_s += srv.cpu() - cpu0
+                    lcpu_s += lg.cpu() - lcpu0
+                    got = lg.stats(lat=True)
+                    total += got["marks"]
+                    lats += got["lat"]
+                    el = (got["last_mark_ns"] - t_first) / 1e9 if got["last_mark_ns"] else None
+                    rate = got["marks"] / el if el else None
+                    rates.append(rate)
+                    busy += el or 0.0
+                    log(f"    round {r + 1}: {got['marks']}/{expected} deliveries in "
+                        f"{_f(el, '{:.3f}')} s = {_deliv(rate)}/s; lost {got['lost']}"
+                        f" {got['lost_reasons']}")
+                    if not s["complete"]:
+                        notes.append(f"round {r + 1} incomplete {got['marks']}/{expected}")
+                    lg.wait_quiet(idle=0.3, timeout=30)
+            p = percentiles(lats)
+            st = srv.status()
+            ok = [x for x in rates if x]
+            med = sorted(ok)[len(ok) // 2] if ok else None
+            per_m = 1e6 / total if total else 0.0
+            notes.insert(0, f"median of {rounds} bursts {', '.join(_deliv(x) for x in rates)}"
+                            f"; {busy:.2f} s of bursts used server CPU {cpu_s:.2f} s, loadgen"
+                            f" CPU {lcpu_s:.2f} s (per million deliveries: server "
+                            f"{cpu_s * per_m:.2f} s, loadgen {lcpu_s * per_m:.2f} s)")
+            self.add(Row("S1 fan-out burst", kind, n, med, p["p50"], p["p99"], p["max"],
+                         st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
+                         c["connect_s"], "; ".join(notes),
+                         {"rates": rates, "lat_samples": p["n"]}))
+        finally:
+            lg.stop()
+            srv.stop()
+
+    # --- S2 ----------------------------------------------------------------
+    def steady_run(self, srv: ServerProc, lg: LoadGen, n_recv: int, msgs_s: float,
+                   duration: float, senders, also=None) -> dict:
+        """``msgs_s`` messages/s round-robin over ``senders`` for ``duration`` s;
+        ``also()`` starts at the same moment (the flooder)."""
+        lg.stats(reset=True, lat=True)
+        cpu0, lcpu0 = srv.cpu(), lg.cpu()
+        t0 = time.monotonic()
+        if also is not None:
+            also()
+        lg.steady(senders, msgs_s, duration)
+        time.sleep(duration)
+        cpu1, lcpu1 = srv.cpu(), lg.cpu()
+        wall = time.monotonic() - t0
+        s = lg.wait_quiet(idle=self.q_idle, timeout=5 if self.quick else 30)
+        got = lg.stats(lat=True)
+        recip = self.recipients(srv, n_recv)
+        span = ((got["last_mark_ns"] - got["first_send_ns"]) / 1e9
+                if got["last_mark_ns"] and got["first_send_ns"] else duration)
+        return {"sent": got["sent"], "marks": got["marks"], "expected": got["sent"] * recip,
+                "deliv_s": got["marks"] / max(span, duration), "lat": got["lat"],
+                "cpu": (cpu1 - cpu0) / wall, "lcpu": (lcpu1 - lcpu0) / wall,
+                "stats": got, "quiet": s.get("quiet")}
+
+    def s2(self, kind: str) -> None:
+        n = 200 if self.quick else self.args.s2_clients
+        duration = 1.5 if self.quick else 10.0
+        srv = self.server(kind, "s2")
+        lg = self.loadgen(srv)
+        try:
+            with Sampler(srv) as smp:
+                c = self.connect(lg, range(n), timeout=120)
+                lg.wait_quiet(idle=self.q_short, timeout=60)
+                recip = self.recipients(srv, c["registered"])
+                msgs_s = 20000.0 / recip
+                r = self.steady_run(srv, lg, c["registered"], msgs_s, duration,
+                                    list(range(min(100, n))))
+            p = percentiles(r["lat"])
+            st = srv.status()
+            self.add(Row("S2 steady 20k/s", kind, n, r["deliv_s"], p["p50"], p["p99"], p["max"],
+                         st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
+                         c["connect_s"],
+                         f"{msgs_s:.1f} msg/s for {duration:g} s; delivered "
+                         f"{r['marks']:,}/{r['expected']:,}; server CPU {r['cpu']:.0%}, "
+                         f"loadgen CPU {r['lcpu']:.0%}"))
+        finally:
+            lg.stop()
+            srv.stop()
+
+    # --- S3 ----------------------------------------------------------------
+    def s3(self, kind: str) -> None:
+        n = 500 if self.quick else self.args.s3_clients
+        reg_timeout = 30.0 if self.quick else self.args.s3_timeout
+        srv = self.server(kind, "s3")
+        lg = self.loadgen(srv)
+        try:
+            with Sampler(srv) as smp:
+                cpu0, lcpu0 = srv.cpu(), lg.cpu()
+                c = self.connect(lg, range(n), timeout=reg_timeout)
+                cpu_reg, lcpu_reg = srv.cpu() - cpu0, lg.cpu() - lcpu0
+                reg = c["registered"]
+                t_reg = time.monotonic()
+                q = lg.wait_quiet(idle=self.q_idle,
+                                  timeout=30 if c.get("timed_out") else reg_timeout)
+                drain = time.monotonic() - t_reg - (self.q_idle if q.get("quiet") else 0.0)
+                st_reg = srv.status()
+                lg.stats(reset=True, lat=True)
+                t_first = lg.burst([0], 1)
+                recip = self.recipients(srv, reg)
+                s = lg.wait_marks(recip, timeout=60, idle=10)
+                got = lg.stats(lat=True)
+                one = (got["last_mark_ns"] - t_first) / 1e9 if got["last_mark_ns"] else None
+                st = srv.status()
+            cs = percentiles(c.get("connect_ns", []) or [])
+            p = percentiles(got["lat"])
+            dropped = c["failed"] + q["lost"]
+            notes = (f"registered {reg:,}/{n:,} in {_f(c['connect_s'], '{:.2f}')} s"
+                     f"{' (TIMED OUT)' if c.get('timed_out') else ''}; dropped {dropped}"
+                     f" {dict(c['fail_reasons'], **q['lost_reasons'])}; join notices "
+                     f"{q['joins']:,} drained {drain:.1f} s after{'' if q.get('quiet') else ' (NOT quiet)'}"
+                     f"; RSS after join {_f(st_reg['rss_mb'])} MB; CPU while registering: "
+                     f"server {cpu_reg:.1f} s, loadgen {lcpu_reg:.1f} s; connect p50/p99/max "
+                     f"{_f(cs['p50'] and cs['p50'] / 1e3, '{:.2f}')}/"
+                     f"{_f(cs['p99'] and cs['p99'] / 1e3, '{:.2f}')}/"
+                     f"{_f(cs['max'] and cs['max'] / 1e3, '{:.2f}')} s; one message reached "
+                     f"{got['marks']:,} clients ({recip:,} expected) in {_f(one, '{:.3f}')} s")
+            self.add(Row("S3 10k connect", kind, n, None, p["p50"], p["p99"], p["max"],
+                         st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
+                         c["connect_s"], notes,
+                         {"one_msg_s": one, "join_drain_s": drain, "connect": cs}))
+        finally:
+            lg.stop()
+            srv.stop()
+
+    # --- S4 ----------------------------------------------------------------
+    def burst_rounds(self, srv: ServerProc, lg: LoadGen, recip: int, duration: float,
+                     idle: float, max_duration: float = 0.0, stop_when=None) -> dict:
+        """Back-to-back S1 bursts (10 senders x 25) for ``duration`` s; then, while
+        ``stop_when()`` is false, on up to ``max_duration`` s.  Each burst waits
+        until delivered to all ``recip`` (or no progress for ``idle`` s)."""
+        lg.stats(reset=True, lat=True)
+        t0 = time.monotonic()
+        t_end, t_max = t0 + duration, t0 + max(duration, max_duration)
+        rounds, stuck = 0, 0
+        first = last = 0
+        cpu0 = srv.cpu()
+        base = lg.stats()["marks"]
+        while True:
+            now = time.monotonic()
+            if now >= t_max or (now >= t_end and (stop_when is None or stop_when())):
+                break
+            t_first = lg.burst(list(range(10)), 25)
+            first = first or t_first
+            s = lg.wait_marks(base + 250 * recip, timeout=30, idle=idle)
+            rounds += 1
+            base = s["marks"]
+            if not s["complete"]:
+                stuck += 1
+                if stuck >= 2:
+                    break
+        got = lg.stats(lat=True)
+        last = got["last_mark_ns"]
+        span = (last - first) / 1e9 if last and first else None
+        stalled_at = ((last - first) / 1e9) if stuck and last and first else None
+        return {"marks": got["marks"], "rounds": rounds, "stuck": stuck, "span": span,
+                "stalled_at": stalled_at,
+                "deliv_s": got["marks"] / span if span else None, "lat": got["lat"],
+                "expected": rounds * 250 * recip, "stats": got,
+                "cpu": (srv.cpu() - cpu0) / (time.monotonic() - t0)}
+
+    def s4(self, kind: str) -> None:
+        n = 200 if self.quick else self.args.s4_clients
+        duration = 1.0 if self.quick else 20.0
+        max_duration = 2.0 if self.quick else 60.0
+        idle = 1.5 if self.quick else 3.0
+        bad_names = {f"u{n}", f"u{n + 1}"}
+        results = {}
+        for variant in ("without", "with"):
+            srv = self.server(kind, f"s4-{variant}")
+            lg = self.loadgen(srv)
+            try:
+                with Sampler(srv) as smp:
+                    modes = {n: "stall", n + 1: "slow"} if variant == "with" else {}
+                    total = n + len(modes)
+                    c = self.connect(lg, range(total), timeout=120, modes=modes)
+                    lg.wait_quiet(idle=self.q_short, timeout=60)
+                    t_start = time.time_ns()
+                    recip = self.recipients(srv, n)    # the stalled ones count nothing
+
+                    def bad_gone() -> bool:
+                        return bad_names <= {who for _, who, _ in lg.stats()["leaves"]}
+
+                    r = self.burst_rounds(srv, lg, recip, duration, idle,
+                                          max_duration if modes else 0.0,
+                                          bad_gone if modes else None)
+                    st = srv.status()
+                    stats = lg.stats()
+                    drained = lg.drain(seconds=1.0 if self.quick else 5.0) if modes else {}
+                    r.update(status=st, threads=smp.max_threads, t_start=t_start,
+                             leaves=stats["leaves"], drained=drained, connect_s=c["connect_s"],
+                             lost=stats["lost_reasons"])
+                    results[variant] = r
+            finally:
+                lg.stop()
+                srv.stop()
+        a, b = results["without"], results["with"]
+        drop = (1 - b["deliv_s"] / a["deliv_s"]) if a["deliv_s"] and b["deliv_s"] else None
+        bad = {}
+        for when, who, why in b["leaves"]:
+            if who in bad_names and who not in bad:
+                bad[who] = f"left '{why}' at {(when - b['t_start']) / 1e9:.1f} s"
+        for d in b["drained"].values():
+            who = d["name"]
+            by = d["bye"].get("reason") if isinstance(d["bye"], dict) and "reason" in d["bye"] \
+                else (d["bye"] or {}).get("raw") if d["bye"] else None
+            end = ("closed" if d["eof"] or d["error"] else "still open")
+            bad.setdefault(who, "no leave notice seen")
+            bad[who] += f"; at end: {end}, bye={by}, {d['bytes_read_at_end']:,} B unread"
+        for variant, r in (("without", a), ("with", b)):
+            p = percentiles(r["lat"])
+            notes = (f"{r['rounds']} bursts in {_f(r['span'])} s, delivered {r['marks']:,}/"
+                     f"{r['expected']:,}"
+                     f"{'; STALLED: nobody received anything after %.1f s' % r['stalled_at'] if r['stalled_at'] else ''}"
+                     f"; server CPU "
+                     f"{r['cpu']:.0%}")
+            if r["lost"]:
+                notes += f"; disconnects {r['lost']}"
+            if variant == "with":
+                notes += (f"; others' throughput vs without: "
+                          f"{'-' if drop is None else f'{-drop:+.1%}'}; "
+                          + "; ".join(f"{'never reads' if k == f'u{n}' else 'reads 1 B/s'} "
+                                      f"{k}: {v}" for k, v in sorted(bad.items())))
+            self.add(Row(f"S4 slow consumers {variant}", kind, n + (2 if variant == "with" else 0),
+                         r["deliv_s"], p["p50"], p["p99"], p["max"], r["status"]["rss_mb"],
+                         r["status"]["hwm_mb"], r["threads"], r["connect_s"], notes))
+
+    # --- S5 ----------------------------------------------------------------
+    def s5(self, kind: str) -> None:
+        n = 200 if self.quick else self.args.s5_clients
+        duration = 1.5 if self.quick else 10.0
+        results = {}
+        for variant in ("without", "with"):
+            srv = self.server(kind, f"s5-{variant}", flood_limits=True)
+            lg = self.loadgen(srv)
+            try:
+                with Sampler(srv) as smp:
+                    modes = {n: "flood"} if variant == "with" else {}
+                    c = self.connect(lg, range(n + len(modes)), timeout=120, modes=modes)
+                    lg.wait_quiet(idle=self.q_short, timeout=60)
+                    recip = self.recipients(srv, n)
+                    msgs_s = 20000.0 / recip
+                    flood = (lambda: lg.flood(n, duration, reconnect=True)) if modes else None
+                    r = self.steady_run(srv, lg, n, msgs_s, duration, list(range(min(100, n))),
+                                        also=flood)
+                    st = srv.status()
+                    r.update(status=st, threads=smp.max_threads, connect_s=c["connect_s"])
+                    results[variant] = r
+            finally:
+                lg.stop()
+                srv.stop()
+        a, b = results["without"], results["with"]
+        for variant, r in (("without", a), ("with", b)):
+            p = percentiles(r["lat"])
+            s = r["stats"]
+            notes = (f"delivered {r['marks']:,}/{r['expected']:,}; server CPU {r['cpu']:.0%}")
+            if variant == "with":
+                kicks = s["flood_kicks"]
+                why = {}
+                for _, reason in kicks:
+                    why[reason] = why.get(reason, 0) + 1
+                pa, pb = percentiles(a["lat"]), p
+                notes += (f"; flooder wrote {s['flood_sent']:,} msgs into its socket, got "
+                          f"{s['rate_limited']:,} "
+                          f"rate_limited errors, disconnected {len(kicks)}x {why}, "
+                          f"{s['flood_marks']:,} flood deliveries reached the others; "
+                          f"others' p99 {_f(pa['p99'])} -> {_f(pb['p99'])} ms, deliveries "
+                          f"{_deliv(a['deliv_s'])} -> {_deliv(b['deliv_s'])}/s")
+            self.add(Row(f"S5 flood {variant}", kind, n + (1 if variant == "with" else 0),
+                         r["deliv_s"], p["p50"], p["p99"], p["max"], r["status"]["rss_mb"],
+                         r["status"]["hwm_mb"], r["threads"], r["connect_s"], notes))
+
+    # --- S6 ----------------------------------------------------------------
+    def s6(self, kind: str) -> None:
+        n = 100 if self.quick else self.args.s6_clients
+        minutes = 0.1 if self.quick and self.args.soak_minutes is None else \
+            (self.args.soak_minutes if self.args.soak_minutes is not None else 10.0)
+        duration = minutes * 60
+        rate = self.args.s6_rate
+        churn = self.args.s6_churn if self.args.s6_churn is not None else \
+            (0.05 if self.quick else 0.002)
+        srv = self.server(kind, "s6")
+        lg = self.loadgen(srv)
+        samples = []
+        try:
+            c = self.connect(lg, range(n), timeout=120, track=True)
+            lg.wait_quiet(idle=self.q_short, timeout=60)
+            lg.stats(reset=True, lat=True)
+            t0 = time.monotonic()
+            st0 = srv.status()
+            samples.append((0.0, st0["rss_mb"], st0["threads"]))
+            lg.steady(None, rate, duration, label=True)
+            lg.call_all("churn", rate=churn, duration=duration)
+            lats = []
+            next_sample = t0 + (3 if self.quick else 10)
+            while time.monotonic() < t0 + duration:
+                time.sleep(min(1.0, max(0.0, next_sample - time.monotonic())))
+                if time.monotonic() >= next_sample:
+                    st = srv.status()
+                    s = lg.stats(lat=True)
+                    lats += s["lat"]
+                    samples.append((time.monotonic() - t0, st["rss_mb"], st["threads"]))
+                    log(f"    soak t={time.monotonic() - t0:5.0f} s RSS {_f(st['rss_mb'])} MB "
+                        f"threads {st['threads']} ready {s['ready']}/{n} sent {s['sent']} "
+                        f"reconnects {s['reconnects']} errors {s['errors']} byes {s['byes']}")
+                    next_sample += 3 if self.quick else 10
+                if not srv.alive():
+                    log("    server died during the soak")
+                    break
+            lg.call_all("churn_stop")
+            lg.call_all("steady_stop")
+            lg.call_all("reconnect_all")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and lg.stats()["ready"] < n:
+                time.sleep(0.1)
+            q = lg.wait_quiet(idle=1.0 if self.quick else 2.0, timeout=30)
+            fin = lg.stats(lat=True)
+            lats += fin["lat"]
+            st = srv.status()
+            samples.append((time.monotonic() - t0, st["rss_mb"], st["threads"]))
+            rep = lg.call_all("track_report", timeout=60)
+        finally:
+            lg.stop()
+            alive = srv.alive()
+            srv.stop()
+        msg_ids: set[int] = set()
+        acked: set[int] = set()
+        clients = {}
+        for r in rep:
+            msg_ids.update(r["msg_ids"])
+            acked.update(r["ack_ids"])
+            clients.update(r["clients"])
+        all_ids = msg_ids | acked
+        unseen_acked = acked - msg_ids
+        missing_total, short, truncated, dups, not_ready, hist = 0, {}, 0, 0, 0, 0
+        top = max(all_ids) if all_ids else 0
+        for idx, cl in clients.items():
+            seen = cl["seen"]
+            base = cl["base"] if cl["base"] is not None else top
+            limit = top if cl["state"] == loadgen.READY else (cl["last_id"] or base)
+            if cl["state"] != loadgen.READY:
+                not_ready += 1
+            miss = [i for i in all_ids if base < i <= limit and (i >= len(seen) or not seen[i])]
+            if miss:
+                missing_total += len(miss)
+                short[cl["name"]] = len(miss)
+            truncated += cl["truncated"]
+            dups += cl["dups"]
+            hist += cl["hist"]
+        rss = [x[1] for x in samples if x[1]]
+        thr = [x[2] for x in samples if x[2]]
+        p = percentiles(lats)
+        logline = self.check_log(srv) or "server log: no Traceback/ERROR"
+        notes = (f"{minutes:g} min, {rate:g} msg/s, churn {churn:g}/s per client: "
+                 f"{fin.get('reconnects', '?')} reconnects; "
+                 f"{len(all_ids):,} messages, missing deliveries {missing_total:,}"
+                 f"{' ' + str(dict(list(short.items())[:5])) if short else ''}; "
+                 f"acked but never delivered {len(unseen_acked)}; history catch-ups carried "
+                 f"{hist:,} messages; truncated catch-ups {truncated}; duplicates {dups}; "
+                 f"clients not reconnected at end {not_ready}; RSS {_f(rss[0] if rss else None)}"
+                 f" -> {_f(rss[-1] if rss else None)} MB, threads {thr[0] if thr else '-'} -> "
+                 f"{thr[-1] if thr else '-'} (min {min(thr) if thr else '-'}, max "
+                 f"{max(thr) if thr else '-'}); server {'alive' if alive else 'DIED'}; {logline}")
+        self.add(Row("S6 soak", kind, n, None, p["p50"], p["p99"], p["max"],
+                     rss[-1] if rss else None, st.get("hwm_mb"), thr[-1] if thr else None,
+                     c["connect_s"], notes, {"samples": samples}))
+        self.soak_samples = samples
+
+    # --- scaling -----------------------------------------------------------
+    def scale(self, kind: str) -> None:
+        sizes = [10, 100, 1000] if self.quick else [10, 100, 1000, 10000]
+        duration = 1.0 if self.quick else 5.0
+        msgs_s = self.args.scale_rate
+        srv = self.server(kind, "scale")
+        lg = self.loadgen(srv)
+        have = 0
+        try:
+            for size in sizes:
+                c = self.connect(lg, range(have, size), timeout=self.args.s3_timeout)
+                have = size
+                q = lg.wait_quiet(idle=self.q_idle, timeout=self.args.s3_timeout)
+                if c["registered"] < size:
+                    self.add(Row("scale", kind, size, notes=f"only {c['registered']} registered"))
+                    break
+                r = self.steady_run(srv, lg, size, msgs_s, duration, list(range(min(100, size))))
+                p = percentiles(r["lat"])
+                st = srv.status()
+                self.add(Row("scale", kind, size, r["deliv_s"], p["p50"], p["p99"], p["max"],
+                             st["rss_mb"], st["hwm_mb"], st["threads"], c["connect_s"],
+                             f"{msgs_s:g} msg/s for {duration:g} s, delivered {r['marks']:,}/"
+                             f"{r['expected']:,}; server CPU {r['cpu']:.0%}, loadgen CPU "
+                             f"{r['lcpu']:.0%}{'' if q.get('quiet') else '; joins NOT drained'}"))
+        finally:
+            lg.stop()
+            srv.stop()
+
+
+def main(argv: Optional[list] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    ap.add_argument("--scenarios", default="s1,s2,s3,s4,s5,scale,s6",
+                    help="comma list of s1..s6, scale (default: all)")
+    ap.add_argument("--servers", default=None,
+                    help="comma list (default parley,textbook,ngircd; parley,textbook "
+                         "with --quick)")
+    ap.add_argument("--workers", type=int, default=2, help="load generator processes")
+    ap.add_argument("--soak-minutes", type=float, default=None, help="S6 length (default 10)")
+    ap.add_argument("--s1-clients", type=int, default=1000)
+    ap.add_argument("--s2-clients", type=int, default=1000)
+    ap.add_argument("--s3-clients", type=int, default=10000)
+    ap.add_argument("--s3-timeout", type=float, default=120.0,
+                    help="bound on registering / draining joins at 10k clients")
+    ap.add_argument("--s4-clients", type=int, default=1000)
+    ap.add_argument("--s5-clients", type=int, default=1000)
+    ap.add_argument("--s6-clients", type=int, default=500)
+    ap.add_argument("--s6-servers", default="parley",
+                    help="S6 needs resume with history: Parley only (others to test the bench)")
+    ap.add_argument("--s6-rate", type=float, default=10.0, help="S6 messages/s in total")
+    ap.add_argument("--s6-churn", type=float, default=None,
+                    help="S6 disconnect probability per client per second "
+                         "(default 0.002, i.e. one a second at 500 clients; 0.05 with --quick)")
+    ap.add_argument("--scale-rate", type=float, default=20.0, help="msgs/s for the scaling table")
+    ap.add_argument("--parley-arg", action="append",
+                    help="extra argument for python_server.py (repeatable), e.g. "
+                         "--parley-arg=--max-clients=20000")
+    ap.add_argument("--parley-server", help="path of the Parley entry point to run "
+                    "(default: python_server.py at the repository root)")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="hard limit for the whole run in seconds (default: generous)")
+    args = ap.parse_args(argv)
+    if args.servers is None:
+        args.servers = "parley,textbook" if args.quick else "parley,textbook,ngircd"
+
+    loadgen.raise_nofile()
+    if args.parley_server:
+        os.environ["PARLEY_BENCH_SERVER"] = os.path.abspath(args.parley_server)
+    scen = [s.strip().lower() for s in args.scenarios.split(",") if s.strip()]
+    soak = args.soak_minutes if args.soak_minutes is not None else (0.1 if args.quick else 10)
+    budget = args.budget or (600 if args.quick else 3600) + soak * 60 * ("s6" in scen)
+
+    def _alarm(signum, frame):
+        raise TimeoutError(f"benchmark budget of {budget:.0f} s exceeded")
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGTERM, _term)
+    signal.alarm(int(budget))
+
+    b = Bench(args)
+    log(f"logs and configs in {b.logdir}; budget {budget:.0f} s")
+    t0 = time.monotonic()
+    print(table([]), flush=True)
+    try:
+        for name in scen:
+            if name == "s6":
+                b.run_each("S6 soak", b.s6, b.servers(args.s6_servers))
+                continue
+            fn = getattr(b, name, None)
+            if fn is None:
+                log(f"unknown scenario {name}")
+                continue
+            b.run_each(name.upper(), fn)
+    except (KeyboardInterrupt, TimeoutError) as e:
+        log(f"stopped: {type(e).__name__} {e}")
+    finally:
+        signal.alarm(0)
+        _cleanup()
+    print()
+    print(f"## Results ({'quick' if args.quick else 'full'} run, {time.monotonic() - t0:.0f} s,"
+          f" {os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+    print()
+    print(table(b.rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.__dict__ for r in b.rows], f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
