@@ -42,7 +42,6 @@ import re
 import resource
 import select
 import socket
-import sys
 import time
 from typing import Any, Optional
 
@@ -982,10 +981,6 @@ class Worker:
 
 def _worker_main(conn, wid: int) -> None:
     raise_nofile()
-    try:
-        os.nice(0)
-    except OSError:
-        pass
     Worker(conn, wid).run()
 
 

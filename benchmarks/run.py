@@ -550,7 +550,7 @@ class Bench:
                 lg.stats(reset=True, lat=True)
                 t_first = lg.burst([0], 1)
                 recip = self.recipients(srv, reg)
-                s = lg.wait_marks(recip, timeout=60, idle=10)
+                lg.wait_marks(recip, timeout=60, idle=10)
                 got = lg.stats(lat=True)
                 one = (got["last_mark_ns"] - t_first) / 1e9 if got["last_mark_ns"] else None
                 st = srv.status()
@@ -567,7 +567,7 @@ class Bench:
                      f"{_f(cs['p99'] and cs['p99'] / 1e3, '{:.2f}')}/"
                      f"{_f(cs['max'] and cs['max'] / 1e3, '{:.2f}')} s; one message reached "
                      f"{got['marks']:,} clients ({recip:,} expected) in {_f(one, '{:.3f}')} s")
-            self.add(Row("S3 10k connect", kind, n, None, p["p50"], p["p99"], p["max"],
+            self.add(Row("S3 connect storm", kind, n, None, p["p50"], p["p99"], p["max"],
                          st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
                          c["connect_s"], notes,
                          {"one_msg_s": one, "join_drain_s": drain, "connect": cs}))
@@ -656,9 +656,11 @@ class Bench:
             who = d["name"]
             by = d["bye"].get("reason") if isinstance(d["bye"], dict) and "reason" in d["bye"] \
                 else (d["bye"] or {}).get("raw") if d["bye"] else None
-            end = ("closed" if d["eof"] or d["error"] else "still open")
+            end = ("closed (EOF)" if d["eof"] else f"closed ({d['error']})" if d["error"]
+                   else "still open")
             bad.setdefault(who, "no leave notice seen")
-            bad[who] += f"; at end: {end}, bye={by}, {d['bytes_read_at_end']:,} B unread"
+            bad[who] += (f"; at end: {end}, bye frame: {by or 'none'}, "
+                         f"{d['bytes_read_at_end']:,} B were unread")
         for variant, r in (("without", a), ("with", b)):
             p = percentiles(r["lat"])
             notes = (f"{r['rounds']} bursts in {_f(r['span'])} s, delivered {r['marks']:,}/"
@@ -765,7 +767,7 @@ class Bench:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and lg.stats()["ready"] < n:
                 time.sleep(0.1)
-            q = lg.wait_quiet(idle=1.0 if self.quick else 2.0, timeout=30)
+            lg.wait_quiet(idle=1.0 if self.quick else 2.0, timeout=30)
             fin = lg.stats(lat=True)
             lats += fin["lat"]
             st = srv.status()
