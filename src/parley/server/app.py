@@ -187,6 +187,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"parley-server: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
                   file=sys.stderr)
         return 2
+    if not log.isEnabledFor(logging.INFO):    # always say where we listen
+        host, port = server.address
+        print(f"Parley {__version__} listening on {host}:{port}", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
