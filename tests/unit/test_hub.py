@@ -138,6 +138,9 @@ def test_resume_with_token_takes_over_quietly():
     assert hub.log.end == end                       # no leave/join noise
     hub.leave(a, p.LOST)                            # the old connection dying later
     assert hub.users() == ["alice"]
+    a3 = FakeMember()                               # other spelling: the name keeps its own
+    assert hub.register(a3, hello("ALICE", token=a2.token)) is None
+    assert a3.private[0]["name"] == "alice" and a3.private[0]["users"] == ["alice"]
 
 
 def test_concurrent_says_get_unique_ids():

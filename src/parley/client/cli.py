@@ -322,6 +322,19 @@ class Client:
             self.failed += 1
         return fmt.event(ev)
 
+    def _ready_lines(self, fmt: Formatter, limit: int = 10_000) -> list[str]:
+        """Render the events already waiting in the session's queue (up to ``limit``)."""
+        lines: list[str] = []
+        while len(lines) < limit:
+            try:
+                ev = self.session.events.get_nowait()
+            except queue.Empty:
+                break
+            line = self._render(fmt, ev)
+            if line:
+                lines.append(line)
+        return lines
+
     def _plain_loop(self, fmt: Formatter, colour: bool) -> None:
         """readline front end: a printer thread writes above the prompt."""
         s = self.session
@@ -338,14 +351,8 @@ class Client:
                 if line:
                     console.print(line)
 
-        while True:                      # the recent history, before the first prompt
-            try:
-                ev = s.events.get_nowait()
-            except queue.Empty:
-                break
-            line = self._render(fmt, ev)
-            if line:
-                console.print(line)
+        for line in self._ready_lines(fmt):   # the recent history, before the first prompt
+            console.print(line)
         threading.Thread(target=printer, name="parley-printer", daemon=True).start()
         try:
             while True:
@@ -370,7 +377,6 @@ class Client:
         from prompt_toolkit.formatted_text import ANSI
         from prompt_toolkit.history import InMemoryHistory
 
-        s = self.session
         prompt = ANSI("\x1b[1m" + PROMPT + "\x1b[0m" if colour else PROMPT)
         ps: PromptSession = PromptSession(history=InMemoryHistory())
 
@@ -380,15 +386,7 @@ class Client:
 
         async def printer() -> None:
             while True:
-                lines = []
-                while len(lines) < 200:
-                    try:
-                        ev = s.events.get_nowait()
-                    except queue.Empty:
-                        break
-                    line = self._render(fmt, ev)
-                    if line:
-                        lines.append(line)
+                lines = self._ready_lines(fmt, limit=200)
                 if lines:
                     await run_in_terminal(lambda text="\n".join(lines): write(text))
                 else:

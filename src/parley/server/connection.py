@@ -238,7 +238,7 @@ class IOWorker(threading.Thread):
                 self._drain_closing(c, mask)
             else:
                 if mask & selectors.EVENT_WRITE:
-                    self._on_writable(c)
+                    self._send_pending(c)   # its lag only shrinks here; flush() checks growth
                 if mask & selectors.EVENT_READ and not c.closed:
                     self._on_readable(c, now)
         while self._calls:
@@ -295,14 +295,6 @@ class IOWorker(threading.Thread):
                 log.exception("%s %s: error handling %r", c.peer, c.name, item)
                 c.error("internal", "the server failed to handle that frame")
 
-    def _on_writable(self, c: Connection) -> None:
-        if self._send_pending(c):
-            return
-        with self.hub.lock:
-            lag = self.hub.log.lag(c.cursor) if c.cursor is not None else 0
-        if lag is None or lag + len(c.pending or b"") > self.limits.outbox:
-            self.close(c, p.SENDQ, f"more than {self.limits.outbox} bytes queued for you")
-
     def _send_pending(self, c: Connection) -> bool:
         """Send what the kernel did not take before; True once all is out."""
         data = c.pending
@@ -340,8 +332,8 @@ class IOWorker(threading.Thread):
         for c in self.conns:
             if c.draining_until is not None or c.closed:
                 continue
-            if c.blocked:
-                if c.cursor is not None and c.cursor < end_now:
+            if c.blocked:       # owed more while the kernel still holds the last send
+                if c.private or (c.cursor is not None and c.cursor < end_now):
                     blocked.append(c)
             elif c.private or (c.cursor is not None and c.cursor < end_now):
                 ready.append(c)
@@ -349,14 +341,14 @@ class IOWorker(threading.Thread):
             return
         outbox = self.limits.outbox
         with self.hub.lock:            # snapshot only: references, no copying, no I/O
-            lags = [(c, hub_log.lag(c.cursor)) for c in blocked]
+            lags = [(c, hub_log.lag(c.cursor) if c.cursor is not None else 0) for c in blocked]
             end, base = hub_log.end, hub_log.base
             lo = min((c.cursor for c in ready if c.cursor is not None), default=end)
             lo = max(lo, base)
             frames = hub_log.frames[lo - base:end - base]
         for c, lag in lags:               # a slow reader falling further behind
             if lag is None or lag + len(c.pending or b"") + c.private_bytes > outbox:
-                self.close(c, p.SENDQ, f"more than {outbox} bytes queued for you")
+                self._too_slow(c)
         shared: dict[int, bytes] = {}
         for c in ready:
             cursor = c.cursor
@@ -385,7 +377,10 @@ class IOWorker(threading.Thread):
                 c.pending = memoryview(data)
                 if not self._send_pending(c) and c.pending is not None \
                         and len(c.pending) > outbox:
-                    self.close(c, p.SENDQ, f"more than {outbox} bytes queued for you")
+                    self._too_slow(c)
+
+    def _too_slow(self, c: Connection) -> None:
+        self.close(c, p.SENDQ, f"more than {self.limits.outbox} bytes queued for you")
 
     # --- timeouts, pings, slow consumers -------------------------------------------
     def _housekeeping(self, now: float) -> None:
@@ -409,11 +404,6 @@ class IOWorker(threading.Thread):
             elif idle > limits.ping_interval:
                 c.ping_sent = now
                 c.send_event(p.Ping(token=str(int(now * 1000))))
-            if c.blocked and c.cursor is not None:
-                with self.hub.lock:
-                    lag = self.hub.log.lag(c.cursor)
-                if lag is None or lag + len(c.pending or b"") + c.private_bytes > limits.outbox:
-                    self.close(c, p.SENDQ, f"more than {limits.outbox} bytes queued for you")
 
     # --- closing --------------------------------------------------------------------
     def close(self, c: Connection, reason: str, message: Optional[str] = None,
