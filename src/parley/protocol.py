@@ -41,6 +41,18 @@ TEXT_TOO_LONG = "text_too_long"
 EMPTY_TEXT = "empty_text"
 BAD_TEXT = "bad_text"            # control characters in a message
 RATE_LIMITED = "rate_limited"
+# rooms, direct messages, history (cap "rooms")
+ROOM_INVALID = "room_invalid"    # a room name that breaks the room rules
+NO_SUCH_ROOM = "no_such_room"
+NOT_MEMBER = "not_member"        # you are not in that room (join it first)
+NO_SUCH_USER = "no_such_user"    # a direct message to nobody online
+DM_UNSUPPORTED = "dm_unsupported"  # the recipient's client does not know direct messages
+BAD_REQUEST = "bad_request"      # fields that do not fit together (room and to, huge pages…)
+BAD_QUERY = "bad_query"          # a search the full-text engine cannot parse
+TOPIC_TOO_LONG = "topic_too_long"
+STORE_FAILED = "store_failed"    # the server could not store it: not sent, try again
+INTERNAL = "internal"
+SERVER_FULL = "server_full"
 
 # --- reasons a user leaves / a connection is closed -----------------------
 QUIT = "quit"
@@ -65,6 +77,18 @@ NAME_MAX = 32
 NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % NAME_MAX)
 NAME_RULES = ("1-32 characters: letters A-Z a-z, digits, '_', '-' or '.'; "
               "no spaces; unique ignoring case")
+
+ROOM_MAX = 32
+ROOM_RE = re.compile(r"#[A-Za-z0-9_.\-]{1,%d}" % ROOM_MAX)
+ROOM_RULES = ("'#' then 1-32 characters: letters A-Z a-z, digits, '_', '-' or '.'; "
+              "unique ignoring case")
+GENERAL = "#general"             # everyone is in it by default
+TOPIC_MAX = 300                  # characters in a room topic
+PAGE_MAX = 200                   # messages in one history or search page
+
+# capabilities a client may ask for in hello.caps; the welcome says which it got
+CAP_ROOMS = "rooms"              # rooms, direct messages, history, search, unread
+CAPS = (CAP_ROOMS,)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")  # all but \t \n
@@ -97,6 +121,19 @@ def validate_name(name: object) -> Optional[str]:
     return None
 
 
+def validate_room(room: object) -> Optional[str]:
+    """Return None if ``room`` is a valid room name (``#name``), else a human reason."""
+    if not isinstance(room, str) or not room:
+        return "a room name is required"
+    if not room.startswith("#"):
+        return "room names start with '#'"
+    if len(room) > ROOM_MAX + 1:
+        return f"room names are at most {ROOM_MAX} characters after the '#'"
+    if not ROOM_RE.fullmatch(room):
+        return "room names may use only letters, digits, '_', '-' and '.' after the '#'"
+    return None
+
+
 def text_problem(text: str, max_chars: int) -> Optional[tuple[str, str]]:
     """Check a chat message's text; return (code, sentence) or None if fine."""
     if not text.strip():
@@ -123,9 +160,9 @@ class Event:
         return d
 
 
-def _wire(name: str) -> Any:
-    """A field whose JSON key differs from its Python name (``from``)."""
-    return field(metadata={"wire": name})
+def _wire(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field whose JSON key differs from its Python name (``from``, ``with``)."""
+    return field(default=default, metadata={"wire": name})
 
 
 # Frames a client sends ------------------------------------------------------
@@ -144,9 +181,12 @@ class Hello(Event):
 
 @dataclass
 class Say(Event):
+    """A chat message to a room (default ``#general``) or, with ``to``, to one user."""
     type: ClassVar[str] = "say"
     text: str
     label: Optional[str] = None
+    room: Optional[str] = None           # cap rooms: which room (default #general)
+    to: Optional[str] = None             # cap rooms: a direct message to this user
 
 
 @dataclass
@@ -155,11 +195,85 @@ class Me(Event):
     type: ClassVar[str] = "me"
     text: str
     label: Optional[str] = None
+    room: Optional[str] = None
+    to: Optional[str] = None
 
 
 @dataclass
 class UsersRequest(Event):
     type: ClassVar[str] = "users"
+    label: Optional[str] = None
+    room: Optional[str] = None           # cap rooms: the room's members (default: everyone online)
+
+
+@dataclass
+class JoinRequest(Event):
+    """Join (and create, if new) a room.  Answered by ``room`` or ``error``."""
+    type: ClassVar[str] = "join"
+    room: str
+    label: Optional[str] = None
+
+
+@dataclass
+class PartRequest(Event):
+    """Leave a room.  Answered by ``ack`` or ``error``."""
+    type: ClassVar[str] = "part"
+    room: str
+    label: Optional[str] = None
+
+
+@dataclass
+class RoomsRequest(Event):
+    """List the rooms.  Answered by ``rooms``."""
+    type: ClassVar[str] = "rooms"
+    label: Optional[str] = None
+
+
+@dataclass
+class TopicRequest(Event):
+    """Set a room's topic (empty clears it).  Answered by ``ack`` or ``error``."""
+    type: ClassVar[str] = "topic"
+    room: str
+    topic: str
+    label: Optional[str] = None
+
+
+@dataclass
+class HistoryRequest(Event):
+    """A page of a room's (``room``) or a direct conversation's (``with``) history:
+    the ``limit`` newest before ``before``, or the oldest after ``after``.
+    Answered by ``history`` or ``error``."""
+    type: ClassVar[str] = "history"
+    room: Optional[str] = None
+    peer: Optional[str] = _wire("with", None)
+    before: Optional[int] = None
+    after: Optional[int] = None
+    limit: Optional[int] = None
+    label: Optional[str] = None
+
+
+@dataclass
+class SearchRequest(Event):
+    """Full-text search over what you may read (your rooms and your direct
+    messages), or one ``room`` / ``with`` conversation.  Newest first.
+    Answered by ``results`` or ``error``."""
+    type: ClassVar[str] = "search"
+    query: str
+    room: Optional[str] = None
+    peer: Optional[str] = _wire("with", None)
+    before: Optional[int] = None
+    limit: Optional[int] = None
+    label: Optional[str] = None
+
+
+@dataclass
+class ReadMarker(Event):
+    """I have read up to ``id`` in this room / conversation.  The server keeps it
+    and tells your other connections (``unread``)."""
+    type: ClassVar[str] = "read"
+    id: int
+    room: Optional[str] = None
+    peer: Optional[str] = _wire("with", None)
     label: Optional[str] = None
 
 
@@ -197,7 +311,8 @@ class Welcome(Event):
     history: list[dict] = field(default_factory=list)
     truncated: Optional[bool] = None     # history did not reach back to last_id
     caps: Optional[list[str]] = None
-    instance: Optional[str] = None       # changes when the server restarts (ids restart)
+    instance: Optional[str] = None       # which server's ids these are (changes with its database)
+    rooms: Optional[list[dict]] = None   # cap rooms: the rooms you are in (RoomInfo dicts)
 
 
 @dataclass
@@ -209,6 +324,8 @@ class Message(Event):
     text: str = ""
     kind: str = "say"                    # "say" or "me"
     label: Optional[str] = None          # only in your own messages' catch-up
+    room: Optional[str] = None           # the room it was said in (cap rooms)
+    to: Optional[str] = None             # a direct message: its recipient (cap rooms)
 
 
 @dataclass
@@ -217,6 +334,7 @@ class Join(Event):
     id: int
     ts: str
     name: str
+    room: Optional[str] = None
 
 
 @dataclass
@@ -226,6 +344,7 @@ class Leave(Event):
     ts: str
     name: str
     reason: str = QUIT
+    room: Optional[str] = None
 
 
 @dataclass
@@ -233,6 +352,90 @@ class UserList(Event):
     type: ClassVar[str] = "users"
     users: list[str]
     label: Optional[str] = None
+    room: Optional[str] = None
+
+
+@dataclass
+class Topic(Event):
+    """A room's topic changed (stored, with an id like a message)."""
+    type: ClassVar[str] = "topic"
+    id: int
+    ts: str
+    room: str
+    topic: str
+    by: str
+
+
+@dataclass
+class Presence(Event):
+    """Joins and leaves in a big room, coalesced (at most one a second), instead
+    of one ``join``/``leave`` per user: ``count`` members now, who came and went."""
+    type: ClassVar[str] = "presence"
+    room: str
+    count: int
+    joined: list[str] = field(default_factory=list)    # the first few names
+    left: list[str] = field(default_factory=list)
+    joined_count: int = 0
+    left_count: int = 0
+
+
+@dataclass
+class RoomInfo(Event):
+    """A room you are in: sent as the answer to ``join`` and in the welcome's
+    ``rooms``.  ``members`` lists who is online in it unless the room is big
+    (``count`` above the presence limit): then ask ``users`` with the room."""
+    type: ClassVar[str] = "room"
+    room: str
+    count: int
+    topic: str = ""
+    members: Optional[list[str]] = None
+    history: list[dict] = field(default_factory=list)   # the last few messages
+    label: Optional[str] = None
+
+
+@dataclass
+class RoomList(Event):
+    """The answer to ``rooms``: each is {"room","topic","count","joined"}."""
+    type: ClassVar[str] = "rooms"
+    rooms: list[dict]
+    label: Optional[str] = None
+
+
+@dataclass
+class HistoryPage(Event):
+    """A page of history, oldest first; ``more`` if older (``before``) or newer
+    (``after``) messages remain."""
+    type: ClassVar[str] = "history"
+    messages: list[dict]
+    more: bool
+    room: Optional[str] = None
+    peer: Optional[str] = _wire("with", None)
+    label: Optional[str] = None
+
+
+@dataclass
+class SearchResults(Event):
+    """The answer to ``search``: matching messages, newest first; ``more`` if
+    older matches remain (ask again with ``before`` = the last id)."""
+    type: ClassVar[str] = "results"
+    query: str
+    messages: list[dict]
+    more: bool = False
+    label: Optional[str] = None
+
+
+@dataclass
+class Unread(Event):
+    """Your read position and unread count in one room or direct conversation:
+    sent after the welcome for each of your conversations, and again whenever
+    you (on any connection) mark it read.  ``last_id`` is its newest message."""
+    type: ClassVar[str] = "unread"
+    count: int
+    read_id: int = 0
+    last_id: int = 0
+    mentions: int = 0
+    room: Optional[str] = None
+    peer: Optional[str] = _wire("with", None)
 
 
 @dataclass
@@ -255,8 +458,30 @@ def _registry(*classes: type[Event]) -> dict[str, type[Event]]:
     return {c.type: c for c in classes}
 
 
-CLIENT_FRAMES = _registry(Hello, Say, Me, UsersRequest, Ping, Pong, Bye)
-SERVER_FRAMES = _registry(Welcome, Message, Join, Leave, UserList, Ack, Error, Ping, Pong, Bye)
+CLIENT_FRAMES = _registry(Hello, Say, Me, UsersRequest, JoinRequest, PartRequest, RoomsRequest,
+                          TopicRequest, HistoryRequest, SearchRequest, ReadMarker, Ping, Pong, Bye)
+SERVER_FRAMES = _registry(Welcome, Message, Join, Leave, UserList, Topic, Presence, RoomInfo,
+                          RoomList, HistoryPage, SearchResults, Unread, Ack, Error, Ping, Pong, Bye)
+
+# frames that carry an id and belong to a conversation's history
+HISTORY_FRAMES = (Message, Join, Leave, Topic)
+
+
+def conversation(frame: "dict | Event", me: str = "") -> Optional[str]:
+    """The conversation a history frame belongs to: its room (``#x``), or for a
+    direct message the other person (``@name``); None for neither (protocol 1
+    frames without a room belong to #general)."""
+    get = frame.get if isinstance(frame, dict) else (lambda k, d=None: getattr(
+        frame, "sender" if k == "from" else k, d))
+    room = get("room")
+    if room:
+        return room
+    to = get("to")
+    if to:
+        sender = get("from") or ""
+        other = to if sender.casefold() == me.casefold() else sender
+        return "@" + other
+    return GENERAL if get("type") in ("message", "join", "leave") else None
 
 
 # --- validation --------------------------------------------------------------
