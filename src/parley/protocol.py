@@ -62,6 +62,7 @@ LOST = "lost"
 SENDQ = "sendq_exceeded"
 SHUTDOWN = "shutdown"
 PROTOCOL = "protocol"
+PART = "part"
 
 LEAVE_REASONS = {
     QUIT: "quit",
@@ -71,6 +72,7 @@ LEAVE_REASONS = {
     SENDQ: "too slow to keep up",
     SHUTDOWN: "server shutting down",
     PROTOCOL: "too many protocol errors",
+    PART: "left the room",
 }
 
 NAME_MAX = 32
