@@ -356,3 +356,224 @@ def test_no_display_is_a_one_line_error_not_a_traceback():
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot open a window" in lines[0], res.stderr
+
+
+# --- the window's model: sidebar, header, members, history, search, room dialog ------------
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+from parley.client.gui import model as m  # noqa: E402
+
+
+@_dataclass
+class Conv:
+    key: str
+    unread: int = 0
+    mentions: int = 0
+    last_id: int = 0
+    read_id: int = 0
+    topic: str = ""
+    members: "list | None" = None
+    count: int = 0
+
+    @property
+    def kind(self):
+        return "room" if self.key.startswith("#") else "dm"
+
+
+def test_badges_count_unread_and_are_stronger_with_mentions():
+    assert m.badge(0, 0) == ("", "")
+    assert m.badge(3, 0) == ("3", "unread")
+    assert m.badge(3, 1) == ("3", "mention")
+    assert m.badge(0, 2) == ("2", "mention")        # never fewer than the mentions
+    assert m.badge(100, 0) == ("99+", "unread")
+    assert m.badge(99, 0) == ("99", "unread")
+
+
+def test_sidebar_has_rooms_then_direct_messages_with_badges():
+    convs = [Conv("#python", unread=4, last_id=30), Conv("#general", unread=2, mentions=1),
+             Conv("@carol", unread=1, last_id=20), Conv("@Bob", last_id=50),
+             Conv("#Art", last_id=90)]
+    rows = m.sidebar_rows(convs, current="#general", online=["bob"])
+    assert [(r.kind, r.label) for r in rows] == [
+        ("header", "ROOMS"), ("room", "Art"), ("room", "general"), ("room", "python"),
+        ("header", "DIRECT MESSAGES"), ("dm", "Bob"), ("dm", "carol")]
+    by_key = {r.key: r for r in rows}
+    assert by_key["#python"].badge == "4" and by_key["#python"].level == "unread"
+    # the conversation being read shows no badge, and is the selected row
+    assert by_key["#general"].selected and by_key["#general"].badge == ""
+    assert by_key["@carol"].badge == "1" and by_key["@carol"].online is False
+    assert by_key["@Bob"].online is True and by_key["@Bob"].badge == ""
+
+
+def test_sidebar_lists_a_new_dm_and_a_hint_when_there_are_none():
+    rows = m.sidebar_rows([Conv("#general")], current="@dave", extra_dms=["@dave", "@DAVE"])
+    assert [(r.kind, r.key, r.selected) for r in rows[-1:]] == [("dm", "@dave", True)]
+    assert len([r for r in rows if r.kind == "dm"]) == 1
+    rows = m.sidebar_rows([Conv("#general")], current="#general")
+    assert rows[-1].kind == "hint" and rows[-2].label == m.DMS_HEADER
+    # an extra DM the session already knows is not listed twice
+    rows = m.sidebar_rows([Conv("@dave", last_id=3)], None, extra_dms=["@Dave"])
+    assert [r.key for r in rows if r.kind == "dm"] == ["@dave"]
+
+
+def test_window_title_counts_what_is_unread_elsewhere():
+    convs = [Conv("#a", unread=2), Conv("#b", unread=5, mentions=1), Conv("@c", unread=1)]
+    assert m.total_unread(convs, current="#b") == (3, 0)
+    assert m.total_unread(convs) == (8, 1)
+    assert m.window_title("alice", "h:1", 3, 0) == "(3) Parley \u2014 alice @ h:1"
+    assert m.window_title("alice", "h:1", 8, 1) == "(8!) Parley \u2014 alice @ h:1"
+    assert m.window_title("alice", "h:1", 0, 0) == "Parley \u2014 alice @ h:1"
+
+
+def test_header_shows_the_topic_or_a_hint():
+    h = m.header("#python", Conv("#python", topic="pip  and\nfriends"))
+    assert (h.glyph, h.title, h.subtitle, h.placeholder, h.editable) == (
+        "#", "python", "pip and friends", False, True)
+    h = m.header("#python", Conv("#python"))
+    assert h.subtitle == "Add a topic" and h.placeholder and h.editable
+    h = m.header("@bob", None, online=["BOB"])
+    assert (h.glyph, h.title, h.subtitle, h.editable) == ("@", "bob", "Direct message \u00b7 online", False)
+    assert m.header("@bob", None, online=[]).subtitle.endswith("offline")
+    assert m.header(None).title == "Parley"
+
+
+def test_member_panel_lists_members_or_offers_to_load_a_big_room():
+    panel = m.member_panel("#py", Conv("#py", members=["zed", "alice", "Bob"], count=3), "alice")
+    assert panel.names == ["alice", "Bob", "zed"] and panel.title == "MEMBERS \u2014 3"
+    assert not panel.lazy
+    big = m.member_panel("#general", Conv("#general", members=None, count=1204), "alice")
+    assert big.lazy and big.names == [] and big.note == "1,204 members"
+    assert big.title == "MEMBERS \u2014 1,204"
+    dm = m.member_panel("@bob", None, "alice")
+    assert dm.names == ["alice", "bob"] and not dm.lazy
+
+
+def _ev(i, sender="bob", text=None, room="#general"):
+    return p.Message(id=i, ts="2026-11-24T15:04:05.000Z", sender=sender,
+                     text=text or f"m{i}", room=room)
+
+
+def test_split_page_puts_older_above_and_newer_below_without_duplicates():
+    page = [_ev(5), _ev(3), _ev(4), _ev(10), _ev(12), _ev(3)]
+    older, newer = m.split_page(page, oldest=8, newest=11)
+    assert [e.id for e in older] == [3, 4, 5]          # oldest first, deduplicated
+    assert [e.id for e in newer] == [12]               # 10 is inside what is shown
+    older, newer = m.split_page(page, None, None)
+    assert older == [] and [e.id for e in newer] == [3, 4, 5, 10, 12]
+
+
+def test_events_from_frames_skips_garbage_and_orders_by_id():
+    frames = [{"type": "message", "id": 7, "ts": "t", "from": "bob", "text": "b"},
+              {"type": "join", "id": 3, "ts": "t", "name": "carol", "room": "#x"},
+              {"type": "message", "id": "bad"}, {"nonsense": 1},
+              {"type": "topic", "id": 5, "ts": "t", "room": "#x", "topic": "t", "by": "bob"},
+              {"type": "ack", "label": "x"},
+              {"type": "message", "id": 7, "ts": "t", "from": "bob", "text": "dup"}]
+    evs = m.events_from_frames(frames)
+    assert [(type(e).__name__, e.id) for e in evs] == [("Join", 3), ("Topic", 5), ("Message", 7)]
+    assert evs[-1].text == "b"
+
+
+def test_history_pager_asks_once_at_a_time_and_stops_at_the_beginning():
+    pg = m.HistoryPager()
+    assert pg.want("#a")
+    pg.asked("#a", "L1")
+    assert not pg.want("#A") and pg.is_loading("#a")
+    assert pg.want("#b")
+    assert pg.answered("L1", more=True, added=50) == "#a"
+    assert pg.want("#a")
+    pg.asked("#a", "L2")
+    assert pg.answered("L2", more=False, added=10) == "#a"
+    assert not pg.want("#a") and pg.at_beginning("#a")
+    pg.forget("#a")                                   # trimmed: older history again
+    assert pg.want("#a")
+    pg.asked("#a", "L3")
+    assert pg.answered("L3", more=True, added=0) == "#a"   # a page with nothing new: stop
+    assert not pg.want("#a")
+    pg.asked("#b", "L4")
+    assert pg.failed("L4") == "#b" and not pg.want("#b")
+    assert pg.answered("unknown", more=True) is None
+    pg.reset()
+    assert pg.want("#a") and pg.want("#b")
+
+
+def test_first_unread_skips_my_messages_and_notices():
+    items = [(10, False, True), (11, True, True), (12, False, False), (13, False, True),
+             (None, False, False)]
+    assert m.first_unread(items, read_id=10) == 3
+    assert m.first_unread(items, read_id=9) == 0
+    assert m.first_unread(items, read_id=13) is None
+    assert m.first_unread([], 0) is None
+
+
+def test_search_hits_name_their_conversation():
+    msgs = [{"type": "message", "id": 9, "ts": "2026-11-24T15:04:05.000Z", "from": "bob",
+             "text": "pip install", "room": "#python"},
+            {"type": "message", "id": 8, "ts": "2026-11-24T15:04:05.000Z", "from": "alice",
+             "text": "pip?", "to": "bob"},
+            {"type": "message", "id": 7, "ts": "2026-11-24T15:04:05.000Z", "from": "carol",
+             "text": "pip!", "to": "alice"},
+            {"type": "message", "id": 6, "ts": "t", "from": "old", "text": "pip"},
+            {"type": "message", "id": 9, "ts": "t", "from": "bob", "text": "dup"},
+            {"type": "join", "id": 5, "ts": "t", "name": "x"}, {"bad": True}]
+    hits = m.search_hits(msgs, "Alice")
+    assert [(h.key, h.id, h.sender) for h in hits] == [
+        ("#python", 9, "bob"), ("@bob", 8, "alice"), ("@carol", 7, "carol"),
+        ("#general", 6, "old")]
+
+
+@pytest.mark.parametrize("query, terms", [
+    ("pip install", ["pip", "install"]),
+    ('"pip install" OR conda', ["pip install", "conda"]),
+    ("deploy* NOT staging", ["deploy", "staging"]),
+    ("Pip pip", ["Pip"]),
+    ("AND", []),
+])
+def test_query_terms(query, terms):
+    assert m.query_terms(query) == terms
+
+
+def test_term_spans_highlight_word_starts_without_overlap():
+    text = "Deploying: the deploy went out; redeploy tomorrow"
+    assert [text[s:e] for s, e in m.term_spans(text, ["deploy"])] == ["Deploy", "deploy"]
+    assert m.term_spans("pip install pip", ["pip install", "pip"]) == [(0, 11), (12, 15)]
+
+
+def test_search_summary():
+    assert m.search_summary("pip", 0, False) == "No messages match \u201cpip\u201d."
+    assert m.search_summary("pip", 1, False) == "1 result for \u201cpip\u201d"
+    assert m.search_summary("pip", 50, True) == "50 results+ for \u201cpip\u201d"
+
+
+@pytest.mark.parametrize("typed, room, ok", [
+    ("python", "#python", True),
+    ("  #python ", "#python", True),
+    ("#", "#", False),
+    ("", "", False),
+    ("py thon", "#py thon", False),
+    ("#" + "x" * 33, "#" + "x" * 33, False),
+])
+def test_room_input_adds_the_hash_and_validates(typed, room, ok):
+    name, problem = m.room_input(typed)
+    assert name == room
+    assert (problem is None) == ok
+    if not ok:
+        assert problem.startswith("That room name won\u2019t work")
+
+
+def test_room_rows_filter_and_sort_busiest_first():
+    rooms = [{"room": "#general", "topic": "", "count": 12, "joined": True},
+             {"room": "#python", "topic": "pip  and friends", "count": 2, "joined": False},
+             {"room": "#random", "topic": "", "count": 0, "joined": False},
+             {"room": "bad name", "count": 3}, {"room": "#pyqt", "count": 2}]
+    rows = m.room_rows(rooms)
+    assert [r.room for r in rows] == ["#general", "#pyqt", "#python", "#random"]
+    assert rows[0].detail == "12 members online \u00b7 joined"
+    assert rows[-1].detail == "nobody online"
+    assert [r.room for r in m.room_rows(rooms, "#PY")] == ["#pyqt", "#python"]
+    assert m.room_rows(rooms, "py")[1].topic == "pip and friends"
+
+
+def test_topic_problem():
+    assert m.topic_problem("x" * p.TOPIC_MAX) is None
+    assert "at most" in m.topic_problem("x" * (p.TOPIC_MAX + 1))
