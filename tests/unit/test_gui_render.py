@@ -577,3 +577,60 @@ def test_room_rows_filter_and_sort_busiest_first():
 def test_topic_problem():
     assert m.topic_problem("x" * p.TOPIC_MAX) is None
     assert "at most" in m.topic_problem("x" * (p.TOPIC_MAX + 1))
+
+
+def test_topic_changes_are_notices():
+    f = Formatter(tz=UTC)
+    e = f.topic(p.Topic(id=4, ts="2026-11-24T15:04:05.000Z", room="#py", topic="pip\nand friends",
+                        by="bob"))
+    assert e.text == "15:04\tbob set the topic: pip and friends\n" and e.id == 4
+    assert e.kind == "notice" and "topic" in tags_of(e, "pip and friends")
+    e = f.topic(p.Topic(id=5, ts="2026-11-24T15:04:05.000Z", room="#py", topic="", by="bob"))
+    assert e.text == "15:04\tbob cleared the topic\n"
+
+
+def test_presence_summaries_in_big_rooms():
+    f = Formatter(tz=UTC)
+    e = f.presence(p.Presence(room="#general", count=1204, joined=["carol", "dave", "erin"],
+                              left=["bob"], joined_count=57, left_count=1))
+    assert e.text == ("\t\u2192 carol, dave, erin and 54 others joined \u00b7 \u2190 bob left"
+                      " \u00b7 1,204 members\n")
+    e = f.presence(p.Presence(room="#g", count=101, joined=["a", "b"], joined_count=2))
+    assert e.text == "\t\u2192 a and b joined \u00b7 101 members\n"
+    e = f.presence(p.Presence(room="#g", count=1, left_count=3))
+    assert e.text == "\t\u2190 3 people left \u00b7 1 member\n"
+    assert all("notice" in tags for _, tags in e.segments)
+
+
+def test_event_dispatches_and_ignores_what_is_not_a_conversation_line():
+    f = Formatter(tz=UTC)
+    assert f.event(msg("bob", "hi")).kind == "message"
+    assert f.event(p.Join(id=2, ts="2026-11-24T15:04:05.000Z", name="x")).kind == "notice"
+    assert f.event(p.Ack(label="x")) is None
+
+
+def test_marker_beginning_and_day_divider_entries():
+    f = Formatter(tz=UTC)
+    mk = f.marker()
+    assert mk.kind == "marker" and r.MARKER_TEXT in mk.text and mk.lines == 2
+    assert mk.tagged("markerlabel") == r.MARKER_TEXT + "\n"
+    assert f.beginning("#python").text == "This is the beginning of #python.\n"
+    assert f.beginning("@bob").text == "This is the beginning of your conversation with bob.\n"
+    day = f.day(msg("bob", "x", ts="2026-11-25T00:01:00.000Z"))
+    assert day == datetime.date(2026, 11, 25)
+    assert f.day_divider(day).text == "Wednesday, 25 November 2026\n"
+    assert f.day(p.Presence(room="#g", count=1)) is None
+
+
+def test_a_search_hit_shows_where_who_when_and_highlights_the_words():
+    f = Formatter(tz=UTC)
+    hit = m.SearchHit("#python", 9, "bob", "2026-11-04T15:04:05.000Z",
+                      "use pip install -e .\nthen Pip again")
+    e = f.search_hit(hit, ["pip"], "r:0")
+    assert e.text == "#python  bob  4 Nov 15:04\nuse pip install -e . then Pip again\n"
+    assert all("r:0" in tags for _, tags in e.segments)
+    assert [t for t, tags in e.segments if "hterm" in tags] == ["pip", "Pip"]
+    assert r.name_tag("bob") in tags_of(e, "bob")
+    act = f.search_hit(m.SearchHit("@bob", 3, "bob", "2026-11-04T15:04:05.000Z", "waves",
+                                   "me"), [], "r:1")
+    assert "* bob waves" in act.text

@@ -23,14 +23,16 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from ... import protocol as p
+from .model import SearchHit, term_spans
 
 Segment = tuple[str, tuple[str, ...]]
 
 GROUP_WINDOW = 5 * 60          # seconds: consecutive messages closer than this share a header
 NAME_COLOURS = 12              # size of every theme's name palette
+MARKER_TEXT = "new since you were here"
 
 
 # --- names and colours ---------------------------------------------------------
@@ -178,7 +180,7 @@ def shorten(text: str, limit: int = 40) -> str:
 class Entry:
     """One item of the conversation: segments ending with a newline."""
     segments: list[Segment]
-    kind: str                      # message | action | notice | info | error | pending | divider
+    kind: str                      # message | action | notice | info | error | pending | divider | marker | hit
     id: Optional[int] = None       # server id, for messages and notices
     own: bool = False
     mention: bool = False
@@ -319,6 +321,103 @@ class Formatter:
         segs += [("\u2190 ", ("b1", "notice", "arrow")), (who, ("b1", "notice", "nname")),
                  (f" left ({why})\n", ("b1", "notice"))]
         return Entry(segs, "notice", ev.id)
+
+    def topic(self, ev: p.Topic) -> Entry:
+        """A room's topic changed: a dimmed notice with the new topic."""
+        segs = self._day_divider(parse_ts(ev.ts))
+        self.break_group()
+        who = display_text(ev.by, self.emoji)
+        segs += self._gutter(ev.ts, ("b1", "notice"))
+        segs.append((who, ("b1", "notice", "nname")))
+        topic = " ".join(ev.topic.split())
+        if topic:
+            segs.append((" set the topic: ", ("b1", "notice")))
+            segs += self.body(topic, ("notice", "topic"), mentions=False)
+        else:
+            segs.append((" cleared the topic\n", ("b1", "notice")))
+        return Entry(segs, "notice", ev.id)
+
+    def presence(self, ev: p.Presence) -> Entry:
+        """Joins and leaves of a big room, coalesced: one dimmed line."""
+        self.break_group()
+        parts = []
+        for names, count, verb in ((ev.joined, ev.joined_count, "joined"),
+                                   (ev.left, ev.left_count, "left")):
+            count = max(count, len(names))
+            if not count:
+                continue
+            shown = [display_text(n, self.emoji) for n in names[:3]]
+            others = count - len(shown)
+            if others > 0:
+                who = ", ".join(shown) + (f" and {others:,} other{'s' if others != 1 else ''}"
+                                          if shown else f"{others:,} people")
+            elif len(shown) > 1:
+                who = ", ".join(shown[:-1]) + " and " + shown[-1]
+            else:
+                who = shown[0] if shown else ""
+            parts.append(("\u2192 " if verb == "joined" else "\u2190 ") + f"{who} {verb}")
+        parts.append(f"{ev.count:,} member{'s' if ev.count != 1 else ''}")
+        return Entry([("\t", ("b1", "notice")),
+                      (" \u00b7 ".join(parts) + "\n", ("b1", "notice"))], "notice")
+
+    def marker(self) -> Entry:
+        """The "new since you were here" line, above the first unread message."""
+        self.break_group()
+        return Entry([("\n", ("rule",)), (MARKER_TEXT + "\n", ("markerlabel",))], "marker")
+
+    def beginning(self, key: str) -> Entry:
+        """The top of a conversation whose whole history is shown."""
+        if key.startswith("@"):
+            what = f"your conversation with {display_text(key[1:], self.emoji)}"
+        else:
+            what = display_text(key, self.emoji)
+        return Entry([(f"This is the beginning of {what}.\n", ("beginning",))], "divider")
+
+    def day(self, ev: object) -> Optional[datetime.date]:
+        """The local day an event belongs to (None without a timestamp)."""
+        when = parse_ts(getattr(ev, "ts", "") or "")
+        return when.astimezone(self.tz).date() if when else None
+
+    def day_divider(self, day: datetime.date) -> Entry:
+        self.break_group()
+        return Entry([(day_label(day) + "\n", ("divider",))], "divider")
+
+    def event(self, ev: object) -> Optional[Entry]:
+        """Any event that belongs in a conversation -> its entry (None for others)."""
+        if isinstance(ev, p.Message):
+            return self.message(ev)
+        if isinstance(ev, p.Join):
+            return self.join(ev)
+        if isinstance(ev, p.Leave):
+            return self.leave(ev)
+        if isinstance(ev, p.Topic):
+            return self.topic(ev)
+        if isinstance(ev, p.Presence):
+            return self.presence(ev)
+        return None
+
+    def search_hit(self, hit: "SearchHit", terms: Sequence[str], tag: str) -> Entry:
+        """A search result: where, who and when on one line, the text below with
+        the searched words highlighted; every segment carries ``tag`` (clickable)."""
+        base = (tag, "hit")
+        when = local_time(hit.ts, self.tz, "%d %b %H:%M").lstrip("0")
+        segs: list[Segment] = [
+            (display_text(hit.key, self.emoji), base + ("hkey",)),
+            ("  ", base),
+            (display_text(hit.sender, self.emoji), base + ("name", name_tag(hit.sender))),
+            ("  " + when + "\n", base + ("htime",)),
+        ]
+        text = display_text(shorten(hit.text, 160), self.emoji)
+        if hit.kind == "me":
+            text = f"* {display_text(hit.sender, self.emoji)} {text}"
+        pos = 0
+        for s, e in term_spans(text, terms):
+            if s > pos:
+                segs.append((text[pos:s], base + ("htext",)))
+            segs.append((text[s:e], base + ("htext", "hterm")))
+            pos = e
+        segs.append((text[pos:] + "\n", base + ("htext",)))
+        return Entry(segs, "hit", hit.id)
 
     def info(self, text: str, style: str = "info") -> Entry:
         """A local line (help, /users, connection notes); ``style`` info|error|system."""
