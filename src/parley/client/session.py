@@ -1,16 +1,27 @@
 """The client's network session, shared by the CLI and the GUI.  No UI code.
 
-A ``Session`` owns one background thread that connects, says hello, reads
-frames, answers pings, paces what you send to the server's rate limit, and
-reconnects with backoff when the connection drops, resuming the same name
-(``token``) and catching up on missed messages (``last_id``), dropping
-duplicates by id.  The UI talks to it through two thread-safe doors:
+A ``Session`` owns one background thread that connects, says hello (asking
+for the ``rooms`` capability), reads frames, answers pings, paces what you
+send to the server's rate limit, and reconnects with backoff when the
+connection drops, resuming the same name (``token``) and catching up on missed
+messages (``last_id``), dropping duplicates by id.  The UI talks to it through
+thread-safe doors:
 
     session = Session("127.0.0.1", 8888, "alice", client="parley-cli")
     session.start()
-    session.say("hello")            # any thread; queued while offline
-    event = session.events.get()    # protocol events + StateChanged, NameRefused, …
+    session.say("hello")                    # any thread; queued while offline
+    session.say("hi python", room="#python")
+    session.send("lunch?", "@bob")          # a conversation key: "#room" or "@name"
+    event = session.events.get()            # protocol events + StateChanged, ConversationsChanged, …
+    for conv in session.conversations():    # the sidebar: rooms, then direct messages
+        print(conv.key, conv.unread)
     session.close()
+
+Conversations are keyed ``"#room"`` (as the server spells the room) or
+``"@name"`` (a direct message); keys compare ignoring case.  The session keeps
+each one's topic, members and unread counts; UIs read them with
+``conversations()`` / ``conversation(key)`` when a ``ConversationsChanged``
+event arrives, and keep no copies of their own.
 
 Messages you send carry a label; the server acknowledges each one, and a
 message not acknowledged when the connection drops is sent again after the
@@ -19,6 +30,7 @@ reconnect unless the catch-up shows it already went through.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import itertools
 import logging
@@ -30,10 +42,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 from .. import __version__
 from .. import protocol as p
+from .core import mentions as _mentions
 
 log = logging.getLogger("parley.session")
 
@@ -69,19 +82,98 @@ class ConnectFailed:
     error: str
 
 
+@dataclass
+class ConversationsChanged:
+    """The list of conversations or something shown about them (unread counts,
+    topic, members, a new direct message, a room joined or left) changed:
+    read ``session.conversations()`` again."""
+
+
+@dataclass
+class Conversation:
+    """A snapshot of one conversation (a copy: changing it changes nothing).
+
+    ``key`` is ``"#room"`` or ``"@name"``; ``name`` is what the server calls it:
+    the room (``"#python"``) or the other person (``"bob"``).  ``members`` is
+    sorted (ignoring case), or None for a big room whose member list the
+    server left out (ask ``request_users(room)``); ``count`` is how many are in
+    it.  ``unread``/``mentions`` count other people's messages after
+    ``read_id``; ``last_id`` is the newest id seen in it."""
+    key: str
+    kind: str                       # "room" | "dm"
+    name: str
+    topic: str = ""
+    members: Optional[list[str]] = None
+    count: int = 0
+    unread: int = 0
+    mentions: int = 0
+    read_id: int = 0
+    last_id: int = 0
+
+
 class OfflineQueueFull(Exception):
     """Too many messages queued while disconnected."""
 
 
-SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed]
+SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed, ConversationsChanged]
 
 _FATAL = {p.VERSION_UNSUPPORTED}
+_MESSAGES = ("say", "me")
+_ROOM_REQUESTS = ("join", "part", "rooms", "topic", "history", "search", "read")
+_SEEN_WINDOW = 8192            # ids remembered for dropping duplicates
+_READ_INTERVAL = 1.0           # seconds between two read markers for one conversation
+NO_ROOMS = "rooms_unsupported"  # a local error: the server does not know rooms
+
+
+def conv_key(conv: str) -> str:
+    """The case-insensitive form of a conversation key (``"#Python"`` → ``"#python"``)."""
+    return conv.casefold()
+
+
+def split_conv(conv: str) -> tuple[str, str]:
+    """``"#room"`` → ("room", "#room"); ``"@bob"`` → ("dm", "bob"); else ValueError."""
+    if isinstance(conv, str) and conv.startswith("#") and len(conv) > 1:
+        return "room", conv
+    if isinstance(conv, str) and conv.startswith("@") and len(conv) > 1:
+        return "dm", conv[1:]
+    raise ValueError(f"a conversation is '#room' or '@name', not {conv!r}")
 
 
 @dataclass
 class _Outgoing:
     label: str
     frame: dict
+    tracked: bool = True     # answered with this label (ack, room, history…): wait for it
+
+
+class _Conv:
+    """The session thread's mutable state for one conversation (under the lock)."""
+
+    def __init__(self, key: str, kind: str, name: str):
+        self.key, self.kind, self.name = key, kind, name
+        self.topic = ""
+        self.members: Optional[dict[str, str]] = None    # casefold -> spelling
+        self.count = 0
+        self.read_id = 0
+        self.last_id = 0
+        self.base_unread = 0         # from the server's last ``unread`` …
+        self.base_mentions = 0
+        self.base_last = 0           # … which covered messages up to this id
+        self.local: list[tuple[int, bool]] = []   # (id, mentions me) counted since then
+        self.activity = 0            # for ordering direct messages
+
+    def set_members(self, names: Optional[Iterable[str]]) -> None:
+        self.members = None if names is None else {n.casefold(): n for n in names}
+
+    def snapshot(self) -> Conversation:
+        members = None
+        if self.members is not None:
+            members = sorted(self.members.values(), key=lambda n: (n.casefold(), n))
+        return Conversation(
+            key=self.key, kind=self.kind, name=self.name, topic=self.topic, members=members,
+            count=self.count, unread=self.base_unread + len(self.local),
+            mentions=self.base_mentions + sum(1 for _, m in self.local if m),
+            read_id=self.read_id, last_id=self.last_id)
 
 
 class Session:
@@ -89,7 +181,7 @@ class Session:
                  retry_first: bool = False, reconnect: bool = True,
                  backoff_initial: float = 0.5, backoff_max: float = 10.0,
                  connect_timeout: float = 5.0, keepalive: float = 20.0,
-                 max_queued: int = 500):
+                 max_queued: int = 500, caps: Iterable[str] = (p.CAP_ROOMS,)):
         self.host, self.port = host, port
         self.name = name
         self.client = client
@@ -99,25 +191,38 @@ class Session:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self.max_queued = max_queued
+        self.want_caps = list(caps)
+        self.caps: list[str] = []             # what the welcome granted
         self.events: "queue.Queue[SessionEvent]" = queue.Queue()
         self.state = SessionState.CONNECTING
-        self.users: set[str] = set()
         self.last_id: Optional[int] = None
         self.token: Optional[str] = None
-        self.instance: Optional[str] = None   # the server run our ids belong to
-        self._welcomed = False
+        self.instance: Optional[str] = None   # the database our ids belong to
+        self._welcomed = False                # by this server or an earlier run of it
+        self._connected_once = False
         self.limits: dict = {}
         self.registered = threading.Event()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())
+        self._users: set[str] = set()
+        self._convs: dict[str, _Conv] = {}    # conv_key -> state
+        self._room_order: list[str] = []      # conv_keys of rooms, in join order
+        self._tick = itertools.count(1)       # activity order of direct messages
+        self._dirty = False                   # ConversationsChanged owed
+        self._seen: set[int] = set()
+        self._seen_order: collections.deque[int] = collections.deque()
+        self._seen_floor = 0                  # ids at or below this count as seen
         self._outgoing: collections.deque[_Outgoing] = collections.deque()
         self._inflight: "collections.OrderedDict[str, _Outgoing]" = collections.OrderedDict()
+        self._reads: "collections.OrderedDict[str, _Outgoing]" = collections.OrderedDict()
+        self._read_sent: dict[str, float] = {}
         self._labels = itertools.count(1)
         self._label_prefix = os.urandom(3).hex()
         self._closing = False
         self._new_name: Optional[str] = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # the waker is a socket pair, not a pipe: Windows' select() takes sockets only
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="parley-session", daemon=True)
         self._sock: Optional[socket.socket] = None
         self._tokens = 0.0
@@ -129,16 +234,147 @@ class Session:
         self._thread.start()
         return self
 
-    def say(self, text: str) -> str:
-        """Send a chat message (queued while offline).  Returns its label."""
-        return self._enqueue({"type": "say", "text": text})
+    # state the UIs read
+    @property
+    def users(self) -> set[str]:
+        """Everyone online (a copy)."""
+        with self._cond:
+            return set(self._users)
 
-    def me(self, text: str) -> str:
+    @property
+    def rooms_enabled(self) -> bool:
+        """The server granted the ``rooms`` capability."""
+        return p.CAP_ROOMS in self.caps
+
+    def conversations(self) -> list[Conversation]:
+        """Rooms in join order (#general first), then direct messages, most
+        recently active first."""
+        with self._cond:
+            rooms = [self._convs[k] for k in self._room_order if k in self._convs]
+            rooms.sort(key=lambda c: c.key.casefold() != p.GENERAL)      # stable
+            dms = sorted((c for c in self._convs.values() if c.kind == "dm"),
+                         key=lambda c: -c.activity)
+            return [c.snapshot() for c in rooms + dms]
+
+    def conversation(self, key: str) -> Optional[Conversation]:
+        with self._cond:
+            c = self._convs.get(conv_key(key)) if isinstance(key, str) else None
+            return c.snapshot() if c is not None else None
+
+    def pending_messages(self, key: Optional[str] = None) -> list[tuple[str, p.Event]]:
+        """Messages sent but not yet acknowledged (in flight, then queued), oldest
+        first, as ``(label, Say | Me)``; only those of conversation ``key`` if given."""
+        want = conv_key(key) if key else None
+        out: list[tuple[str, p.Event]] = []
+        with self._cond:
+            for item in itertools.chain(self._inflight.values(), self._outgoing):
+                f = item.frame
+                if f["type"] not in _MESSAGES:
+                    continue
+                if want is not None and conv_key(self._frame_conv(f)) != want:
+                    continue
+                cls = p.Say if f["type"] == "say" else p.Me
+                out.append((item.label, cls(text=f["text"], label=item.label,
+                                            room=f.get("room"), to=f.get("to"))))
+        return out
+
+    # actions: each returns the label of the frame it sends
+    def say(self, text: str, room: Optional[str] = None, to: Optional[str] = None) -> str:
+        """Send a chat message to #general, ``room`` or (a DM) ``to`` one user.
+        Queued while offline.  Returns its label."""
+        return self._message("say", text, room, to)
+
+    def me(self, text: str, room: Optional[str] = None, to: Optional[str] = None) -> str:
         """Send an action (``/me waves``).  Returns its label."""
-        return self._enqueue({"type": "me", "text": text})
+        return self._message("me", text, room, to)
 
-    def request_users(self) -> str:
-        return self._enqueue({"type": "users"}, counted=False)
+    def send(self, text: str, conv: str, kind: str = "say") -> str:
+        """Send to a conversation key: ``"#room"`` or ``"@name"``."""
+        if kind not in _MESSAGES:
+            raise ValueError(f"kind is 'say' or 'me', not {kind!r}")
+        what, name = split_conv(conv)
+        return self._message(kind, text, name if what == "room" else None,
+                             name if what == "dm" else None)
+
+    def join(self, room: str) -> str:
+        """Join (or create) ``room``; the server answers with a ``RoomInfo``."""
+        return self._enqueue({"type": "join", "room": room}, counted=False)
+
+    def part(self, room: str) -> str:
+        """Leave ``room``; it leaves ``conversations()`` once the server agrees."""
+        return self._enqueue({"type": "part", "room": room}, counted=False)
+
+    def list_rooms(self) -> str:
+        """Ask for every room there is; answered by a ``RoomList``."""
+        return self._enqueue({"type": "rooms"}, counted=False)
+
+    def set_topic(self, room: str, topic: str) -> str:
+        return self._enqueue({"type": "topic", "room": room, "topic": topic}, counted=False)
+
+    def request_users(self, room: Optional[str] = None) -> str:
+        """Everyone online, or ``room``'s members; answered by a ``UserList``."""
+        frame: dict = {"type": "users"}
+        if room is not None:
+            frame["room"] = room
+        return self._enqueue(frame, counted=False)
+
+    def history(self, conv: str, before: Optional[int] = None, after: Optional[int] = None,
+                limit: int = 50) -> str:
+        """A page of ``conv``'s history; answered by a ``HistoryPage``."""
+        frame = {"type": "history", **self._target(conv), "limit": limit}
+        if before is not None:
+            frame["before"] = before
+        if after is not None:
+            frame["after"] = after
+        return self._enqueue(frame, counted=False)
+
+    def search(self, query: str, conv: Optional[str] = None, before: Optional[int] = None,
+               limit: int = 50) -> str:
+        """Full-text search (everything you may read, or one conversation);
+        answered by ``SearchResults``."""
+        frame: dict = {"type": "search", "query": query, "limit": limit}
+        if conv:
+            frame.update(self._target(conv))
+        if before is not None:
+            frame["before"] = before
+        return self._enqueue(frame, counted=False)
+
+    def mark_read(self, conv: str, id: int) -> Optional[str]:
+        """You have read ``conv`` up to ``id``.  Updates the unread counts at once;
+        tells the server (at most once a second per conversation, the newest
+        position wins) only if ``id`` is past the known read position.
+        Returns the read marker's label, or None when nothing needs sending."""
+        key = conv_key(conv)
+        with self._cond:
+            c = self._convs.get(key)
+            if c is None or id <= c.read_id:
+                return None
+            c.read_id = id
+            if id >= c.base_last:
+                c.base_unread = c.base_mentions = 0
+            c.local = [x for x in c.local if x[0] > id]
+            if not self.rooms_enabled and self._welcomed:
+                self._emit(ConversationsChanged())
+                return None       # a protocol-1 server keeps no read positions
+            queued = self._reads.get(key)
+            if queued is not None:
+                queued.frame["id"] = id
+                label = queued.label
+            else:
+                label = self._next_label()
+                frame = {"type": "read", "id": id, **self._target(c.key), "label": label}
+                self._reads[key] = _Outgoing(label, frame, tracked=False)
+        self._emit(ConversationsChanged())
+        self._wake()
+        return label
+
+    def open_dm(self, name: str) -> str:
+        """Open the direct conversation with ``name`` (before any message); its key."""
+        with self._cond:
+            c = self._dm(name)
+            c.activity = next(self._tick)
+        self._emit(ConversationsChanged())
+        return c.key
 
     def set_name(self, name: str) -> None:
         """After ``NameRefused``: try again with ``name`` on the same connection."""
@@ -148,12 +384,12 @@ class Session:
         self._wake()
 
     def pending(self) -> int:
-        """Messages not yet acknowledged by the server."""
+        """Requests and messages not yet acknowledged by the server."""
         with self._cond:
             return len(self._outgoing) + len(self._inflight)
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
-        """Block until every message sent so far is acknowledged (or refused)."""
+        """Block until every message and request sent so far is answered."""
         with self._cond:
             return self._cond.wait_for(
                 lambda: (not self._outgoing and not self._inflight) or
@@ -181,28 +417,244 @@ class Session:
     def connected(self) -> bool:
         return self.state is SessionState.CONNECTED
 
+    # --- helpers for the UI side -------------------------------------------------------
+    def _next_label(self) -> str:
+        return f"{self._label_prefix}-{next(self._labels)}"
+
+    @staticmethod
+    def _target(conv: str) -> dict:
+        what, name = split_conv(conv)
+        return {"room": name} if what == "room" else {"with": name}
+
+    def _frame_conv(self, frame: dict) -> str:
+        if frame.get("to"):
+            return "@" + frame["to"]
+        return frame.get("room") or p.GENERAL
+
+    def _message(self, kind: str, text: str, room: Optional[str], to: Optional[str]) -> str:
+        if room is not None and to is not None:
+            raise ValueError("a message goes to a room or to a user, not both")
+        frame: dict = {"type": kind, "text": text}
+        if room is not None:
+            frame["room"] = room
+        if to is not None:
+            frame["to"] = to
+            with self._cond:
+                c = self._dm(to)
+                c.activity = next(self._tick)
+            self._emit(ConversationsChanged())
+        return self._enqueue(frame)
+
     def _enqueue(self, frame: dict, counted: bool = True) -> str:
-        label = f"{self._label_prefix}-{next(self._labels)}"
+        label = self._next_label()
         frame["label"] = label
         with self._cond:
             if self.state is SessionState.CLOSED:
                 raise OfflineQueueFull("the session is closed")
-            if counted and len(self._outgoing) >= self.max_queued:
-                raise OfflineQueueFull(f"{len(self._outgoing)} messages are already waiting "
-                                       "to be sent; try again when connected")
+            if counted:
+                queued = sum(1 for o in self._outgoing if o.frame["type"] in _MESSAGES)
+                if queued >= self.max_queued:
+                    raise OfflineQueueFull(f"{queued} messages are already waiting "
+                                           "to be sent; try again when connected")
             self._outgoing.append(_Outgoing(label, frame))
         self._wake()
         return label
 
     def _wake(self) -> None:
         try:
-            os.write(self._wake_w, b"x")
-        except OSError:
+            self._wake_w.send(b"x")
+        except OSError:           # full (a wake-up is pending anyway) or closed
             pass
+
+    # --- conversation state (under the lock) -----------------------------------------
+    def _dm(self, name: str) -> _Conv:
+        key = conv_key("@" + name)
+        c = self._convs.get(key)
+        if c is None:
+            c = self._convs[key] = _Conv("@" + name, "dm", name)
+            c.set_members({self.name, name})
+            c.count = len(c.members)
+            c.activity = next(self._tick)
+            self._dirty = True
+        return c
+
+    def _room(self, room: str, create: bool = False) -> Optional[_Conv]:
+        key = conv_key(room)
+        c = self._convs.get(key)
+        if c is None and create:
+            c = self._convs[key] = _Conv(room, "room", room)
+            self._room_order.append(key)
+            self._dirty = True
+        return c
+
+    def _drop_room(self, room: str) -> None:
+        key = conv_key(room)
+        c = self._convs.get(key)
+        if c is not None and c.kind == "room":
+            del self._convs[key]
+            self._room_order = [k for k in self._room_order if k != key]
+            self._reads.pop(key, None)
+            self._dirty = True
+
+    def _room_info(self, info: p.RoomInfo) -> None:
+        c = self._room(info.room, create=True)
+        c.name = c.key = info.room               # the server's spelling
+        c.topic = info.topic
+        c.count = info.count
+        c.set_members(info.members)
+        for f in info.history:
+            if isinstance(f.get("id"), int):
+                c.last_id = max(c.last_id, f["id"])
+        self._dirty = True
+
+    def _is_me(self, name: Optional[str]) -> bool:
+        return bool(name) and name.casefold() == self.name.casefold()
+
+    def _apply(self, ev: p.Event, live: bool) -> None:
+        """A history frame (message, join, leave, topic) changes the conversations.
+        ``live``: it happened now (not part of a welcome's history)."""
+        key = p.conversation(ev, self.name)
+        if key is None:
+            return
+        if key.startswith("@"):
+            c = self._dm(key[1:])
+            c.activity = next(self._tick)
+        else:
+            c = self._room(key, create=not self.rooms_enabled)
+        if c is not None:
+            c.last_id = max(c.last_id, ev.id)
+            self._dirty = True
+        if isinstance(ev, p.Message):
+            if c is not None and live and not self._is_me(ev.sender) and ev.id > c.read_id \
+                    and ev.id > c.base_last:
+                c.local.append((ev.id, _mentions(ev.text, self.name)))
+            return
+        if isinstance(ev, p.Topic):
+            if c is not None:
+                c.topic = ev.topic
+            return
+        if not live:
+            return                   # (the welcome's member lists are already current)
+        if isinstance(ev, p.Join):
+            self._users.add(ev.name)
+            if c is not None and c.kind == "room":
+                if c.members is not None:
+                    c.members[ev.name.casefold()] = ev.name
+                    c.count = len(c.members)
+                else:
+                    c.count += 1
+        elif isinstance(ev, p.Leave):
+            if ev.reason != p.PART:           # gone from the server, not just from a room
+                self._users = {u for u in self._users if u.casefold() != ev.name.casefold()}
+            if ev.room and self._is_me(ev.name) and ev.reason == p.PART:
+                self._drop_room(ev.room)        # I left it on another connection
+                return
+            if ev.room:
+                rooms = [c] if c is not None and c.kind == "room" else []
+            else:                               # no room: gone from every room
+                rooms = [self._convs[k] for k in self._room_order if k in self._convs]
+            for r in rooms:
+                if r.members is not None:
+                    r.members.pop(ev.name.casefold(), None)
+                    r.count = len(r.members)
+                elif ev.room:
+                    r.count = max(0, r.count - 1)
+
+    def _unread(self, u: p.Unread) -> None:
+        if u.room:
+            c = self._room(u.room)
+        elif u.peer:
+            c = self._dm(u.peer)
+        else:
+            return
+        if c is None:
+            return
+        c.last_id = max(c.last_id, u.last_id)
+        if u.read_id >= c.read_id:
+            c.read_id = u.read_id
+            c.base_unread, c.base_mentions = u.count, u.mentions
+        else:                       # we already marked more as read than this says
+            if c.read_id >= u.last_id:
+                c.base_unread = c.base_mentions = 0
+            else:
+                c.base_unread, c.base_mentions = u.count, u.mentions
+        c.base_last = max(c.base_last, u.last_id)
+        c.local = [x for x in c.local if x[0] > c.base_last and x[0] > c.read_id]
+        self._dirty = True
+
+    def _presence(self, ev: p.Presence) -> None:
+        c = self._room(ev.room)
+        for n in ev.joined:
+            self._users.add(n)
+        if c is None:
+            return
+        c.count = ev.count
+        if c.members is not None:
+            for n in ev.joined:
+                c.members[n.casefold()] = n
+            for n in ev.left:
+                c.members.pop(n.casefold(), None)
+        self._dirty = True
+
+    def _user_list(self, ev: p.UserList) -> None:
+        if ev.room:
+            c = self._room(ev.room)
+            if c is not None:
+                c.set_members(ev.users)
+                c.count = len(ev.users)
+                self._dirty = True
+        else:
+            self._users = set(ev.users)
+
+    def _room_list(self, ev: p.RoomList) -> None:
+        for r in ev.rooms:
+            name = r.get("room")
+            c = self._room(name) if isinstance(name, str) else None
+            if c is None:
+                continue
+            if isinstance(r.get("topic"), str) and r["topic"] != c.topic:
+                c.topic = r["topic"]
+                self._dirty = True
+            if isinstance(r.get("count"), int) and r["count"] != c.count:
+                c.count = r["count"]
+                self._dirty = True
+
+    def _welcome_rooms(self, w: p.Welcome) -> None:
+        """The welcome says which rooms we are in (or, without rooms, #general)."""
+        if self.rooms_enabled and w.rooms is not None:
+            infos = []
+            for d in w.rooms:
+                try:
+                    infos.append(p.event_from_dict({**d, "type": "room"}, p.SERVER_FRAMES))
+                except p.ProtocolError:
+                    continue
+            keep = {conv_key(i.room) for i in infos}
+            for k in list(self._room_order):
+                if k not in keep:
+                    self._drop_room(k)
+            for i in infos:
+                self._room_info(i)
+            # the welcome's order is the join order
+            order = [conv_key(i.room) for i in infos]
+            self._room_order = order + [k for k in self._room_order if k not in order]
+        else:
+            for k in list(self._room_order):
+                if k != p.GENERAL:
+                    self._drop_room(k)
+            c = self._room(p.GENERAL, create=True)
+            c.set_members(w.users)
+            c.count = len(w.users)
+        self._dirty = True
 
     # --- the session thread ----------------------------------------------------------
     def _emit(self, event: SessionEvent) -> None:
         self.events.put(event)
+
+    def _flush_changes(self) -> None:
+        with self._cond:
+            dirty, self._dirty = self._dirty, False
+        if dirty:
+            self._emit(ConversationsChanged())
 
     def _set_state(self, state: SessionState, detail: str = "",
                    retry_in: Optional[float] = None) -> None:
@@ -245,9 +697,9 @@ class Session:
             log.exception("session thread crashed")
         finally:
             self._set_state(SessionState.CLOSED, "closed")
-            for fd in (self._wake_r, self._wake_w):
+            for s in (self._wake_r, self._wake_w):
                 try:
-                    os.close(fd)
+                    s.close()
                 except OSError:
                     pass
 
@@ -258,22 +710,24 @@ class Session:
     def _sleep(self, seconds: float) -> bool:
         """Wait, waking early only to close; True if closing."""
         deadline = time.monotonic() + seconds
-        while not self._closing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            sel = selectors.DefaultSelector()
-            sel.register(self._wake_r, selectors.EVENT_READ)
-            sel.select(min(left, 0.5))
+        sel = selectors.DefaultSelector()
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                sel.select(min(left, 0.5))
+                self._drain_wake()
+        finally:
             sel.close()
-            self._drain_wake()
         return True
 
     def _drain_wake(self) -> None:
         try:
-            while os.read(self._wake_r, 4096):
+            while self._wake_r.recv(4096):
                 pass
-        except (BlockingIOError, OSError):
+        except (BlockingIOError, InterruptedError, OSError):
             pass
 
     def _serve(self, sock: socket.socket) -> tuple[Optional[str], bool]:
@@ -290,23 +744,23 @@ class Session:
         sel.register(self._wake_r, selectors.EVENT_READ)
         out = bytearray()
         registered = False
-        hello_sent = False
         last_recv = time.monotonic()
         ping_sent = False
         reason: Optional[str] = "connection lost"
 
         def hello() -> None:
-            nonlocal hello_sent
             out.extend(p.encode(p.Hello(version=p.PROTOCOL_VERSION, name=self.name,
                                         client=self.client, client_version=__version__,
                                         last_id=self.last_id, token=self.token,
+                                        caps=self.want_caps or None,
                                         instance=self.instance)))
-            hello_sent = True
 
         hello()
         try:
             while True:
                 if self._closing:
+                    if registered:
+                        self._take_reads(out, force=True)
                     out.extend(p.encode(p.Bye(reason=p.QUIT)))
                     self._flush_blocking(sock, out)
                     reason = None
@@ -331,7 +785,7 @@ class Session:
                 ready = sel.select(timeout)
                 now = time.monotonic()
                 for key, _mask in ready:
-                    if key.fileobj == self._wake_r:
+                    if key.fileobj is self._wake_r:
                         self._drain_wake()
                         continue
                     try:
@@ -342,13 +796,16 @@ class Session:
                         raise ConnectionResetError("the server closed the connection")
                     last_recv = now
                     ping_sent = False
-                    for item in decoder.feed(data):
-                        result = self._handle(item, out)
-                        if result == "registered":
-                            registered = True
-                        elif result is not None:
-                            reason = result if result != "stop" else None
-                            return reason, registered
+                    try:
+                        for item in decoder.feed(data):
+                            result = self._handle(item, out)
+                            if result == "registered":
+                                registered = True
+                            elif result is not None:
+                                reason = result if result != "stop" else None
+                                return reason, registered
+                    finally:
+                        self._flush_changes()
                 idle = now - last_recv
                 if idle > self.keepalive and not ping_sent:
                     out.extend(p.encode(p.Ping(token="keepalive")))
@@ -392,32 +849,92 @@ class Session:
 
     def _outgoing_ready_soon(self) -> bool:
         with self._cond:
-            return bool(self._outgoing)
+            return bool(self._outgoing) or bool(self._reads)
 
     def _next_send_in(self) -> float:
         self._refill()
         rate = float(self.limits.get("rate", 5)) * 0.95
         wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / rate
+        with self._cond:
+            if not self._outgoing and self._reads:       # only read markers wait
+                now = time.monotonic()
+                wait = max(wait, min(self._read_sent.get(k, 0.0) + _READ_INTERVAL - now
+                                     for k in self._reads))
         return max(wait, self._not_before - time.monotonic(), 0.0)
 
     def _take_outgoing(self, out: bytearray) -> None:
         if time.monotonic() < self._not_before:
             return
         self._refill()
+        refused: list[p.Error] = []
         with self._cond:
             while self._outgoing and self._tokens >= 1 and len(self._inflight) < 64:
                 item = self._outgoing.popleft()
-                self._inflight[item.label] = item
+                problem = self._unsupported(item.frame)
+                if problem:
+                    refused.append(p.Error(NO_ROOMS, problem, item.label))
+                    self._cond.notify_all()
+                    continue
+                if item.tracked:
+                    self._inflight[item.label] = item
+                self._tokens -= 1
+                out.extend(p.encode_dict(item.frame))
+            if not self._outgoing:
+                self._take_reads(out)
+        for err in refused:
+            self._emit(err)
+
+    def _take_reads(self, out: bytearray, force: bool = False) -> None:
+        """Read markers go out after everything else, at most one a second per
+        conversation (the newest position wins)."""
+        with self._cond:
+            now = time.monotonic()
+            for key in list(self._reads):
+                if not force and (self._tokens < 1 or
+                                  now - self._read_sent.get(key, -1e9) < _READ_INTERVAL):
+                    continue
+                item = self._reads.pop(key)
+                self._read_sent[key] = now
                 self._tokens -= 1
                 out.extend(p.encode_dict(item.frame))
 
-    def _settle(self, label: Optional[str]) -> bool:
+    def _unsupported(self, frame: dict) -> Optional[str]:
+        """(locked) Why a frame cannot go to a server without rooms, or None."""
+        if self.rooms_enabled or not self._welcomed:
+            return None
+        kind = frame["type"]
+        room = frame.get("room")
+        if kind in _ROOM_REQUESTS and not (kind == "join" and conv_key(room) == p.GENERAL):
+            return "this server does not support rooms, history or search"
+        if frame.get("to"):
+            return "this server does not support direct messages"
+        if room is not None and conv_key(room) != p.GENERAL:
+            return "this server does not support rooms; it has #general only"
+        if room is not None:
+            del frame["room"]                 # (a protocol-1 server would not mind it)
+        return None
+
+    def _settle(self, label: Optional[str]) -> Optional[_Outgoing]:
         if label is None:
-            return False
+            return None
         with self._cond:
             item = self._inflight.pop(label, None)
             self._cond.notify_all()
-        return item is not None
+        return item
+
+    def _fresh(self, id: int) -> bool:
+        """(session thread) First time we see this id?  Remembers it."""
+        if id <= self._seen_floor or id in self._seen:
+            return False
+        self._seen.add(id)
+        self._seen_order.append(id)
+        if len(self._seen_order) > _SEEN_WINDOW:
+            old = self._seen_order.popleft()
+            self._seen.discard(old)
+            self._seen_floor = max(self._seen_floor, old)
+        if self.last_id is None or id > self.last_id:
+            self.last_id = id
+        return True
 
     def _handle(self, item: Union[p.Event, p.ProtocolError], out: bytearray) -> Optional[str]:
         """Handle one frame from the server; a string result ends the connection."""
@@ -432,22 +949,53 @@ class Session:
         if isinstance(item, p.Welcome):
             self._welcome(item)
             return "registered"
-        if isinstance(item, (p.Message, p.Join, p.Leave)):
-            if self.last_id is not None and item.id <= self.last_id:
+        if isinstance(item, p.HISTORY_FRAMES):
+            if not self._fresh(item.id):
                 return None            # already seen (catch-up overlap)
-            self.last_id = item.id
-            if isinstance(item, p.Join):
-                self.users.add(item.name)
-            elif isinstance(item, p.Leave):
-                self.users.discard(item.name)
+            with self._cond:
+                self._apply(item, live=True)
             self._emit(item)
             return None
         if isinstance(item, p.UserList):
             self._settle(item.label)
-            self.users = set(item.users)
+            with self._cond:
+                self._user_list(item)
             self._emit(item)
             return None
         if isinstance(item, p.Ack):
+            done = self._settle(item.label)
+            if done is not None and done.frame["type"] == "part":
+                with self._cond:
+                    self._drop_room(done.frame["room"])
+            self._emit(item)
+            return None
+        if isinstance(item, p.RoomInfo):
+            self._settle(item.label)
+            with self._cond:
+                self._room_info(item)
+            self._emit(item)
+            return None
+        if isinstance(item, p.Unread):
+            with self._cond:
+                self._unread(item)
+            self._emit(item)
+            return None
+        if isinstance(item, p.Presence):
+            with self._cond:
+                self._presence(item)
+            self._emit(item)
+            return None
+        if isinstance(item, p.RoomList):
+            self._settle(item.label)
+            with self._cond:
+                self._room_list(item)
+            self._emit(item)
+            return None
+        if isinstance(item, p.HistoryPage):
+            self._settle(item.label)
+            self._emit(item)
+            return None
+        if isinstance(item, p.SearchResults):
             self._settle(item.label)
             self._emit(item)
             return None
@@ -475,27 +1023,36 @@ class Session:
             self._tokens = 0.0
             self._not_before = time.monotonic() + (err.retry_after or 1.0)
             return None
-        self._settle(err.label)
+        done = self._settle(err.label)
+        if (done is not None and done.frame["type"] == "part"
+                and err.code in (p.NOT_MEMBER, p.NO_SUCH_ROOM)):
+            with self._cond:           # not in it after all
+                self._drop_room(done.frame["room"])
         self._emit(err)
         return None
 
     def _welcome(self, w: p.Welcome) -> None:
         if self.instance is not None and w.instance != self.instance:
-            self.last_id = None          # the server restarted: its ids start again
+            self.last_id = None          # another database: its ids are not ours
+            self._seen.clear()
+            self._seen_order.clear()
+            self._seen_floor = 0
         self.instance = w.instance
         self.name = w.name
         self.token = w.token
         self.limits = w.limits
-        self.users = set(w.users)
+        self.caps = list(w.caps or [])
         self._tokens = float(w.limits.get("burst", 20)) / 2   # others may have used some
         self._token_time = time.monotonic()
         mine = {h.get("label") for h in w.history if h.get("label")}
         with self._cond:
+            self._users = set(w.users)
+            self._welcomed = True
             if mine:     # sent before the drop and accepted: do not send them twice
                 self._outgoing = collections.deque(o for o in self._outgoing if o.label not in mine)
+            self._welcome_rooms(w)
             self._cond.notify_all()
-        resumed = self.last_id is not None
-        again, self._welcomed = self._welcomed, True
+        again, self._connected_once = self._connected_once, True
         self._set_state(SessionState.CONNECTED,
                         f"{'reconnected' if again else 'connected'} to {self.host}:{self.port} as {w.name}")
         self._emit(w)
@@ -504,12 +1061,14 @@ class Session:
                 ev = p.event_from_dict(frame, p.SERVER_FRAMES)
             except p.ProtocolError:
                 continue
-            if isinstance(ev, (p.Message, p.Join, p.Leave)):
-                if self.last_id is not None and ev.id <= self.last_id:
+            if isinstance(ev, p.HISTORY_FRAMES):
+                if not self._fresh(ev.id):
                     continue
-                if resumed:      # (the welcome's user list is already current)
-                    self.last_id = ev.id
+                with self._cond:
+                    self._apply(ev, live=False)
                 self._emit(ev)
         if self.last_id is None or w.last_id > self.last_id:
             self.last_id = w.last_id
+        self._seen_floor = max(self._seen_floor, w.last_id)   # the welcome covers up to here
+        self._flush_changes()
         self.registered.set()

@@ -1,0 +1,359 @@
+"""The client core shared by every Parley client (terminal, desktop, and later
+the browser): one slash-command parser, one help text, one name colour, one
+time formatter, mention detection and how conversations are named.  No I/O,
+no UI toolkit, no network: plain functions, unit-tested on their own.
+
+    cmd = parse("/join #python", current="#general")
+    if cmd.error:            # a usage problem or an unknown command: show it
+        ...
+    elif cmd.name == "join":
+        session.join(cmd.target)
+
+Conversations are written ``"#room"`` or ``"@name"`` (a direct message), as
+in ``parley.client.session``.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from .. import protocol as p
+
+HISTORY_DEFAULT = 20        # /history without a number, and what /switch shows
+
+
+# --- the command table -------------------------------------------------------------
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str                     # the canonical name, e.g. "switch"
+    args: str                     # how to call it, for help: "<#room|@name>"
+    help: str                     # one line
+    aliases: tuple[str, ...] = ()
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("join", "<#room>", "join a room (created if new) and switch to it"),
+    CommandSpec("part", "[#room]", "leave a room (default: the current one)", ("leave",)),
+    CommandSpec("rooms", "", "list the rooms, their topics and your unread counts", ("list",)),
+    CommandSpec("topic", "[text]", "show the room's topic, or set it ('/topic -' clears it)"),
+    CommandSpec("msg", "<name> [text]", "send a direct message; without text, switch to it",
+                ("query", "dm")),
+    CommandSpec("switch", "<#room|@name>", "change the current conversation", ("go", "w")),
+    CommandSpec("history", "[n]", f"show n older messages (default {HISTORY_DEFAULT})"),
+    CommandSpec("search", "<words>", "search the messages you may read (\"a phrase\", pre*)"),
+    CommandSpec("users", "[#room]", "who is online, or who is in a room", ("who", "names")),
+    CommandSpec("me", "<action>", "send an action, shown as \"* you <action>\""),
+    CommandSpec("help", "", "this help", ("?",)),
+    CommandSpec("exit", "", "leave (Ctrl-D works too)", ("quit",)),
+)
+_BY_NAME = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}
+
+
+def _help_text() -> str:
+    rows = [(f"/{s.name}" + (f" {s.args}" if s.args else ""), s.help
+             + ("; also " + ", ".join("/" + a for a in s.aliases) if s.aliases else ""))
+            for s in COMMANDS]
+    rows.append(("//text", "send a message that starts with \"/\""))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = ["Commands:"] + [f"  {usage:<{width}}{text}" for usage, text in rows]
+    lines.append("Anything else is sent to the current conversation.")
+    return "\n".join(lines)
+
+
+HELP = _help_text()
+
+
+def usage(name: str) -> str:
+    spec = _BY_NAME[name]
+    return f"Usage: /{spec.name}" + (f" {spec.args}" if spec.args else "") + f" — {spec.help}"
+
+
+# --- parsing -----------------------------------------------------------------------
+@dataclass
+class Command:
+    """What a typed line asks for.
+
+    ``name``: "say", "empty", "unknown" or a command from ``COMMANDS``
+    (canonical name).  ``target``: the conversation it is about (``"#room"`` /
+    ``"@name"``) or None.  ``text``: a message, action, topic or search query
+    (``None`` for "/topic" alone: show it).  ``args``: the other arguments
+    (``/history 50`` → ``(50,)``).  ``error``: when set, nothing is to be done
+    but show it (a usage line or an unknown command)."""
+    name: str
+    args: tuple = ()
+    text: Optional[str] = None
+    target: Optional[str] = None
+    error: Optional[str] = None
+
+
+def _room_arg(word: str) -> tuple[Optional[str], Optional[str]]:
+    """A room argument, '#' optional: (room, None) or (None, problem)."""
+    room = word if word.startswith("#") else "#" + word
+    problem = p.validate_room(room)
+    if problem:
+        return None, f"{word[:40]!r} is not a room name: {problem} ({p.ROOM_RULES})"
+    return room, None
+
+
+def _name_arg(word: str) -> tuple[Optional[str], Optional[str]]:
+    name = word[1:] if word.startswith("@") else word
+    problem = p.validate_name(name)
+    if problem:
+        return None, f"{word[:40]!r} is not a user name: {problem}"
+    return name, None
+
+
+def conv_arg(word: str) -> tuple[Optional[str], Optional[str]]:
+    """``#room`` or ``@name`` → (conversation key, None), or (None, problem)."""
+    if word.startswith("#"):
+        room, problem = _room_arg(word)
+        return room, problem
+    if word.startswith("@"):
+        name, problem = _name_arg(word)
+        return ("@" + name if name else None), problem
+    return None, (f"{word[:40]!r}: write #room for a room or @name for a direct "
+                  f"conversation")
+
+
+def parse(line: str, current: Optional[str] = None) -> Command:
+    """Turn one typed line into a Command; ``current`` is the conversation on
+    screen (``"#general"``, ``"@bob"``), where plain text and /me go."""
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return Command("empty")
+    if text.startswith("//"):
+        return Command("say", text=text[1:], target=current)
+    if not text.startswith("/"):
+        return Command("say", text=text, target=current)
+    head, _, rest = text.partition(" ")
+    if "\n" in head:                      # "/me\nwaves" (a multi-line input box)
+        head, _, more = head.partition("\n")
+        rest = more + (" " + rest if rest else "")
+    spec = _BY_NAME.get(head[1:].lower())
+    if spec is None:
+        return Command("unknown", error=(
+            f"Unknown command {head[:40]}. Type /help for the list; "
+            "start with // to send a message beginning with '/'."))
+    name = spec.name
+    words = rest.split()
+
+    def bad(problem: str) -> Command:
+        return Command(name, error=f"{problem}. {usage(name)}")
+
+    if name in ("help", "exit", "rooms"):
+        return Command(name)
+    if name == "me":
+        action = rest.strip()
+        if not action:
+            return Command(name, error=usage(name) + ", e.g. /me waves")
+        return Command(name, text=action, target=current)
+    if name == "join":
+        if len(words) != 1:
+            return bad("Name one room")
+        room, problem = _room_arg(words[0])
+        return bad(problem) if problem else Command(name, args=(room,), target=room)
+    if name == "part":
+        if len(words) > 1:
+            return bad("Name one room")
+        if words:
+            room, problem = _room_arg(words[0])
+            return bad(problem) if problem else Command(name, args=(room,), target=room)
+        if not current or not current.startswith("#"):
+            return bad("You are not in a room here")
+        return Command(name, target=current)
+    if name == "topic":
+        if not current or not current.startswith("#"):
+            return bad("Direct conversations have no topic; switch to a room")
+        topic = rest.strip()
+        if not topic:
+            return Command(name, target=current)                  # show it
+        if topic == "-":
+            topic = ""                                             # clear it
+        elif len(topic) > p.TOPIC_MAX:
+            return bad(f"A topic is at most {p.TOPIC_MAX} characters, this one is {len(topic)}")
+        return Command(name, text=topic, target=current)
+    if name == "msg":
+        if not words:
+            return bad("Say to whom")
+        who, problem = _name_arg(words[0])
+        if problem:
+            return bad(problem)
+        body = rest.strip()[len(words[0]):].strip()
+        return Command(name, args=(who,), text=body, target="@" + who)
+    if name == "switch":
+        if len(words) != 1:
+            return bad("Name one conversation")
+        conv, problem = conv_arg(words[0])
+        return bad(problem) if problem else Command(name, args=(conv,), target=conv)
+    if name == "history":
+        if len(words) > 1:
+            return bad("Give one number")
+        n = HISTORY_DEFAULT
+        if words:
+            if not words[0].isdigit() or not 1 <= int(words[0]) <= p.PAGE_MAX:
+                return bad(f"The number of messages is 1 to {p.PAGE_MAX}, not {words[0][:20]!r}")
+            n = int(words[0])
+        if not current:
+            return bad("No conversation here")
+        return Command(name, args=(n,), target=current)
+    if name == "search":
+        query = rest.strip()
+        if not query:
+            return bad("Search for what")
+        return Command(name, text=query)
+    if name == "users":
+        if len(words) > 1:
+            return bad("Name one room")
+        if words:
+            room, problem = _room_arg(words[0])
+            return bad(problem) if problem else Command(name, args=(room,), target=room)
+        return Command(name)
+    raise AssertionError(f"command {name} has no parser")     # pragma: no cover
+
+
+# --- names and colours -------------------------------------------------------------
+NAME_COLOURS = 12              # the size of every client's name palette
+
+
+def name_colour_index(name: str, n: int = NAME_COLOURS) -> int:
+    """A stable palette index for ``name`` (ignoring case, the same on every
+    run and in every client)."""
+    digest = hashlib.blake2s(name.casefold().encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % n
+
+
+def sorted_users(users: Iterable[str], me: str = "") -> list[str]:
+    """Me first, then everyone else alphabetically (ignoring case)."""
+    mine = me.casefold()
+    return sorted(set(users), key=lambda u: (u.casefold() != mine, u.casefold(), u))
+
+
+# --- mentions ------------------------------------------------------------------------
+def mention_re(me: str) -> Optional["re.Pattern[str]"]:
+    """``me`` (or ``@me``) as a word of its own, ignoring case; None without a name."""
+    if not me:
+        return None
+    return re.compile(rf"(?<![\w.-])@?{re.escape(me)}(?![\w-]|\.\w)", re.IGNORECASE)
+
+
+def mention_spans(text: str, me: str) -> list[tuple[int, int]]:
+    rx = mention_re(me)
+    return [m.span() for m in rx.finditer(text)] if rx else []
+
+
+def mentions(text: str, me: str) -> bool:
+    """Does ``text`` mention ``me`` by name?"""
+    rx = mention_re(me)
+    return bool(rx and rx.search(text))
+
+
+# --- time ----------------------------------------------------------------------------
+def parse_ts(ts: str) -> Optional[datetime.datetime]:
+    """The server's UTC timestamp ``2026-11-24T15:04:05.123Z`` as an aware datetime."""
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(ts, fmt).replace(tzinfo=datetime.timezone.utc)
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def local_time(ts: str, fmt: str = "%H:%M", tz: Optional[datetime.tzinfo] = None) -> str:
+    """Server UTC timestamp -> local wall-clock time (``tz`` for tests)."""
+    t = parse_ts(ts)
+    if t is None:
+        if isinstance(ts, str) and len(ts) >= 19 and fmt == "%H:%M:%S":
+            return ts[11:19]
+        return ts[11:16] if isinstance(ts, str) and len(ts) >= 16 else "--:--"
+    return t.astimezone(tz).strftime(fmt)
+
+
+def local_when(ts: str, now: Optional[datetime.datetime] = None,
+               tz: Optional[datetime.tzinfo] = None) -> str:
+    """Time of day for today's timestamps, else the date too: "15:04",
+    "Mon 24 Nov 15:04", "24 Nov 2025 15:04" (another year)."""
+    t = parse_ts(ts)
+    if t is None:
+        return local_time(ts)
+    t = t.astimezone(tz)
+    now = (now or datetime.datetime.now(datetime.timezone.utc)).astimezone(tz)
+    if t.date() == now.date():
+        return t.strftime("%H:%M")
+    if t.year == now.year:
+        return t.strftime("%a %d %b %H:%M")
+    return t.strftime("%d %b %Y %H:%M")
+
+
+def day_label(day: datetime.date) -> str:
+    return day.strftime("%A, %d %B %Y").replace(" 0", " ")
+
+
+# --- conversations ---------------------------------------------------------------------
+def conversation_of(frame, me: str) -> Optional[str]:
+    """The conversation key (``#room`` / ``@name``) a message, join, leave or
+    topic belongs to."""
+    return p.conversation(frame, me)
+
+
+def same_conv(a: Optional[str], b: Optional[str]) -> bool:
+    return a is not None and b is not None and a.casefold() == b.casefold()
+
+
+def conv_prefix(key: str) -> str:
+    """The tag shown before a line of another conversation: ``[#room] ``."""
+    return f"[{key}] "
+
+
+def unread_badge(unread: int, mentions_: int = 0) -> str:
+    """"" when nothing is unread, else "3", or "3, 1 mention"."""
+    if not unread and not mentions_:
+        return ""
+    if mentions_:
+        return f"{unread}, {mentions_} mention" + ("s" if mentions_ != 1 else "")
+    return str(unread)
+
+
+def describe(conv, current: bool = False) -> str:
+    """One line about a ``session.Conversation`` for lists: marker, key, unread,
+    members and topic.  ``*`` marks the current one."""
+    mark = "*" if current else " "
+    parts = [f"{mark} {conv.key}"]
+    if conv.unread or conv.mentions:
+        parts.append(f"({conv.unread} unread" + (
+            f", {conv.mentions} mention" + ("s" if conv.mentions != 1 else "")
+            if conv.mentions else "") + ")")
+    if conv.kind == "room":
+        parts.append(f"{conv.count} member" + ("s" if conv.count != 1 else ""))
+        if conv.topic:
+            parts.append(f"— {conv.topic}")
+    return " ".join(parts)
+
+
+def unread_summary(convs: Iterable, current: Optional[str] = None) -> str:
+    """"unread: #python 3, @bob 1 (1 mention)" for the conversations with
+    unread messages (not the current one); "" when there are none."""
+    bits = []
+    for c in convs:
+        if same_conv(c.key, current) or not c.unread:
+            continue
+        bits.append(f"{c.key} {c.unread}" + (f" ({c.mentions} mention"
+                                              + ("s" if c.mentions != 1 else "") + ")"
+                                              if c.mentions else ""))
+    return ("unread: " + ", ".join(bits)) if bits else ""
+
+
+@dataclass
+class HistoryCursor:
+    """Where ``/history`` goes on from in one conversation: the oldest id shown."""
+    oldest: dict = field(default_factory=dict)      # conv casefold -> oldest id seen
+
+    def seen(self, key: str, id: int) -> None:
+        k = key.casefold()
+        if k not in self.oldest or id < self.oldest[k]:
+            self.oldest[k] = id
+
+    def before(self, key: str) -> Optional[int]:
+        return self.oldest.get(key.casefold())
