@@ -1,0 +1,1192 @@
+"""Parley's durable history: SQLite (stdlib ``sqlite3``), one writer thread, group commit.
+
+    store = Store(os.path.join(default_data_dir(), DB_NAME))
+    store.open()                        # StoreError with a one-line reason if it cannot
+    store.start(on_commit)              # the writer thread
+    store.submit(Write(op="event", kind="say", room="#general", sender="alice",
+                       sender_sid=sid, text="hi", label="c1-1", ctx=anything))
+    # ... on the writer thread, once committed:  on_commit([that write, ...], None)
+    #     with write.id and write.ts set; or on_commit(batch, "database or disk is full")
+    frames, more = store.history(sid, room="#general", before=100, limit=50)
+    store.close()
+
+Writes
+    Every change goes through ``submit`` (thread-safe, a queue, never blocks on
+    I/O).  The writer thread takes everything queued (up to ``batch_max``),
+    runs it in ONE transaction, commits, then calls ``on_commit(batch, None)``
+    on its own thread.  The writer gives each event its ``id`` (one sequence,
+    strictly increasing, taken from ``MAX(id)`` at open so it never repeats
+    after a crash) and its ``ts`` (ms, never going backwards).
+
+    Failures: if the transaction fails (disk full, I/O error, read-only...),
+    nothing of the batch is stored, every write gets ``id = None`` and
+    ``error``, and ``on_commit(batch, "one-line reason")`` is called; the store
+    keeps serving later batches.  If ONE write breaks a constraint (e.g. a
+    session whose token hash belongs to another session), only that write
+    fails (``write.id`` None, ``write.error`` set): SQLite undoes just that
+    statement, the rest of the batch is committed and ``error`` is None.
+
+    WAL with ``synchronous=NORMAL``: a committed transaction survives the
+    process being killed (kill -9), not necessarily a power cut.
+
+Reads
+    From any thread, on a connection of that thread's own (read-only use).
+    Reads return plain dicts in wire form (docs/protocol.md), built exactly as
+    ``parley.protocol``'s typed events serialise.  Reads that run several
+    queries do so in one read transaction (one consistent snapshot).
+
+Files
+    ``<data dir>/parley.db`` (+ ``-wal``, ``-shm``) and ``parley.db.lock``,
+    which an open store holds locked so a second server on the same data
+    directory fails at once.  ``":memory:"`` keeps everything in memory (a
+    shared-cache in-memory database, so readers on other threads see it).
+"""
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import queue
+import re
+import secrets
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from ..protocol import format_ts
+
+try:                                    # POSIX
+    import fcntl
+except ImportError:                     # pragma: no cover - Windows
+    fcntl = None                        # type: ignore[assignment]
+try:                                    # Windows
+    import msvcrt
+except ImportError:
+    msvcrt = None                       # type: ignore[assignment]
+
+log = logging.getLogger("parley.store")
+
+DB_NAME = "parley.db"
+MEMORY = ":memory:"
+UNREAD_CAP = 999            # unread counts stop at this (so counting stays cheap)
+BUSY_TIMEOUT_MS = 5000
+MAX_PARAMS = 500            # room keys bound in one statement (old SQLite allows 999)
+KINDS = ("say", "me", "join", "leave", "topic")
+CHAT = ("say", "me")
+OPS = ("event", "room", "topic_set", "member_add", "member_remove", "session", "read",
+       "barrier")
+
+
+class StoreError(Exception):
+    """The store cannot be used: the message is one human line."""
+
+
+class BadQuery(ValueError):
+    """A search the full-text engine cannot parse (a one-line message)."""
+
+
+@dataclass(eq=False)
+class Write:
+    """One change for the writer thread.  ``op`` and the fields it uses:
+
+    - ``"event"``: kind (say|me|join|leave|topic), room (key; None for a DM),
+      sender, sender_sid, target + target_sid (a DM), text (message, topic or
+      leave reason), label.  The writer sets ``id`` and ``ts`` (ms).  A
+      ``topic`` event also sets the room's topic.
+    - ``"room"``: room (key), name (as created, e.g. ``#Python``); kept if it exists.
+    - ``"topic_set"``: room, text (the topic).
+    - ``"member_add"`` / ``"member_remove"``: sid, room.
+    - ``"session"``: sid, name, token_hash (sha256 of the token); an existing
+      sid gets its name and last-seen time updated.
+    - ``"read"``: sid, conv (room key, or ``@`` + casefolded peer), read_id
+      (never moves back).
+    - ``"barrier"``: nothing stored; it comes back in ``on_commit`` after
+      everything submitted before it.
+
+    ``ctx`` is yours, returned untouched.  After the commit: ``id``/``ts`` set
+    for a stored event; ``id`` None and ``error`` (one line) if not stored.
+    """
+    op: str
+    kind: Optional[str] = None
+    room: Optional[str] = None
+    sender: Optional[str] = None
+    sender_sid: Optional[str] = None
+    target: Optional[str] = None
+    target_sid: Optional[str] = None
+    text: Optional[str] = None
+    label: Optional[str] = None
+    ctx: Any = None
+    sid: Optional[str] = None
+    name: Optional[str] = None
+    token_hash: Optional[bytes] = None
+    conv: Optional[str] = None
+    read_id: Optional[int] = None
+    id: Optional[int] = None
+    ts: Optional[int] = None
+    error: Optional[str] = None
+
+
+OnCommit = Callable[[list, Optional[str]], None]
+
+
+# --- places and names -------------------------------------------------------------
+def default_data_dir() -> str:
+    """Where Parley keeps its data for this user, by platform convention."""
+    home = os.path.expanduser("~")
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+        return os.path.join(base, "Parley")
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Application Support", "Parley")
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.join(home, ".local", "share")
+    return os.path.join(base, "parley")
+
+
+def room_key(name: str) -> str:
+    """``#Python`` -> ``#python``: how rooms are keyed (and their read-marker conv)."""
+    return name.casefold()
+
+
+def peer_conv(name: str) -> str:
+    """The read-marker conversation key of a direct conversation with ``name``."""
+    return "@" + name.casefold()
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+# --- schema -----------------------------------------------------------------------
+# v1.  events.room / memberships.room / reads.conv hold room KEYS (casefolded,
+# with the '#'); the display name is rooms.name.  Indexes are partial so each
+# row pays only for the index it needs: room rows for (room, id), DM rows for
+# the two direction indexes keyed by session and peer name.
+_V1_TABLES = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rooms(
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, topic TEXT NOT NULL DEFAULT '',
+    created INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions(
+    sid TEXT PRIMARY KEY, name TEXT NOT NULL, token_hash BLOB UNIQUE,
+    created INTEGER NOT NULL DEFAULT 0, seen INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS memberships(
+    sid TEXT NOT NULL, room TEXT NOT NULL, PRIMARY KEY(sid, room)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL, room TEXT,
+    sender TEXT NOT NULL, sender_sid TEXT, target TEXT, target_sid TEXT,
+    text TEXT, label TEXT);
+CREATE TABLE IF NOT EXISTS reads(
+    sid TEXT NOT NULL, conv TEXT NOT NULL, read_id INTEGER NOT NULL,
+    PRIMARY KEY(sid, conv)) WITHOUT ROWID;
+"""
+_V1_INDEXES = """
+CREATE INDEX IF NOT EXISTS events_room ON events(room) WHERE room IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_dm_out ON events(sender_sid, lower(target)) WHERE room IS NULL;
+CREATE INDEX IF NOT EXISTS events_dm_in ON events(target_sid, lower(sender)) WHERE room IS NULL;
+CREATE TRIGGER IF NOT EXISTS events_topic AFTER INSERT ON events
+    WHEN new.kind = 'topic' AND new.room IS NOT NULL
+BEGIN
+    UPDATE rooms SET topic = coalesce(new.text, '') WHERE key = new.room;
+END;
+"""
+# Full text: an external-content FTS5 table over events.text (say/me only),
+# kept in step by triggers.  No per-row size table (columnsize=0): results are
+# ordered by id, never ranked.
+_FTS_TABLE = ("CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', "
+              "content_rowid='id', columnsize=0, tokenize='unicode61 remove_diacritics 2')")
+_FTS_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS events_fts_ai AFTER INSERT ON events
+    WHEN new.kind IN ('say', 'me') AND new.text IS NOT NULL
+BEGIN
+    INSERT INTO events_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS events_fts_ad AFTER DELETE ON events
+    WHEN old.kind IN ('say', 'me') AND old.text IS NOT NULL
+BEGIN
+    INSERT INTO events_fts(events_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS events_fts_au AFTER UPDATE OF text, kind ON events
+BEGIN
+    INSERT INTO events_fts(events_fts, rowid, text)
+        SELECT 'delete', old.id, old.text WHERE old.kind IN ('say', 'me') AND old.text IS NOT NULL;
+    INSERT INTO events_fts(rowid, text)
+        SELECT new.id, new.text WHERE new.kind IN ('say', 'me') AND new.text IS NOT NULL;
+END;
+"""
+_FTS_TRIGGER_NAMES = ("events_fts_ai", "events_fts_ad", "events_fts_au")
+_V0_EVENT_COLUMNS = {"id", "ts", "kind", "room", "sender", "sender_sid", "target", "text"}
+
+
+def _tables(conn: sqlite3.Connection) -> set:
+    return {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Nothing, or version 0 -> version 1.
+
+    Version 0 (the first history store) had events without ``target_sid`` and
+    ``label``, no read markers and no full-text index: a direct message named
+    its recipient only.  Moving up, a DM's ``target_sid`` is filled in when
+    exactly one stored session had the recipient's name; otherwise it stays
+    NULL and the DM belongs to its sender's session only (privacy first).
+    The search index is built by ``_ensure_fts`` after the migrations."""
+    if "events" in _tables(conn):
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+        if "target_sid" not in cols:
+            conn.execute("ALTER TABLE events ADD COLUMN target_sid TEXT")
+        if "label" not in cols:
+            conn.execute("ALTER TABLE events ADD COLUMN label TEXT")
+        conn.execute("DROP INDEX IF EXISTS events_by_room")       # v0's (room, id)
+        if "sessions" in _tables(conn):
+            conn.execute("""
+                UPDATE events SET target_sid =
+                    (SELECT s.sid FROM sessions s WHERE lower(s.name) = lower(events.target))
+                WHERE room IS NULL AND target IS NOT NULL AND target_sid IS NULL
+                  AND (SELECT count(*) FROM sessions s
+                       WHERE lower(s.name) = lower(events.target)) = 1""")
+    for stmt in _split(_V1_TABLES + _V1_INDEXES):
+        conn.execute(stmt)
+
+
+# MIGRATIONS[i] takes a database from user_version i to i + 1.  Add new ones at
+# the end; never change a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _split(script: str) -> list[str]:
+    """Split a DDL script into statements (triggers keep their inner ';')."""
+    out, cur = [], []
+    for line in script.strip().splitlines():
+        cur.append(line)
+        text = "\n".join(cur).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            out.append(text)
+            cur = []
+    return out
+
+
+def fts5_available(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.parley_fts5_probe USING fts5(x)")
+        conn.execute("DROP TABLE temp.parley_fts5_probe")
+        return True
+    except sqlite3.OperationalError:
+        return False
+
+
+# --- reads: rows to wire frames -----------------------------------------------------
+_COLS = "id, ts, kind, room, sender, target, text, label, sender_sid"
+_ECOLS = "e.id, e.ts, e.kind, e.room, e.sender, e.target, e.text, e.label, e.sender_sid"
+_FTS_QUERY_ERRORS = ("fts5:", "no such column", "unknown special query", "unterminated string",
+                     "parser stack overflow", "malformed MATCH")
+_BAREWORD = re.compile(r"\^?[\w\x1a\x80-\U0010ffff]+\*?")   # FTS5 bareword (+ ^ and prefix *)
+_OPERATORS = {"AND", "OR", "NOT"}
+_NEAR = re.compile(r"NEAR(/\d+)?")
+
+
+def _requote(query: str) -> str:
+    """Keep FTS5 structure (quoted phrases, parentheses, AND/OR/NOT/NEAR) and
+    quote every other word that is not a valid bareword, so that what people
+    type ("don't", "c++", "what?", "http://x") searches for its words."""
+    out: list[str] = []
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch.isspace():
+            i += 1
+        elif ch in "()":
+            out.append(ch)
+            i += 1
+        elif ch == '"':
+            j = i + 1
+            while True:             # the closing quote ("" inside is an escaped quote)
+                j = query.find('"', j)
+                if j < 0 or query[j + 1:j + 2] != '"':
+                    break
+                j += 2
+            if j < 0:               # unterminated: take the rest as a phrase
+                out.append('"' + query[i + 1:].replace('"', '""') + '"')
+                break
+            out.append(query[i:j + 1])
+            i = j + 1
+        else:
+            j = i
+            while j < n and not query[j].isspace() and query[j] not in '()"':
+                j += 1
+            word = query[i:j]
+            if word in _OPERATORS or _NEAR.fullmatch(word) or _BAREWORD.fullmatch(word):
+                out.append(word)
+            else:
+                out.append('"' + word.replace('"', '""') + '"')
+            i = j
+    return " ".join(out)
+
+
+def _mention_re(name: str) -> "re.Pattern[str]":
+    # a name is [A-Za-z0-9_.-]: "bob" is in "@bob," and "bob." but not in "bobby" or "bob.smith"
+    return re.compile(r"(?<![A-Za-z0-9_.\-])" + re.escape(name) +
+                      r"(?![A-Za-z0-9_\-])(?!\.[A-Za-z0-9_\-])", re.IGNORECASE)
+
+
+def _like_pattern(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class Store:
+    """Parley's history in SQLite.  See the module docstring."""
+
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time,
+                 batch_max: int = 1000, batch_wait: float = 0.0):
+        self.memory = path == MEMORY
+        self.path = path if self.memory else os.path.abspath(path)
+        self.clock = clock
+        self.batch_max = max(1, batch_max)
+        self.batch_wait = batch_wait
+        self.instance = ""
+        self.last_id = 0
+        self.opened = False
+        self.fts = False                    # full-text search with FTS5 (else LIKE)
+        self._uri = ""
+        self._wconn: Optional[sqlite3.Connection] = None
+        self._lock_fd: Optional[int] = None
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        self._on_commit: Optional[OnCommit] = None
+        self._closed = False
+        self._last_ts = 0
+        self._local = threading.local()
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}
+        self._readers_lock = threading.Lock()
+        self._names: dict[str, str] = {}        # room key -> display name (never changes)
+        self._like_logged = False
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r}, last_id={self.last_id})"
+
+    def __enter__(self) -> "Store":
+        if not self.opened:
+            self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def data_dir(self) -> Optional[str]:
+        return None if self.memory else os.path.dirname(self.path)
+
+    # --- open / close --------------------------------------------------------------
+    def open(self) -> "Store":
+        """Create or migrate the database and lock the data directory.
+        Raises StoreError (one line) if the store cannot be used."""
+        if self.opened:
+            return self
+        if self._closed:
+            raise StoreError("this store was closed; make a new one")
+        if self.memory:
+            self._uri = f"file:parley-{secrets.token_hex(8)}?mode=memory&cache=shared"
+        else:
+            self._uri = self.path
+            self._lock_dir()
+        try:
+            self._wconn = self._connect()
+            self._prepare(self._wconn)
+        except sqlite3.Error as e:
+            self._abort_open()
+            raise StoreError(self._describe(e)) from None
+        except StoreError:
+            self._abort_open()
+            raise
+        self.opened = True
+        log.info("history in %s: schema v%d, last id %d, search %s", self.path,
+                 SCHEMA_VERSION, self.last_id, "FTS5" if self.fts else "LIKE (no FTS5)")
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._uri, uri=self.memory, isolation_level=None,
+                               check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _prepare(self, c: sqlite3.Connection) -> None:
+        if not self.memory:
+            mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"cannot use {self.path}: WAL journal not available ({mode})")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA journal_size_limit=67108864")
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer Parley (schema version {version}; this "
+                f"one knows up to {SCHEMA_VERSION}): upgrade Parley or use another data directory")
+        if version == 0:
+            tables = _tables(c) - {"sqlite_sequence"}
+            if "events" in tables:
+                cols = {r[1] for r in c.execute("PRAGMA table_info(events)")}
+                if not _V0_EVENT_COLUMNS <= cols:
+                    raise StoreError(f"{self.path} is not a Parley database "
+                                     f"(its events table is not Parley's)")
+            elif tables:
+                raise StoreError(f"{self.path} is not a Parley database (it has other tables: "
+                                 f"{', '.join(sorted(tables)[:5])})")
+        for v in range(version, SCHEMA_VERSION):
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[v](c)
+                c.execute(f"PRAGMA user_version={v + 1}")
+                c.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
+                raise
+            if version:
+                log.info("%s: migrated the schema from v%d to v%d", self.path, v, v + 1)
+        now = int(self.clock() * 1000)
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute("SELECT value FROM meta WHERE key='instance'").fetchone()
+            if row is None or not re.fullmatch(r"[0-9a-f]{12}", row[0] or ""):
+                self.instance = secrets.token_hex(6)
+                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('instance', ?)",
+                          (self.instance,))
+            else:
+                self.instance = row[0]
+            # a write at every open: a read-only file or a full disk fails here, not later
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('opened', ?)", (str(now),))
+            c.execute("INSERT INTO rooms(key, name, topic, created) VALUES ('#general', "
+                      "'#general', '', ?) ON CONFLICT(key) DO NOTHING", (now,))
+            self._ensure_fts(c)
+            c.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise
+        self.last_id = c.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        self._last_ts = c.execute(
+            "SELECT coalesce(max(ts), 0) FROM events WHERE id = ?", (self.last_id,)).fetchone()[0]
+        self._names = dict(c.execute("SELECT key, name FROM rooms"))
+
+    def _ensure_fts(self, c: sqlite3.Connection) -> None:
+        """(in a transaction) Full-text index present and in step, if FTS5 exists."""
+        have_table = "events_fts" in _tables(c)
+        triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+        stale = c.execute("SELECT value FROM meta WHERE key='fts_stale'").fetchone() is not None
+        self.fts = fts5_available(c)
+        if not self.fts:
+            # this SQLite has no FTS5: the index triggers would make every insert fail
+            for t in _FTS_TRIGGER_NAMES:
+                if t in triggers:
+                    c.execute(f"DROP TRIGGER {t}")
+            if have_table:
+                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('fts_stale', '1')")
+            log.warning("this SQLite (%s) has no FTS5: search uses LIKE on words",
+                        sqlite3.sqlite_version)
+            return
+        if have_table and not stale and all(t in triggers for t in _FTS_TRIGGER_NAMES):
+            return
+        n = c.execute("SELECT count(*) FROM events WHERE kind IN ('say', 'me')").fetchone()[0]
+        if n:
+            log.info("%s: building the search index over %d messages", self.path, n)
+        if have_table:
+            c.execute("DROP TABLE events_fts")
+        c.execute(_FTS_TABLE)
+        c.execute("INSERT INTO events_fts(rowid, text) SELECT id, text FROM events "
+                  "WHERE kind IN ('say', 'me') AND text IS NOT NULL")
+        for stmt in _split(_FTS_TRIGGERS):
+            c.execute(stmt)
+        c.execute("DELETE FROM meta WHERE key='fts_stale'")
+
+    def _describe(self, e: sqlite3.Error) -> str:
+        msg = _one_line(e)
+        low = msg.lower()
+        where = self.path
+        if "not a database" in low or "malformed" in low or "corrupt" in low:
+            return f"{where} is not a Parley database or is damaged: {msg}"
+        if "readonly" in low or "read-only" in low:
+            return f"cannot write to {where}: the file or its directory is read-only ({msg})"
+        if "disk is full" in low or "database or disk is full" in low:
+            return f"cannot write to {where}: the disk is full"
+        if "locked" in low or "busy" in low:
+            return f"{where} is locked by another program ({msg})"
+        return f"cannot open {where}: {msg}"
+
+    def _lock_dir(self) -> None:
+        d = os.path.dirname(self.path)
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the data directory {d}: "
+                             f"{(e.strerror or str(e)).lower()}") from None
+        lock_path = self.path + ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot write to the data directory {d}: "
+                             f"{(e.strerror or str(e)).lower()}") from None
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            elif msvcrt is not None:                             # pragma: no cover
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(os.pread(fd, 32, 0).split()[0]) if hasattr(os, "pread") else 0
+                holder = f" by process {pid}" if pid else ""
+            os.close(fd)
+            raise StoreError(f"another Parley server is using {d} (lock held{holder})") from None
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock_dir(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            elif msvcrt is not None:                             # pragma: no cover
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _abort_open(self) -> None:
+        if self._wconn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._wconn.close()
+            self._wconn = None
+        self._unlock_dir()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close everything, unlock."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        elif self.opened:                    # never started: still commit what was queued
+            self._drain_unstarted()
+        with self._readers_lock:
+            readers, self._readers = list(self._readers.values()), {}
+        for c in readers:
+            with contextlib.suppress(sqlite3.Error):
+                c.close()
+        if self._wconn is not None:
+            if not self.memory:
+                with contextlib.suppress(sqlite3.Error):
+                    self._wconn.execute("PRAGMA optimize")
+            with contextlib.suppress(sqlite3.Error):
+                self._wconn.close()
+            self._wconn = None
+        self._unlock_dir()
+        self.opened = False
+
+    def _drain_unstarted(self) -> None:
+        batch = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Flush):
+                item.done.set()
+            elif item is not _STOP:
+                batch.append(item)
+        for i in range(0, len(batch), self.batch_max):
+            self._commit(batch[i:i + self.batch_max])
+
+    # --- writes ----------------------------------------------------------------------
+    def start(self, on_commit: Optional[OnCommit] = None) -> None:
+        """Start the writer thread; ``on_commit(batch, error)`` runs on it after each
+        transaction."""
+        if not self.opened:
+            raise StoreError("open the store before starting it")
+        if self._thread is not None:
+            raise RuntimeError("the store's writer is already running")
+        self._on_commit = on_commit
+        self._thread = threading.Thread(target=self._run, name="parley-store-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Write) -> None:
+        """Queue ``write`` for the writer (thread-safe, never blocks on I/O).
+        A malformed write raises ValueError at once."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        _check(write)
+        self._queue.put(write)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until everything submitted before this call is committed (and
+        its on_commit has run).  False on timeout or if the writer is not running."""
+        if self._thread is None:
+            return False
+        f = _Flush()
+        self._queue.put(f)
+        return f.done.wait(timeout)
+
+    def _run(self) -> None:
+        q = self._queue
+        stopping = False
+        while not stopping:
+            batch: list[Any] = [q.get()]
+            while len(batch) < self.batch_max:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            if self.batch_wait > 0 and len(batch) < self.batch_max // 4:
+                deadline = time.monotonic() + self.batch_wait
+                while len(batch) < self.batch_max:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        batch.append(q.get(timeout=left))
+                    except queue.Empty:
+                        break
+            writes, flushes = [], []
+            for item in batch:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, _Flush):
+                    flushes.append(item)
+                else:
+                    writes.append(item)
+            if stopping:            # commit everything still queued, then stop
+                while True:
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(item, _Flush):
+                        flushes.append(item)
+                    elif item is not _STOP:
+                        writes.append(item)
+            for i in range(0, len(writes), self.batch_max):
+                self._commit(writes[i:i + self.batch_max])
+            for f in flushes:
+                f.done.set()
+
+    def _commit(self, writes: list) -> None:
+        """One transaction for ``writes``; then tell on_commit."""
+        if not writes:
+            return
+        c = self._wconn
+        assert c is not None
+        ts = max(int(self.clock() * 1000), self._last_ts)
+        nid = self.last_id + 1
+        error: Optional[str] = None
+        names: list = []
+        try:
+            if any(w.op != "barrier" for w in writes):
+                c.execute("BEGIN IMMEDIATE")
+                ex = c.execute
+                for w in writes:
+                    op = w.op
+                    try:
+                        if op == "event":
+                            ex("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target,"
+                               " target_sid, text, label) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                               (nid, ts, w.kind, w.room, w.sender, w.sender_sid, w.target,
+                                w.target_sid, w.text, w.label))
+                            w.id, w.ts = nid, ts
+                            nid += 1
+                        elif op == "read":
+                            ex("INSERT INTO reads(sid, conv, read_id) VALUES (?,?,?) "
+                               "ON CONFLICT(sid, conv) DO UPDATE SET "
+                               "read_id = max(read_id, excluded.read_id)",
+                               (w.sid, w.conv, w.read_id))
+                        elif op == "member_add":
+                            ex("INSERT INTO memberships(sid, room) VALUES (?,?) "
+                               "ON CONFLICT DO NOTHING", (w.sid, w.room))
+                        elif op == "member_remove":
+                            ex("DELETE FROM memberships WHERE sid=? AND room=?", (w.sid, w.room))
+                        elif op == "session":
+                            ex("INSERT INTO sessions(sid, name, token_hash, created, seen) "
+                               "VALUES (?,?,?,?,?) ON CONFLICT(sid) DO UPDATE SET "
+                               "name=excluded.name, seen=excluded.seen",
+                               (w.sid, w.name, w.token_hash, ts, ts))
+                        elif op == "room":
+                            ex("INSERT INTO rooms(key, name, topic, created) VALUES (?,?,'',?) "
+                               "ON CONFLICT(key) DO NOTHING", (w.room, w.name, ts))
+                            names.append((w.room, w.name))
+                        elif op == "topic_set":
+                            if ex("UPDATE rooms SET topic=? WHERE key=?",
+                                  (w.text or "", w.room)).rowcount == 0:
+                                w.error = f"no room {w.room}"
+                    except (sqlite3.IntegrityError, sqlite3.InterfaceError) as e:
+                        # only this statement is undone; the transaction goes on
+                        w.id, w.error = None, _one_line(e)
+                c.execute("COMMIT")
+        except Exception as e:
+            error = _one_line(e) if isinstance(e, sqlite3.Error) else f"internal error: {e!r}"
+            if not isinstance(e, sqlite3.Error):
+                log.exception("store writer: unexpected error")
+            if c.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
+            for w in writes:
+                if w.op != "barrier":
+                    w.id, w.error = None, error
+            log.error("could not store %d writes: %s", len(writes), error)
+        else:
+            self.last_id = nid - 1
+            self._last_ts = ts
+            for key, name in names:
+                self._names.setdefault(key, name)
+        cb = self._on_commit
+        if cb is not None:
+            try:
+                cb(writes, error)
+            except Exception:
+                log.exception("store: on_commit failed")
+
+    # --- reads -------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            return c
+        if not self.opened:
+            raise StoreError("the store is not open")
+        try:
+            c = self._connect()
+            if self.memory:
+                # shared cache: read what is there instead of waiting for table locks
+                c.execute("PRAGMA read_uncommitted=1")
+        except sqlite3.Error as e:
+            raise StoreError(self._describe(e)) from None
+        me = threading.current_thread()
+        with self._readers_lock:
+            for t in [t for t in self._readers if not t.is_alive()]:
+                with contextlib.suppress(sqlite3.Error):
+                    self._readers.pop(t).close()
+            self._readers[me] = c
+        self._local.conn = c
+        return c
+
+    @contextlib.contextmanager
+    def _reading(self, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
+        c = self._reader()
+        try:
+            if snapshot:
+                c.execute("BEGIN")
+            yield c
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read {self.path}: {_one_line(e)}") from None
+        finally:
+            if snapshot and c.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("COMMIT")
+
+    def _name(self, c: sqlite3.Connection, key: str) -> str:
+        name = self._names.get(key)
+        if name is None:
+            row = c.execute("SELECT name FROM rooms WHERE key=?", (key,)).fetchone()
+            if row is None:
+                return key
+            name = self._names[key] = row[0]
+        return name
+
+    def _frame(self, c: sqlite3.Connection, r: Sequence, me: Optional[str] = None) -> dict:
+        """A stored row in wire form (key order as parley.protocol serialises it)."""
+        id_, ts, kind, room, sender, target, text, label, ssid = r
+        if kind in CHAT:
+            d = {"type": "message", "id": id_, "ts": format_ts(ts), "from": sender,
+                 "text": text or "", "kind": kind}
+            if label is not None and me is not None and ssid == me:
+                d["label"] = label
+            if room is not None:
+                d["room"] = self._name(c, room)
+            else:
+                d["to"] = target
+            return d
+        if kind == "topic":
+            return {"type": "topic", "id": id_, "ts": format_ts(ts),
+                    "room": self._name(c, room) if room else "", "topic": text or "",
+                    "by": sender}
+        d = {"type": kind, "id": id_, "ts": format_ts(ts), "name": sender}
+        if kind == "leave":
+            d["reason"] = text or "quit"
+        if room is not None:
+            d["room"] = self._name(c, room)
+        return d
+
+    def frame(self, w: Write) -> dict:
+        """The wire form of a committed event write (as the reads return it)."""
+        if w.op != "event" or w.id is None:
+            raise ValueError("only a stored event has a frame")
+        with self._reading() as c:
+            return self._frame(c, (w.id, w.ts, w.kind, w.room, w.sender, w.target, w.text,
+                                   None, w.sender_sid))
+
+    def rooms(self) -> list[tuple[str, str, str]]:
+        """Every room: (key, name, topic), by key."""
+        with self._reading() as c:
+            return [tuple(r) for r in c.execute("SELECT key, name, topic FROM rooms ORDER BY key")]
+
+    def room(self, key: str) -> Optional[tuple[str, str]]:
+        with self._reading() as c:
+            row = c.execute("SELECT name, topic FROM rooms WHERE key=?", (key,)).fetchone()
+            return tuple(row) if row else None
+
+    def session_by_token_hash(self, h: bytes) -> Optional[tuple[str, str]]:
+        with self._reading() as c:
+            row = c.execute("SELECT sid, name FROM sessions WHERE token_hash=?", (h,)).fetchone()
+            return tuple(row) if row else None
+
+    def memberships(self, sid: str) -> list[str]:
+        with self._reading() as c:
+            return [r[0] for r in c.execute(
+                "SELECT room FROM memberships WHERE sid=? ORDER BY room", (sid,))]
+
+    def read_position(self, sid: str, conv: str) -> int:
+        with self._reading() as c:
+            row = c.execute("SELECT read_id FROM reads WHERE sid=? AND conv=?",
+                            (sid, conv)).fetchone()
+            return row[0] if row else 0
+
+    def _rows(self, c: sqlite3.Connection, wheres: list, *, lo: Optional[int],
+              hi: Optional[int], newest: bool, limit: int) -> tuple[list, bool]:
+        """Rows of the union of ``wheres`` ((sql, params) over events) with
+        lo < id < hi: the newest ``limit`` (``newest``) or the oldest, oldest
+        first, and whether more rows matched.  Each part runs in index order and
+        the parts are merged lazily, so only about ``limit`` rows are read."""
+        bounds, extra = "", []
+        if lo is not None:
+            bounds += " AND id > ?"
+            extra.append(lo)
+        if hi is not None:
+            bounds += " AND id < ?"
+            extra.append(hi)
+        order = "DESC" if newest else "ASC"
+        cursors = [c.execute(f"SELECT {_COLS} FROM events WHERE {sql}{bounds} "
+                             f"ORDER BY id {order} LIMIT ?", (*params, *extra, limit + 1))
+                   for sql, params in wheres]
+        if len(cursors) == 1:
+            rows = cursors[0].fetchall()
+        else:
+            merged = heapq.merge(*cursors, key=(lambda r: -r[0]) if newest else (lambda r: r[0]))
+            rows, last = [], None
+            for r in merged:
+                if r[0] != last:            # a DM to oneself is in both directions
+                    rows.append(r)
+                    last = r[0]
+                    if len(rows) > limit:
+                        break
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if newest:
+            rows.reverse()
+        return rows, more
+
+    @staticmethod
+    def _dm_wheres(sid: str, peer: Optional[str] = None) -> list:
+        if peer is None:
+            return [("room IS NULL AND sender_sid = ?", (sid,)),
+                    ("room IS NULL AND target_sid = ?", (sid,))]
+        return [("room IS NULL AND sender_sid = ? AND lower(target) = ?", (sid, peer)),
+                ("room IS NULL AND target_sid = ? AND lower(sender) = ?", (sid, peer))]
+
+    def recent(self, room_key: str, n: int) -> list[dict]:
+        """The last ``n`` events of a room, oldest first."""
+        if n <= 0:
+            return []
+        with self._reading() as c:
+            rows, _ = self._rows(c, [("room = ?", (room_key,))], lo=None, hi=None,
+                                 newest=True, limit=n)
+            return [self._frame(c, r) for r in rows]
+
+    def since(self, last_id: int, room_keys: Sequence[str], sid: Optional[str],
+              limit: int) -> tuple[list[dict], bool]:
+        """Every event after ``last_id`` in ``room_keys`` and ``sid``'s DMs: the
+        newest ``limit`` of them, oldest first, and whether there were more.
+        ``label`` is on the messages ``sid`` sent (so a client knows they went through)."""
+        wheres = [("room = ?", (k,)) for k in dict.fromkeys(room_keys)]
+        if sid:
+            wheres += self._dm_wheres(sid)
+        if not wheres or limit <= 0:
+            return [], False
+        with self._reading(snapshot=True) as c:
+            rows, more = self._rows(c, wheres, lo=last_id, hi=None, newest=True, limit=limit)
+            return [self._frame(c, r, sid) for r in rows], more
+
+    def history(self, sid: Optional[str], *, room: Optional[str] = None,
+                peer: Optional[str] = None, before: Optional[int] = None,
+                after: Optional[int] = None, limit: int = 50) -> tuple[list[dict], bool]:
+        """A page of a room's history (``room`` key) or of ``sid``'s direct
+        conversation with ``peer`` (casefolded name): the ``limit`` newest
+        before ``before``, the oldest after ``after``, or the newest.  Oldest
+        first; ``more`` if rows remain beyond the page in its direction."""
+        if (room is None) == (peer is None):
+            raise ValueError("history needs exactly one of room and peer")
+        if before is not None and after is not None:
+            raise ValueError("history takes before or after, not both")
+        if limit <= 0:
+            return [], False
+        if room is not None:
+            wheres = [("room = ?", (room,))]
+        elif sid:
+            wheres = self._dm_wheres(sid, peer.casefold())
+        else:
+            return [], False
+        with self._reading(snapshot=len(wheres) > 1) as c:
+            rows, more = self._rows(c, wheres, lo=after, hi=before, newest=after is None,
+                                    limit=limit)
+            return [self._frame(c, r) for r in rows], more
+
+    # --- search ------------------------------------------------------------------------
+    def search(self, sid: Optional[str], query: str, room_keys: Sequence[str], *,
+               room: Optional[str] = None, peer: Optional[str] = None,
+               before: Optional[int] = None, limit: int = 50) -> tuple[list[dict], bool]:
+        """Full-text search over the messages (say/me) of ``room_keys`` and
+        ``sid``'s DMs, or of one ``room`` (which must be in room_keys) or one
+        DM ``peer``.  Newest first; ``more`` if older matches remain (ask again
+        with ``before`` = the last id).  FTS5 syntax works (words, "a phrase",
+        prefix*, a OR b, NOT, NEAR); words that are not valid syntax ("don't",
+        "c++") are searched as words.  Raises BadQuery if it cannot be parsed."""
+        if not query or not query.strip():
+            raise BadQuery("search for at least one word")
+        if limit <= 0:
+            return [], False
+        scopes = self._scopes(sid, room_keys, room, peer)
+        if not scopes:
+            return [], False
+        with self._reading(snapshot=len(scopes) > 1) as c:
+            if self.fts:
+                rows = self._fts_rows(c, query, scopes, before, limit)
+            else:
+                rows = self._like_rows(c, query, scopes, before, limit)
+            more = len(rows) > limit
+            return [self._frame(c, r) for r in rows[:limit]], more
+
+    def _scopes(self, sid: Optional[str], room_keys: Sequence[str], room: Optional[str],
+                peer: Optional[str]) -> list:
+        """WHERE clauses (over ``e``) that together are what may be searched."""
+        if peer is not None:
+            if not sid:
+                return []
+            p = peer.casefold()
+            return [("e.room IS NULL AND e.sender_sid = ? AND lower(e.target) = ?", (sid, p)),
+                    ("e.room IS NULL AND e.target_sid = ? AND lower(e.sender) = ?", (sid, p))]
+        if room is not None:
+            return [("e.room = ?", (room,))] if room in set(room_keys) else []
+        keys = list(dict.fromkeys(room_keys))
+        scopes = []
+        for i in range(0, len(keys), MAX_PARAMS):
+            part = keys[i:i + MAX_PARAMS]
+            scopes.append((f"e.room IN ({','.join('?' * len(part))})", tuple(part)))
+        if sid:
+            scopes.append(("e.room IS NULL AND (e.sender_sid = ? OR e.target_sid = ?)",
+                           (sid, sid)))
+        return scopes
+
+    def _fts_rows(self, c: sqlite3.Connection, query: str, scopes: list,
+                  before: Optional[int], limit: int) -> list:
+        if len(scopes) == 2 and scopes[0][0].startswith("e.room IN") and scopes[1][0].startswith(
+                "e.room IS NULL AND (e.sender"):
+            # the usual case (rooms + own DMs): one statement, one pass over the index
+            scopes = [(f"({scopes[0][0]} OR {scopes[1][0]})", scopes[0][1] + scopes[1][1])]
+        bound = " AND events_fts.rowid < ?" if before is not None else ""
+
+        def run(q: str) -> list:
+            cursors = []
+            for sql, params in scopes:
+                args = (q, *((before,) if before is not None else ()), *params, limit + 1)
+                cursors.append(c.execute(
+                    f"SELECT {_ECOLS} FROM events_fts CROSS JOIN events e "
+                    f"ON e.id = events_fts.rowid WHERE events_fts MATCH ?{bound} AND {sql} "
+                    f"ORDER BY events_fts.rowid DESC LIMIT ?", args))
+            if len(cursors) == 1:
+                return cursors[0].fetchall()
+            out, last = [], None
+            for r in heapq.merge(*cursors, key=lambda r: -r[0]):
+                if r[0] != last:
+                    out.append(r)
+                    last = r[0]
+                    if len(out) > limit:
+                        break
+            return out
+
+        try:
+            return run(query)
+        except sqlite3.OperationalError as e:
+            if not _is_query_error(e):
+                raise
+            first = e
+        fixed = _requote(query)
+        if fixed and fixed != query:
+            try:
+                return run(fixed)
+            except sqlite3.OperationalError as e:
+                if not _is_query_error(e):
+                    raise
+        raise BadQuery(f"cannot understand the search: {_fts_message(first)}")
+
+    def _like_rows(self, c: sqlite3.Connection, query: str, scopes: list,
+                   before: Optional[int], limit: int) -> list:
+        """Search without FTS5: every word (operators and quotes ignored) as a
+        case-insensitive substring.  Slow on big histories, but it works."""
+        if not self._like_logged:
+            self._like_logged = True
+            log.warning("search without FTS5 (SQLite %s): using LIKE on words",
+                        sqlite3.sqlite_version)
+        words = [w for w in re.findall(r"[\w']+", query) if w not in _OPERATORS]
+        if not words:
+            raise BadQuery("search for at least one word")
+        cond = " AND ".join(["e.text LIKE ? ESCAPE '\\'"] * len(words))
+        pats = tuple(_like_pattern(w) for w in words)
+        bound = " AND e.id < ?" if before is not None else ""
+        cursors = [c.execute(
+            f"SELECT {_ECOLS} FROM events e WHERE e.kind IN ('say', 'me') AND {cond}{bound} "
+            f"AND {sql} ORDER BY e.id DESC LIMIT ?",
+            (*pats, *((before,) if before is not None else ()), *params, limit + 1))
+            for sql, params in scopes]
+        out, last = [], None
+        for r in heapq.merge(*cursors, key=lambda r: -r[0]):
+            if r[0] != last:
+                out.append(r)
+                last = r[0]
+                if len(out) > limit:
+                    break
+        return out
+
+    # --- unread ------------------------------------------------------------------------
+    def unread(self, sid: str, name: str, room_keys: Sequence[str]) -> list[dict]:
+        """One ``unread`` frame per conversation: each room of ``room_keys`` (in
+        that order), then each direct conversation of ``sid`` (by newest first).
+        ``count``: messages after the read marker not sent by ``sid`` (at most
+        UNREAD_CAP); ``mentions``: those naming ``name`` as a word;
+        ``last_id``: the conversation's newest event."""
+        mention = _mention_re(name)
+        pat = _like_pattern(name)
+        out = []
+        with self._reading(snapshot=True) as c:
+            reads = dict(c.execute("SELECT conv, read_id FROM reads WHERE sid=?", (sid,)))
+            for key in dict.fromkeys(room_keys):
+                read_id = reads.get(key, 0)
+                last = c.execute("SELECT coalesce(max(id), 0) FROM events WHERE room = ?",
+                                 (key,)).fetchone()[0]
+                count = mentions = 0
+                if last > read_id:
+                    count, mentions = self._count(
+                        c, "room = ? AND id > ? AND kind IN ('say', 'me') AND sender_sid IS NOT ?",
+                        (key, read_id, sid), pat, mention)
+                out.append({"type": "unread", "count": count, "read_id": read_id,
+                            "last_id": last, "mentions": mentions, "room": self._name(c, key)})
+            peers: dict[str, list] = {}     # casefolded peer -> [shown name, last id]
+            for low, shown, last in itertools.chain(
+                    c.execute("SELECT lower(target), target, max(id) FROM events "
+                              "WHERE room IS NULL AND sender_sid = ? GROUP BY lower(target)",
+                              (sid,)),
+                    c.execute("SELECT lower(sender), sender, max(id) FROM events "
+                              "WHERE room IS NULL AND target_sid = ? GROUP BY lower(sender)",
+                              (sid,))):
+                if low is None:
+                    continue
+                cur = peers.get(low)
+                if cur is None or last > cur[1]:
+                    peers[low] = [shown, last]
+            for low, (shown, last) in sorted(peers.items(), key=lambda kv: -kv[1][1]):
+                read_id = reads.get("@" + low, 0)
+                count = mentions = 0
+                if last > read_id:
+                    count, mentions = self._count(
+                        c, "room IS NULL AND target_sid = ? AND lower(sender) = ? AND id > ? "
+                           "AND kind IN ('say', 'me') AND sender_sid IS NOT ?",
+                        (sid, low, read_id, sid), pat, mention)
+                out.append({"type": "unread", "count": count, "read_id": read_id,
+                            "last_id": last, "mentions": mentions, "with": shown})
+        return out
+
+    @staticmethod
+    def _count(c: sqlite3.Connection, where: str, params: tuple, pat: str,
+               mention: "re.Pattern[str]") -> tuple[int, int]:
+        sub = f"SELECT text FROM events WHERE {where} LIMIT {UNREAD_CAP}"
+        count, maybe = c.execute(
+            f"SELECT count(*), coalesce(sum(text LIKE ? ESCAPE '\\'), 0) FROM ({sub})",
+            (pat, *params)).fetchone()
+        mentions = 0
+        if maybe:
+            mentions = sum(1 for (t,) in c.execute(
+                f"SELECT text FROM ({sub}) WHERE text LIKE ? ESCAPE '\\'", (*params, pat))
+                if t and mention.search(t))
+        return count, mentions
+
+
+def _is_query_error(e: sqlite3.Error) -> bool:
+    msg = str(e)
+    return any(m in msg for m in _FTS_QUERY_ERRORS)
+
+
+def _fts_message(e: sqlite3.Error) -> str:
+    msg = _one_line(e)
+    if msg.startswith("fts5: "):
+        msg = msg[6:]
+    if msg == 'syntax error near ""':
+        msg = "it ends too early (an operator or '(' without what follows)"
+    return msg
+
+
+def _check(w: Write) -> None:
+    """Reject a malformed write at submit time (a programming error)."""
+    op = w.op
+
+    def need(*fields: str) -> None:
+        for f in fields:
+            if not isinstance(getattr(w, f), str):
+                raise ValueError(f"a {op!r} write needs {f} (a str), got {getattr(w, f)!r}")
+
+    if op == "event":
+        if w.kind not in KINDS:
+            raise ValueError(f"an event's kind is one of {KINDS}, not {w.kind!r}")
+        need("sender")
+        if w.room is None:
+            if w.kind not in CHAT:
+                raise ValueError(f"a {w.kind} event needs a room")
+            need("target")
+        else:
+            need("room")
+        if w.text is not None and not isinstance(w.text, str):
+            raise ValueError("an event's text is a str")
+    elif op == "room":
+        need("room", "name")
+    elif op == "topic_set":
+        need("room")
+    elif op in ("member_add", "member_remove"):
+        need("sid", "room")
+    elif op == "session":
+        need("sid", "name")
+        if w.token_hash is not None and not isinstance(w.token_hash, (bytes, bytearray)):
+            raise ValueError("a session's token_hash is bytes")
+    elif op == "read":
+        need("sid", "conv")
+        if not isinstance(w.read_id, int) or w.read_id < 0:
+            raise ValueError(f"a read write needs read_id (an int >= 0), got {w.read_id!r}")
+    elif op != "barrier":
+        raise ValueError(f"unknown write op {op!r} (one of {OPS})")
