@@ -10,8 +10,8 @@ from parley.server.connection import Limits
 def make_server():
     servers = []
 
-    def start(port=0, io_threads=2, **limits):
-        srv = Server("127.0.0.1", port, Limits(**limits), io_threads=io_threads).start()
+    def start(port=0, io_threads=2, db=":memory:", **limits):
+        srv = Server("127.0.0.1", port, Limits(**limits), io_threads=io_threads, db=db).start()
         servers.append(srv)
         return srv
 

@@ -1,9 +1,12 @@
 """A bare socket speaking Parley's JSON lines, for poking at the server in tests."""
+import itertools
 import json
 import socket
 import time
 
 from parley import protocol as p
+
+_labels = itertools.count(1)
 
 
 class RawClient:
@@ -30,9 +33,51 @@ class RawClient:
             data = frame
         self.sock.sendall(data)
 
-    def hello(self, name, **kw):
+    def hello(self, name, rooms=False, **kw):
+        """Say hello (with the rooms capability when ``rooms``); return the welcome."""
+        if rooms:
+            kw.setdefault("caps", [p.CAP_ROOMS])
         self.send(p.Hello(version=p.PROTOCOL_VERSION, name=name, **kw))
         return self.expect("welcome")
+
+    def request(self, frame, reply, timeout=None, **fields):
+        """Send a labelled request and return its answer (``reply`` type or error)."""
+        label = f"r{next(_labels)}"
+        frame = dict(frame, label=label)
+        self.send(frame)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            for i, ev in enumerate(self.backlog):
+                if getattr(ev, "label", None) == label and ev.type in (reply, "error"):
+                    del self.backlog[i]
+                    return ev
+            if self.eof or time.monotonic() >= deadline:
+                raise AssertionError(f"no answer to {frame}; got {self.backlog[-5:]}")
+            self._read(deadline)
+
+    def types(self, timeout=0.3):
+        """The types of everything that arrives within ``timeout``, in order."""
+        return [ev.type for ev in self.frames(timeout)]
+
+    def expect_sequence(self, *kinds, timeout=None):
+        """Wait for frames of these types to arrive in this order (others may come
+        between); return them.  Fails if one arrives before the one it follows."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        found = []
+        while len(found) < len(kinds):
+            for i, ev in enumerate(self.backlog):
+                want = kinds[len(found)]
+                if ev.type == want:
+                    found.append(ev)
+                    del self.backlog[i]
+                    break
+                if ev.type in kinds[len(found) + 1:]:
+                    raise AssertionError(f"{ev.type} came before {want}: {ev}")
+            else:
+                if self.eof or time.monotonic() >= deadline:
+                    raise AssertionError(f"expected {kinds}, got {found} then {self.backlog[-5:]}")
+                self._read(deadline)
+        return found
 
     def _read(self, deadline):
         self.sock.settimeout(max(0.01, deadline - time.monotonic()))

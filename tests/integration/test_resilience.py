@@ -179,7 +179,7 @@ def test_stop_tells_everyone(make_server, connect):
 
 
 def start_server_process(*args):
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "python_server.py"),
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "python_server.py"), "--db", ":memory:",
                              "--host", "127.0.0.1", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc

@@ -1,6 +1,7 @@
-"""The server process: listener, accept thread, I/O threads, flags, signals.
+"""The server process: store, listener, accept thread, I/O threads, flags, signals.
 
-    python python_server.py [--host 0.0.0.0] [--port 8888] [--log-level info] [limits…]
+    python python_server.py [--host 0.0.0.0] [--port 8888] [--data-dir DIR | --db :memory:]
+                            [--log-level info] [limits…]
 """
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import signal
 import socket
 import sys
 import threading
+import os
+import selectors
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .. import __version__
 from .connection import IOWorker, Limits
 from .hub import Hub
+from .store import Store, StoreError, default_data_dir
 
 log = logging.getLogger("parley.server")
 
@@ -32,9 +36,11 @@ LIMIT_HELP = {
     "ping_interval": "seconds of silence before the server pings a client",
     "ping_timeout": "seconds a client has to answer a ping before it is dropped",
     "handshake_timeout": "seconds a new connection has to send hello",
-    "history": "messages kept in memory for clients that reconnect (catch-up)",
-    "join_history": "recent messages shown to a user who joins fresh",
+    "history": "most messages sent in one catch-up to a client that reconnects",
+    "join_history": "recent messages of each room shown to a user who joins fresh",
     "max_clients": "most simultaneous connections; more are refused with server_full",
+    "presence_limit": "rooms with more members announce joins and leaves as a coalesced "
+                      "summary at most once a second instead of one by one",
 }
 
 
@@ -42,12 +48,18 @@ class Server:
     """A running chat server.  ``start()`` returns once it listens."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 8888,
-                 limits: Optional[Limits] = None, io_threads: int = 2):
+                 limits: Optional[Limits] = None, io_threads: int = 2,
+                 db: str = ":memory:",
+                 selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector):
         self.host, self.port = host, port
         self.limits = limits or Limits()
-        self.hub = Hub(history=self.limits.history, join_history=self.limits.join_history,
-                       outbox_bytes=max(2 * self.limits.outbox, 8 << 20), limits=self.limits.public())
-        self.workers = [IOWorker(i, self.hub, self.limits) for i in range(max(1, io_threads))]
+        self.store = Store(db)
+        self.hub = Hub(self.store, history=self.limits.history,
+                       join_history=self.limits.join_history,
+                       outbox_bytes=max(2 * self.limits.outbox, 8 << 20),
+                       limits=self.limits.public(), presence_limit=self.limits.presence_limit)
+        self.workers = [IOWorker(i, self.hub, self.limits, selector_factory)
+                        for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
         self.listener: Optional[socket.socket] = None
         self._accept_thread: Optional[threading.Thread] = None
@@ -64,6 +76,18 @@ class Server:
             w.wake()
 
     def start(self) -> "Server":
+        """Listen (OSError), open the store (StoreError), start the threads."""
+        self._bind()
+        try:
+            self.hub.start()
+        except BaseException:
+            assert self.listener is not None
+            self.listener.close()
+            raise
+        self._listen()
+        return self
+
+    def _bind(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -75,6 +99,8 @@ class Server:
         sock.listen(1024)
         sock.settimeout(0.2)
         self.listener = sock
+
+    def _listen(self) -> None:
         for w in self.workers:
             w.start()
         self._accept_thread = threading.Thread(target=self._accept_loop,
@@ -83,7 +109,6 @@ class Server:
         host, port = self.address
         log.info("Parley %s listening on %s:%d (%d I/O threads)", __version__, host, port,
                  len(self.workers))
-        return self
 
     def _accept_loop(self) -> None:
         assert self.listener is not None
@@ -110,7 +135,10 @@ class Server:
                 log.warning("%s refused: server full", peer)
                 continue
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
             worker = self.workers[self._next % len(self.workers)]   # round robin
             self._next += 1
             worker.add(sock, peer)
@@ -129,6 +157,7 @@ class Server:
             w.begin_shutdown(deadline)
         for w in self.workers:
             w.join(grace + 1.0)
+        self.hub.close()               # commits what is queued, closes the database
         log.info("server stopped")
 
     def __enter__(self) -> "Server":
@@ -144,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parley chat server: JSON Lines over TCP (see docs/protocol.md).")
     ap.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     ap.add_argument("--port", type=int, default=8888, help="TCP port (default 8888; 0 picks a free one)")
+    ap.add_argument("--data-dir", default=None,
+                    help=f"where history is kept (default {default_data_dir()}; created if missing)")
+    ap.add_argument("--db", default=None,
+                    help="the database file (default DATA_DIR/parley.db); ':memory:' for a "
+                         "throwaway server that forgets everything when it stops")
     ap.add_argument("--log-level", default="info",
                     choices=["debug", "info", "warning", "error"], help="logging level (default info)")
     ap.add_argument("--io-threads", type=int, default=2,
@@ -176,9 +210,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                         stream=sys.stderr)
     _raise_fd_limit()
     limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
-    server = Server(args.host, args.port, limits, io_threads=args.io_threads)
+    if args.db is not None:
+        db = args.db
+    else:
+        db = os.path.join(args.data_dir or default_data_dir(), "parley.db")
+    server = Server(args.host, args.port, limits, io_threads=args.io_threads, db=db)
     try:
         server.start()
+    except StoreError as e:
+        print(f"parley-server: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             print(f"parley-server: port {args.port} on {args.host} is already in use "
@@ -187,9 +228,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"parley-server: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
                   file=sys.stderr)
         return 2
-    if not log.isEnabledFor(logging.INFO):    # always say where we listen
+    where = "in memory only (--db :memory:)" if db == ":memory:" else db
+    if not log.isEnabledFor(logging.INFO):    # always say where we listen and keep history
         host, port = server.address
         print(f"Parley {__version__} listening on {host}:{port}", file=sys.stderr, flush=True)
+        print(f"history: {where}", file=sys.stderr, flush=True)
+    else:
+        log.info("history: %s (%d messages so far)", where, server.store.last_id)
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -1,203 +1,200 @@
 """Client connections and the I/O threads that serve them.
 
-This is the only module that touches a client socket.  A small pool of
-``IOWorker`` threads each owns a share of the connections and a selector:
+This is the only module that touches a client socket (through a transport,
+see transports/).  A small pool of ``IOWorker`` threads each owns a share of
+the connections and a selector:
 
-* readable socket -> ``recv`` once (at most 64 KiB, so a flooder cannot hog a
-  thread) -> ``FrameDecoder`` -> ``Connection.handle`` -> ``Hub`` (locked,
-  no I/O) -> the frame is appended to the shared broadcast log.
-* every loop, a flush pass sends each connection everything between its
-  cursor and the end of the log, plus its private frames, in one ``send``.
-  Connections at the same cursor share one ``bytes`` object.
+* readable socket -> ``transport.recv`` once -> ``transport.decode`` ->
+  ``ServerSession.receive`` (sans-IO: validation, limits, dispatch) -> the hub
+  (locked, no I/O) -> the store's writer -> ``Hub.committed`` appends the
+  frame to its room's broadcast log and pushes the ack.
+* every loop, a flush pass sends each connection what it is owed: for each
+  room log it follows, everything between its cursor and the end, with its
+  private frames (welcome, acks, DMs, answers) in their place, in one
+  ``send``.  Connections in the same room at the same cursor share one
+  ``bytes`` object.
 * a socket whose kernel buffer is full keeps its unsent bytes and waits for
   EVENT_WRITE; once its lag passes the outbox bound it is told why
   (``bye`` / ``sendq_exceeded``) and dropped.  Nobody else waits for it.
+
+Other threads (the hub, the store's writer, reader threads) never touch a
+connection's state: they append to its ``inbox`` and wake its thread.
 """
 from __future__ import annotations
 
 import collections
 import logging
-import os
 import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .. import protocol as p
-from .hub import Hub
+from .hub import BroadcastLog, Hub
+from .session import Close, Limits, Send, ServerSession
+from .transports import JsonLinesTransport
 
 log = logging.getLogger("parley.server")
 
-RECV_SIZE = 65536
+__all__ = ["Connection", "IOWorker", "Limits", "Waker"]
+
+_LEGACY_HIDDEN = (b'{"type":"topic"', b'{"type":"presence"')   # frames protocol 1 never had
 
 
-@dataclass
-class Limits:
-    """Every limit has a name, a default and a command-line flag (see app.py)."""
-    max_line: int = 16384          # bytes in one protocol line
-    max_text: int = 4000           # characters in one chat message
-    rate: float = 5.0              # frames per second per client (token bucket refill)
-    burst: int = 20                # token bucket size
-    flood_kick: int = 30           # rejected frames (leaking at `rate`/s) before a kick
-    outbox: int = 1 << 20          # bytes a client may lag behind before it is dropped
-    ping_interval: float = 30.0    # seconds of silence before the server pings
-    ping_timeout: float = 30.0     # seconds to answer a ping
-    handshake_timeout: float = 15.0  # seconds to send hello after connecting
-    history: int = 500             # messages kept for catch-up
-    join_history: int = 20         # recent messages shown to a newcomer
-    max_clients: int = 20000       # simultaneous connections
+class Waker:
+    """Wakes a thread blocked in select() from any other thread.
 
-    def public(self) -> dict:
-        """The limits a client is told in its welcome."""
-        return {"max_line": self.max_line, "max_text": self.max_text,
-                "rate": self.rate, "burst": self.burst,
-                "ping_interval": self.ping_interval}
+    A connected socket pair, as asyncio uses on Windows: select() there takes
+    sockets only, so a pipe cannot be used.  ``wake`` writes one byte unless a
+    wake-up is already pending; ``drain`` empties the socket first and then
+    clears the flag (the other order could lose a wake-up)."""
+
+    def __init__(self) -> None:
+        self.r, self.w = socket.socketpair()
+        self.r.setblocking(False)
+        self.w.setblocking(False)
+        self._woken = False
+
+    def fileno(self) -> int:
+        return self.r.fileno()
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            try:
+                self.w.send(b"x")
+            except OSError:          # buffer full (a wake-up is pending anyway) or closed
+                pass
+
+    def drain(self) -> None:
+        try:
+            while self.r.recv(4096):
+                pass
+        except OSError:
+            pass
+        self._woken = False
+
+    def close(self) -> None:
+        self.r.close()
+        self.w.close()
 
 
 class Connection:
-    """One client: its socket, decoder, outbox and rate limiter."""
+    """One client: its transport, protocol session, room cursors and outbox.
 
-    def __init__(self, sock: socket.socket, peer: str, worker: "IOWorker"):
-        self.sock = sock
-        self.peer = peer
+    Everything but ``inbox`` belongs to the connection's I/O thread."""
+
+    def __init__(self, transport, worker: "IOWorker", now: float):
+        self.transport = transport
+        self.sock = transport.sock
+        self.peer = transport.peer
         self.worker = worker
-        limits = worker.limits
-        self.decoder = p.FrameDecoder(p.CLIENT_FRAMES, limits.max_line)
-        # Hub.Member fields
-        self.name: Optional[str] = None
-        self.token: Optional[str] = None
-        self.cursor: Optional[int] = None
-        # outbox: private frames tagged with the log position they come after
-        self.private: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.legacy = True                      # set by the hub from the hello's caps
+        self.session = ServerSession(worker.hub, self, worker.limits, now)
+        self.inbox: collections.deque = collections.deque()     # from any thread
+        self.cursors: dict[BroadcastLog, int] = {}              # room log -> next frame to send
+        self.private: collections.deque = collections.deque()   # (log|None, pos, frame)
         self.private_bytes = 0
+        self.held = False                       # registering: nothing goes out until the welcome
         self.pending: Optional[memoryview] = None   # bytes the kernel did not take yet
         self.blocked = False
-        # liveness and limits
-        now = time.monotonic()
-        self.connected_at = now
-        self.last_recv = now
-        self.ping_sent: Optional[float] = None
-        self.tokens = float(limits.burst)
-        self.strikes = 0.0
-        self.bucket_time = now
-        self.last_rate_error = 0.0
         self.closed = False
         self.draining_until: Optional[float] = None   # half-closed, reading until EOF
+        self.finishing = False                  # said bye: send what it is owed, then close
+        self.said_bye = False
+        self.read_eof = False                   # the client hung up after its bye
+        self.registered = True                  # in the selector
 
     def __repr__(self) -> str:
-        return f"<Connection {self.peer} {self.name or '-'}>"
+        return f"<Connection {self.peer} {self.session.name or '-'}>"
 
-    # --- Hub.Member ------------------------------------------------------------
-    def push(self, frame: bytes, pos: int = 0) -> None:
-        """Queue a frame for this client only, after log frame ``pos``."""
-        self.private.append((pos, frame))
-        self.private_bytes += len(frame)
+    @property
+    def name(self) -> Optional[str]:
+        return self.session.name
+
+    # --- hub.Member (any thread) -----------------------------------------------------
+    def subscribe(self, log: BroadcastLog, pos: int) -> None:
+        self.inbox.append((0, log, pos))
+        self.worker.wake()
+
+    def unsubscribe(self, log: BroadcastLog) -> None:
+        self.inbox.append((1, log, 0))
+        self.worker.wake()
+
+    def push(self, frame: bytes, log: Optional[BroadcastLog] = None, pos: int = 0) -> None:
+        """Queue a frame for this client only (after frame ``pos`` of ``log``)."""
+        self.inbox.append((2, log, pos, frame))
+
+    def hold(self) -> None:
+        self.inbox.append((3,))
+
+    def release(self) -> None:
+        self.inbox.append((4,))
+        self.worker.wake()
 
     def replaced(self) -> None:
         """The same user resumed on a new connection: drop this one quietly."""
-        self.worker.call_soon(lambda: self.worker.close(self, p.QUIT, notify=False))
+        self.inbox.append((5,))
+        self.worker.wake()
 
-    def send_event(self, event: p.Event) -> None:
-        self.push(p.encode(event), self.cursor if self.cursor is not None else 0)
+    def finish(self) -> None:
+        """Everything this client sent is stored and acknowledged: close after sending."""
+        self.inbox.append((6,))
+        self.worker.wake()
 
-    def error(self, code: str, message: str, label: Optional[str] = None, **extra) -> None:
-        self.send_event(p.Error(code=code, message=message, label=label, **extra))
+    # --- the I/O thread ----------------------------------------------------------------
+    def apply_inbox(self, closing: bool = False) -> None:
+        inbox = self.inbox
+        while inbox:
+            op = inbox.popleft()
+            kind = op[0]
+            if kind == 2:
+                self.private.append(op[1:])
+                self.private_bytes += len(op[3])
+            elif kind == 0:
+                self.cursors[op[1]] = op[2]
+            elif kind == 1:
+                self.cursors.pop(op[1], None)
+            elif kind == 3:
+                self.held = True
+            elif kind == 4:
+                self.held = False
+            elif kind == 5 and not closing:
+                self.worker.close(self, p.QUIT, notify=False)
+            elif kind == 6:
+                self.finishing = True
 
-    # --- rate limiting ------------------------------------------------------------
-    def _refill(self, now: float) -> None:
-        limits = self.worker.limits
-        elapsed = now - self.bucket_time
-        self.bucket_time = now
-        self.tokens = min(float(limits.burst), self.tokens + elapsed * limits.rate)
-        self.strikes = max(0.0, self.strikes - elapsed * limits.rate)
-
-    def strike(self) -> bool:
-        """Count a rejected frame; True if the client must now be kicked."""
-        self.strikes += 1
-        return self.strikes > self.worker.limits.flood_kick
-
-    # --- frames in --------------------------------------------------------------
-    def handle(self, item: p.Event | p.ProtocolError, now: float) -> None:
-        w = self.worker
-        if isinstance(item, p.Pong):
-            return
-        self._refill(now)
-        if self.tokens < 1:
-            label = getattr(item, "label", None)
-            if label is not None or now - self.last_rate_error >= 1.0:
-                self.last_rate_error = now
-                wait = (1 - self.tokens) / w.limits.rate
-                self.error(p.RATE_LIMITED, f"slow down: at most {w.limits.rate:g} messages "
-                           f"per second (burst {w.limits.burst})", label,
-                           retry_after=round(wait, 3))
-            if self.strike():
-                w.close(self, p.FLOOD, "kicked for flooding")
-            return
-        self.tokens -= 1
-        if isinstance(item, p.ProtocolError):
-            self.error(item.code, item.message)
-            if self.strike():
-                w.close(self, p.PROTOCOL, "too many invalid frames")
-            return
-        hub = w.hub
-        if isinstance(item, p.Hello):
-            if self.name is not None:
-                self.error(p.ALREADY_REGISTERED, f"you are already registered as {self.name}")
-                return
-            refusal = hub.register(self, item)
-            if refusal is not None:
-                self.send_event(refusal)
-                log.info("%s refused %r: %s", self.peer, item.name[:40], refusal.code)
-            return
-        if isinstance(item, p.Ping):
-            self.send_event(p.Pong(token=item.token))
-            return
-        if isinstance(item, p.Bye):
-            w.close(self, p.QUIT, notify=False)
-            return
-        label = getattr(item, "label", None)
-        if self.name is None:
-            self.error(p.NOT_REGISTERED, "send hello with a name first", label)
-            return
-        if isinstance(item, (p.Say, p.Me)):
-            problem = p.text_problem(item.text, w.limits.max_text)
-            if problem:
-                self.error(*problem, label)
-            else:
-                hub.say(self, item.text, item.type, label)
-        elif isinstance(item, p.UsersRequest):
-            self.send_event(p.UserList(users=hub.users(), label=label))
+    def owed(self) -> bool:
+        if self.private:
+            return True
+        for log, cur in self.cursors.items():
+            if cur < log.end:
+                return True
+        return False
 
 
 class IOWorker(threading.Thread):
     """One I/O thread: a selector over its share of the connections."""
 
-    def __init__(self, index: int, hub: Hub, limits: Limits):
+    def __init__(self, index: int, hub: Hub, limits: Limits,
+                 selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector):
         super().__init__(name=f"parley-io-{index}", daemon=True)
+        self.index = index
         self.hub = hub
         self.limits = limits
-        self.selector = selectors.DefaultSelector()
+        self.selector = selector_factory()
         self.conns: set[Connection] = set()
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._woken = False
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.waker = Waker()
+        self.selector.register(self.waker.r, selectors.EVENT_READ, None)
         self.running = True
         self.shutdown_deadline: Optional[float] = None
         self._next_housekeeping = 0.0
 
     # --- called from other threads ----------------------------------------------
     def wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            try:
-                os.write(self._wake_w, b"x")
-            except (BlockingIOError, OSError):
-                pass
+        self.waker.wake()
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._calls.append(fn)
@@ -221,8 +218,7 @@ class IOWorker(threading.Thread):
             for c in list(self.conns):
                 self._drop(c)
             self.selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self.waker.close()
 
     def _iterate(self) -> None:
         timeout = 0.25 if self.shutdown_deadline is None else 0.05
@@ -231,7 +227,7 @@ class IOWorker(threading.Thread):
         for key, mask in events:
             c = key.data
             if c is None:
-                self._drain_wakeups()
+                self.waker.drain()
             elif c.closed:
                 continue
             elif c.draining_until is not None:
@@ -252,48 +248,72 @@ class IOWorker(threading.Thread):
             if not self.conns or now >= self.shutdown_deadline:
                 self.running = False
 
-    def _drain_wakeups(self) -> None:
-        # Empty the pipe first, then clear the flag.  The other order loses
-        # wake-ups: a wake() between the two would leave the flag set with the
-        # pipe empty, and every later wake() would skip writing, so this thread
-        # would sleep through new messages until its select() timed out.
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        self._woken = False
-
     def _add(self, sock: socket.socket, peer: str) -> None:
         if self.shutdown_deadline is not None:
             sock.close()
             return
-        c = Connection(sock, peer, self)
+        c = Connection(JsonLinesTransport(sock, peer, self.limits.max_line), self,
+                       time.monotonic())
         self.conns.add(c)
         self.selector.register(sock, selectors.EVENT_READ, c)
         log.debug("%s connected", peer)
 
     def _on_readable(self, c: Connection, now: float) -> None:
         try:
-            data = c.sock.recv(RECV_SIZE)
+            data = c.transport.recv()
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.close(c, p.LOST, notify=False)
             return
         if not data:
+            if c.said_bye:        # it hung up after bye: still send its acks, then close
+                c.read_eof = True
+                self._unregister(c)
+                return
             self.close(c, p.LOST, notify=False)
             return
-        c.last_recv = now
-        c.ping_sent = None
-        for item in c.decoder.feed(data):
-            if c.closed or c.draining_until is not None:
+        for item in c.transport.decode(data):
+            if c.closed or c.draining_until is not None or c.finishing:
                 break
             try:
-                c.handle(item, now)
+                actions = c.session.receive(item, now)
             except Exception:   # never let one client's frame take the thread down
-                log.exception("%s %s: error handling %r", c.peer, c.name, item)
-                c.error("internal", "the server failed to handle that frame")
+                # the frame may hold what the client typed (or a token): log its type only
+                log.exception("%s %s: error handling a %r frame", c.peer, c.name,
+                              getattr(item, "type", "?"))
+                actions = [Send(p.Error(p.INTERNAL, "the server failed to handle that frame",
+                                        getattr(item, "label", None)))]
+            self._act(c, actions)
+
+    def _act(self, c: Connection, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                c.push(p.encode(a.event))
+            elif isinstance(a, Close):
+                if a.reason == p.QUIT and not a.notify:
+                    self._said_bye(c)
+                else:
+                    self.close(c, a.reason, a.message, a.notify)
+
+    def _said_bye(self, c: Connection) -> None:
+        """The client said bye: it leaves now, but still gets the acks of what it
+        sent before (they come once stored); then the connection closes."""
+        user = c.session.user
+        c.session.closed(p.QUIT)
+        if user is None:
+            self.close(c, p.QUIT, notify=False)
+            return
+        c.said_bye = True
+        self.hub.store_barrier(c.finish)
+
+    def _unregister(self, c: Connection) -> None:
+        if c.registered:
+            c.registered = False
+            try:
+                self.selector.unregister(c.sock)
+            except (KeyError, ValueError, OSError):
+                pass
 
     def _send_pending(self, c: Connection) -> bool:
         """Send what the kernel did not take before; True once all is out."""
@@ -301,7 +321,7 @@ class IOWorker(threading.Thread):
         if data is None:
             return True
         try:
-            n = c.sock.send(data)
+            n = c.transport.send(data)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError:
@@ -314,77 +334,118 @@ class IOWorker(threading.Thread):
             c.pending = data[n:]
             if not c.blocked:
                 c.blocked = True
-                self.selector.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
+                if c.read_eof:
+                    self.selector.register(c.sock, selectors.EVENT_WRITE, c)
+                    c.registered = True
+                else:
+                    self.selector.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
             return False
         c.pending = None
         if c.blocked:
             c.blocked = False
-            self.selector.modify(c.sock, selectors.EVENT_READ, c)
+            if c.read_eof:
+                self._unregister(c)
+            else:
+                self.selector.modify(c.sock, selectors.EVENT_READ, c)
         return True
 
     # --- fan-out ------------------------------------------------------------------
     def flush(self) -> None:
         """Send every ready connection what it is owed, one send() each."""
-        hub_log = self.hub.log
-        end_now = hub_log.end
         ready = []
         blocked = []
-        for c in self.conns:
-            if c.draining_until is not None or c.closed:
+        for c in list(self.conns):
+            if c.inbox:
+                c.apply_inbox()
+            if c.draining_until is not None or c.closed or c.held:
                 continue
-            if c.blocked:       # owed more while the kernel still holds the last send
-                if c.private or (c.cursor is not None and c.cursor < end_now):
-                    blocked.append(c)
-            elif c.private or (c.cursor is not None and c.cursor < end_now):
-                ready.append(c)
+            if c.owed():
+                (blocked if c.blocked else ready).append(c)
+            elif c.finishing and not c.blocked:
+                self.close(c, p.QUIT, notify=False, graceful=True)
         if not ready and not blocked:
             return
         outbox = self.limits.outbox
-        with self.hub.lock:            # snapshot only: references, no copying, no I/O
-            lags = [(c, hub_log.lag(c.cursor) if c.cursor is not None else 0) for c in blocked]
-            end, base = hub_log.end, hub_log.base
-            lo = min((c.cursor for c in ready if c.cursor is not None), default=end)
-            lo = max(lo, base)
-            frames = hub_log.frames[lo - base:end - base]
-        for c, lag in lags:               # a slow reader falling further behind
-            if lag is None or lag + len(c.pending or b"") + c.private_bytes > outbox:
-                self._too_slow(c)
-        shared: dict[int, bytes] = {}
+        snaps: dict[BroadcastLog, list] = {}
         for c in ready:
-            cursor = c.cursor
-            if cursor is not None and cursor < lo:   # trimmed away: far too slow
+            for lg, cur in c.cursors.items():
+                s = snaps.get(lg)
+                if s is None:
+                    snaps[lg] = [cur]
+                elif cur < s[0]:
+                    s[0] = cur
+        with self.hub.lock:        # snapshot only: references, no copying, no I/O
+            for lg, s in snaps.items():
+                end, base = lg.end, lg.base
+                lo = min(max(s[0], base), end)
+                s[:] = [lo, end, lg.frames[lo - base:end - base]]
+            lags = []
+            for c in blocked:
+                lag = len(c.pending or b"") + c.private_bytes
+                for lg, cur in c.cursors.items():
+                    behind = lg.lag(cur)
+                    lag = None if behind is None or lag is None else lag + behind
+                lags.append((c, lag))
+        for c, lag in lags:               # a slow reader falling further behind
+            if lag is None or lag > outbox:
+                self._too_slow(c)
+        shared: dict = {}
+        for c in ready:
+            if c.closed:
+                continue
+            data = self._owed_bytes(c, snaps, shared)
+            if data is None:
                 self.close(c, p.SENDQ, "you fell too far behind")
                 continue
-            if c.private:
-                parts = []
-                while c.private:
-                    pos, frame = c.private.popleft()
-                    if cursor is not None and pos > cursor:
-                        parts.append(b"".join(frames[cursor - lo:min(pos, end) - lo]))
-                        cursor = min(pos, end)
-                    parts.append(frame)
-                c.private_bytes = 0
-                if cursor is not None and cursor < end:
-                    parts.append(b"".join(frames[cursor - lo:]))
-                data = b"".join(parts)
-            else:
-                data = shared.get(cursor)
-                if data is None:
-                    data = shared[cursor] = b"".join(frames[cursor - lo:])
-            if cursor is not None:
-                c.cursor = end
             if data:
-                c.pending = memoryview(data)
+                c.pending = memoryview(c.transport.wrap(data))
                 if not self._send_pending(c) and c.pending is not None \
                         and len(c.pending) > outbox:
                     self._too_slow(c)
 
+    @staticmethod
+    def _run(c: Connection, lg: BroadcastLog, snap: list, stop: int) -> bytes:
+        """Frames of ``lg`` from ``c``'s cursor up to ``stop``; moves the cursor."""
+        lo, end, frames = snap
+        cur = c.cursors[lg]
+        stop = min(stop, end)
+        if cur >= stop:
+            return b""
+        c.cursors[lg] = stop
+        run = frames[cur - lo:stop - lo]
+        if c.legacy:
+            run = [f for f in run if not f.startswith(_LEGACY_HIDDEN)]
+        return b"".join(run)
+
+    def _owed_bytes(self, c: Connection, snaps: dict, shared: dict) -> Optional[bytes]:
+        for lg, cur in c.cursors.items():
+            if cur < snaps[lg][0]:
+                return None                 # trimmed away: far too slow
+        if not c.private and len(c.cursors) == 1 and not c.legacy:
+            (lg, cur), = c.cursors.items()
+            key = (lg, cur)
+            data = shared.get(key)
+            if data is None:
+                data = shared[key] = self._run(c, lg, snaps[lg], snaps[lg][1])
+            else:
+                c.cursors[lg] = snaps[lg][1]
+            return data
+        parts = []
+        while c.private:
+            lg, pos, frame = c.private.popleft()
+            if lg is not None and lg in c.cursors:
+                parts.append(self._run(c, lg, snaps[lg], pos))
+            parts.append(frame)
+        c.private_bytes = 0
+        for lg in list(c.cursors):
+            parts.append(self._run(c, lg, snaps[lg], snaps[lg][1]))
+        return b"".join(parts)
+
     def _too_slow(self, c: Connection) -> None:
         self.close(c, p.SENDQ, f"more than {self.limits.outbox} bytes queued for you")
 
-    # --- timeouts, pings, slow consumers -------------------------------------------
+    # --- timeouts, pings, presence --------------------------------------------------
     def _housekeeping(self, now: float) -> None:
-        limits = self.limits
         for c in list(self.conns):
             if c.closed:
                 continue
@@ -392,52 +453,55 @@ class IOWorker(threading.Thread):
                 if now >= c.draining_until:
                     self._drop(c)
                 continue
-            idle = now - c.last_recv
-            if c.name is None and c.cursor is None:
-                if idle > limits.handshake_timeout:
-                    self.close(c, p.TIMEOUT, f"no hello within {limits.handshake_timeout:g} s")
+            if c.finishing:
                 continue
-            if c.ping_sent is not None:
-                if now - c.ping_sent > limits.ping_timeout:
-                    self.close(c, p.TIMEOUT, f"no answer to ping within {limits.ping_timeout:g} s")
-                    continue
-            elif idle > limits.ping_interval:
-                c.ping_sent = now
-                c.send_event(p.Ping(token=str(int(now * 1000))))
+            self._act(c, c.session.tick(now))
+        if self.index == 0:
+            self.hub.flush_presence()
 
     # --- closing --------------------------------------------------------------------
     def close(self, c: Connection, reason: str, message: Optional[str] = None,
-              notify: bool = True) -> None:
+              notify: bool = True, graceful: bool = False) -> None:
         """Remove ``c`` from the chat.  With ``notify``, tell it why (``bye``),
-        half-close, and keep reading briefly so the goodbye is not lost to a reset."""
+        half-close, and keep reading briefly so the goodbye is not lost to a reset.
+        ``graceful`` (after a client's bye): send what is owed, then half-close."""
         if c.closed or c.draining_until is not None:
             return
-        self.hub.leave(c, reason)
-        c.name = None                   # (also when it was replaced by a resumed session)
-        if not notify:
+        c.session.closed(reason)
+        if not notify and not graceful:
             self._drop(c)
             return
-        text = message or p.LEAVE_REASONS.get(reason)
-        log.info("%s disconnecting: %s (%s)", c.peer, reason, text)
-        bye = p.encode(p.Bye(reason=reason, message=text))
+        c.apply_inbox(closing=True)     # errors and acks queued just before: they go first
         rest = bytes(c.pending or b"")
-        if reason == p.SENDQ:
-            # it cannot take what it owes: finish the line in progress, then say why
-            nl = rest.find(b"\n")
-            data = (rest[:nl + 1] if nl >= 0 else b"") + bye
+        if notify:
+            text = message or p.LEAVE_REASONS.get(reason)
+            log.info("%s disconnecting: %s (%s)", c.peer, reason, text)
+            bye = c.transport.wrap(p.encode(p.Bye(reason=reason, message=text)))
+            if reason == p.SENDQ:
+                # it cannot take what it owes: finish the line in progress, then say why
+                nl = rest.find(b"\n")
+                data = (rest[:nl + 1] if nl >= 0 else b"") + bye
+            else:
+                private = c.transport.wrap(b"".join(f for _, _, f in c.private))
+                data = rest + private + bye
         else:
-            data = rest + b"".join(f for _, f in c.private) + bye
+            data = rest
         c.private.clear()
         c.private_bytes = 0
-        c.cursor = None
-        c.pending = memoryview(data)
+        c.cursors.clear()
+        c.pending = memoryview(data) if data else None
         c.draining_until = time.monotonic() + 5.0
         if self._send_pending(c) and not c.closed:
             self._half_close(c)
 
+
+
     def _half_close(self, c: Connection) -> None:
+        if c.read_eof:
+            self._drop(c)
+            return
         try:
-            c.sock.shutdown(socket.SHUT_WR)
+            c.transport.shutdown_write()
         except OSError:
             self._drop(c)
 
@@ -448,7 +512,7 @@ class IOWorker(threading.Thread):
                 self._half_close(c)
         if mask & selectors.EVENT_READ and not c.closed:
             try:
-                data = c.sock.recv(RECV_SIZE)
+                data = c.transport.recv()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -460,13 +524,11 @@ class IOWorker(threading.Thread):
         if c.closed:
             return
         c.closed = True
+        c.session.closed(p.LOST)
         self.conns.discard(c)
+        self._unregister(c)
         try:
-            self.selector.unregister(c.sock)
-        except (KeyError, ValueError, OSError):
-            pass
-        try:
-            c.sock.close()
+            c.transport.close()
         except OSError:
             pass
 
@@ -474,5 +536,5 @@ class IOWorker(threading.Thread):
         self.shutdown_deadline = deadline
         for c in list(self.conns):
             if c.draining_until is None:
-                c.name = None             # no leave notices: everyone is leaving
+                c.session.user = None      # no leave notices: everyone is leaving
                 self.close(c, p.SHUTDOWN, "the server is shutting down")

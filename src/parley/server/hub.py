@@ -1,36 +1,62 @@
-"""The hub: who is online, the message history, and fan-out.  No sockets.
+"""The hub: who is online, which rooms they are in, and fan-out.  No sockets.
 
-Fan-out is a shared, append-only ``BroadcastLog`` of encoded frames.  A chat
-message is encoded once and appended once; every connection keeps a cursor
-into the log and its I/O thread later sends "everything from my cursor to the
-end" in one system call.  Appending is O(1) whatever the number of users, and
-the lock is held only to change or snapshot state, never during socket I/O.
+Three nouns, as in miniircd: a ``User`` (one chat session: a name, a resume
+token, one or more connections), a ``Room`` (name, topic, members, its own
+broadcast log and a small cache of recent history) and the ``Hub`` that holds
+them under one lock.
+
+The path of a message::
+
+    Hub.say()        validate under the lock, hand a Write to the store (no I/O here)
+    store writer     commits a batch, then calls Hub.committed() on its thread
+    Hub.committed()  under the lock: encode each frame ONCE, append it to its
+                     room's BroadcastLog (or push a DM to both users' connections),
+                     push the sender's ack after it; then wake the I/O threads
+    I/O thread       sends every connection what lies between its cursor and the
+                     end of each room log it follows, in one send() (connection.py)
+
+Nothing is sent or acknowledged before it is stored, so an id a client has
+seen is never reused, even after ``kill -9``.  The lock is held only to
+change or snapshot state, never for socket or disk I/O.
+
+The hub sees connections only through ``Member`` (subscribe to a log, push a
+private frame, hold/release): cursors and sockets live in connection.py.
 """
 from __future__ import annotations
 
 import collections
+import hashlib
+import hmac
 import json
 import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
 
 from .. import __version__
 from .. import protocol as p
+from .store import Store, StoreError, Write
 
 log = logging.getLogger("parley.hub")
 
+PRESENCE_NAMES = 5          # names listed in one coalesced presence frame
+LABEL_WINDOW = 256          # labels remembered per user to make a resent message idempotent
+
 
 class Member(Protocol):
-    """What the hub needs from a connection (see connection.Connection)."""
-    name: Optional[str]
-    token: Optional[str]
-    cursor: Optional[int]
+    """What the hub needs from a connection (connection.Connection).  Every
+    method is thread-safe: it queues work for the connection's own I/O thread."""
     peer: str
+    legacy: bool            # a protocol-1 client: #general only, no new frame types
 
-    def push(self, frame: bytes, pos: int) -> None: ...
+    def subscribe(self, log: "BroadcastLog", pos: int) -> None: ...
+    def unsubscribe(self, log: "BroadcastLog") -> None: ...
+    def push(self, frame: bytes, log: Optional["BroadcastLog"] = None, pos: int = 0) -> None: ...
+    def hold(self) -> None: ...
+    def release(self) -> None: ...
     def replaced(self) -> None: ...
 
 
@@ -43,13 +69,17 @@ class BroadcastLog:
     Not locked itself: the hub's lock guards it.
     """
 
-    def __init__(self, keep_bytes: int):
+    def __init__(self, keep_bytes: int, name: str = ""):
+        self.name = name
         self.keep_bytes = keep_bytes
         self.frames: list[bytes] = []
         self.ends: list[int] = []     # ends[i - base]: total bytes up to and including frame i
         self.base = 0
         self.base_offset = 0          # total bytes before frame ``base``
         self.total = 0
+
+    def __repr__(self) -> str:
+        return f"<BroadcastLog {self.name} {self.base}..{self.end}>"
 
     @property
     def end(self) -> int:
@@ -86,59 +116,148 @@ class BroadcastLog:
         """Bytes from ``pos`` to the end, or None if ``pos`` was trimmed away."""
         if pos < self.base:
             return None
-        return self.total - self.offset(pos)
+        return self.total - self.offset(min(pos, self.end))
 
     def slice(self, start: int, stop: int) -> bytes:
         return b"".join(self.frames[start - self.base:stop - self.base])
 
 
-@dataclass
-class HistoryEntry:
-    id: int
-    frame: dict
-    sender: Optional[str]       # casefolded name of the author (messages only)
-    label: Optional[str]
+@dataclass(eq=False)
+class Room:
+    key: str                    # casefolded name: the identity
+    name: str                   # as created: '#Python'
+    topic: str
+    log: BroadcastLog
+    recent: collections.deque   # the last few history frames (dicts), oldest first
+    members: dict = field(default_factory=dict)      # user key -> User (online)
+    # coalesced presence of a big room, flushed at most once a second
+    joined: list = field(default_factory=list)
+    left: list = field(default_factory=list)
+    joined_count: int = 0
+    left_count: int = 0
+
+
+@dataclass(eq=False)
+class User:
+    """One chat session: a name, its resume token (hash), its rooms, its connections."""
+    sid: str
+    name: str
+    token_hash: bytes
+    conns: list = field(default_factory=list)          # Members, newest last
+    rooms: dict = field(default_factory=dict)          # room key -> Room
+    labels: "collections.OrderedDict[str, int]" = field(default_factory=collections.OrderedDict)
+    legacy: bool = False
+    token: str = ""             # kept in memory only, to tell a resuming client again
+
+    @property
+    def key(self) -> str:
+        return self.name.casefold()
+
+
+@dataclass(eq=False)
+class _Registration:
+    user: User
+    member: Member
+    last_id: Optional[int]       # the client's resume point (None: a newcomer)
+    resumed: bool
+    new_session: bool
+    outstanding: int = 0         # join writes not yet committed
+    watermark: int = 0           # the newest id when it started following its rooms
+
+
+@dataclass(eq=False)
+class _Sent:
+    """What the hub remembers about a Write until it is committed."""
+    user: Optional[User]
+    member: Optional[Member]
+    label: Optional[str] = None
+    registration: Optional[_Registration] = None
+    reply: Optional[Callable[[], None]] = None      # run once stored
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def _conv_key(room: Optional[str], peer: Optional[str]) -> str:
+    return room.casefold() if room else "@" + (peer or "").casefold()
 
 
 class Hub:
     """Shared state of one chat server.  Every public method is thread-safe."""
 
-    def __init__(self, *, history: int = 500, join_history: int = 20,
-                 outbox_bytes: int = 1 << 20, limits: Optional[dict] = None,
+    def __init__(self, store: Optional[Store] = None, *, history: int = 500,
+                 join_history: int = 20, outbox_bytes: int = 1 << 20,
+                 limits: Optional[dict] = None, presence_limit: int = 100,
+                 recent: int = 200, readers: int = 2,
                  clock: Callable[[], float] = time.time):
         self.lock = threading.Lock()
-        self.log = BroadcastLog(outbox_bytes)
-        self.history: collections.deque[HistoryEntry] = collections.deque(maxlen=history)
+        self.store = store if store is not None else Store(":memory:")
+        self.history = history
         self.join_history = join_history
+        self.keep_bytes = outbox_bytes
         self.limits = dict(limits or {})
+        self.presence_limit = presence_limit
+        self.recent_size = max(recent, join_history)
         self.clock = clock
-        self.members: dict[str, Member] = {}      # casefolded name -> member
-        self._names_json = ""                      # '"alice","bob"' kept incrementally
-        self.last_id = 0
-        self.instance = secrets.token_hex(6)         # ids restart with a new instance
-        # the welcome's fields that never change, encoded once
-        self._welcome_fixed = '"version":%d,"server":%s,"instance":"%s","limits":%s' % (
-            p.PROTOCOL_VERSION, json.dumps(f"parley/{__version__}"), self.instance,
-            json.dumps(self.limits, separators=(",", ":")))
+        self.users: dict[str, User] = {}          # casefolded name -> User (online)
+        self.rooms: dict[str, Room] = {}          # room key -> Room (every room there is)
+        self.last_id = 0                           # newest id sent out (committed)
+        self.instance = ""
+        self.readers = ThreadPoolExecutor(max(1, readers), thread_name_prefix="parley-read")
         self.on_append: Callable[[], None] = lambda: None   # wakes the I/O threads
+        self._presence_dirty: set[Room] = set()
+        self._started = False
 
-    # --- helpers (call with the lock held) -------------------------------
-    def _stamp(self) -> tuple[int, str]:
-        self.last_id += 1
-        return self.last_id, p.format_ts(int(self.clock() * 1000))
+    # --- life cycle --------------------------------------------------------------
+    def start(self) -> "Hub":
+        """Open the store, load the rooms, start the writer.  Raises StoreError."""
+        if self._started:
+            return self
+        if not getattr(self.store, "opened", False):
+            self.store.open()
+        self.instance = self.store.instance
+        self.last_id = self.store.last_id
+        for key, name, topic in self.store.rooms():
+            self._add_room(key, name, topic, self.store.recent(key, self.recent_size))
+        if p.GENERAL not in self.rooms:
+            self._add_room(p.GENERAL, p.GENERAL, "", [])
+            self.store.submit(Write(op="room", room=p.GENERAL, name=p.GENERAL))
+        self.store.start(self.committed)
+        self._started = True
+        return self
 
-    def _publish(self, frame: dict, sender: Optional[str] = None,
-                 label: Optional[str] = None) -> None:
-        self.log.append(p.encode_dict(frame))
-        self.history.append(HistoryEntry(frame["id"], frame, sender, label))
+    def close(self) -> None:
+        self.readers.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
 
-    def _rebuild_names(self) -> None:
-        self._names_json = ",".join(json.dumps(m.name, ensure_ascii=False)
-                                    for m in self.members.values())
+    def _add_room(self, key: str, name: str, topic: str, recent: list) -> Room:
+        room = Room(key, name, topic, BroadcastLog(self.keep_bytes, name),
+                    collections.deque(recent, maxlen=self.recent_size))
+        self.rooms[key] = room
+        return room
 
-    # --- registration --------------------------------------------------------
+    def _big(self, room: Room) -> bool:
+        return len(room.members) > self.presence_limit
+
+    def _room_info(self, room: Room, label: Optional[str] = None,
+                   history: Optional[list] = None) -> p.RoomInfo:
+        count = len(room.members)
+        members = None if count > self.presence_limit else [u.name for u in room.members.values()]
+        return p.RoomInfo(room=room.name, count=count, topic=room.topic, members=members,
+                          history=history if history is not None else self._recent_chat(room),
+                          label=label)
+
+    def _recent_chat(self, room: Room) -> list:
+        if not self.join_history:
+            return []
+        chat = [f for f in room.recent if f["type"] == "message"]
+        return chat[-self.join_history:]
+
+    # --- registration -------------------------------------------------------------
     def register(self, member: Member, hello: p.Hello) -> Optional[p.Error]:
-        """Add ``member`` as ``hello.name``; push its welcome.  Error if refused."""
+        """Add ``member`` as ``hello.name``; its welcome follows (pushed) once its
+        joins are stored.  Returns an error if refused (the client may retry)."""
         if hello.version != p.PROTOCOL_VERSION:
             return p.Error(p.VERSION_UNSUPPORTED,
                            f"this server speaks protocol version {p.PROTOCOL_VERSION}, "
@@ -147,100 +266,585 @@ class Hub:
         if problem:
             return p.Error(p.NAME_INVALID, f"{problem} ({p.NAME_RULES})")
         key = hello.name.casefold()
-        resumed = False
+        legacy = p.CAP_ROOMS not in (hello.caps or [])
+        last_id = hello.last_id
+        if last_id is not None and hello.instance not in (None, self.instance):
+            last_id = 0                 # ids of another database: send all we can
+        member.legacy = legacy
+        th = token_hash(hello.token) if hello.token else None
+        stored = None
+        if th is not None and key not in self.users:
+            stored = self.store.session_by_token_hash(th)      # a session from before
+            if stored is not None and stored[1].casefold() != key:
+                stored = None
+            rooms_before = self.store.memberships(stored[0]) if stored else []
+        writes: list[Write] = []
         with self.lock:
-            old = self.members.get(key)
-            if old is not None:
-                if hello.token and old.token and secrets.compare_digest(hello.token, old.token):
-                    resumed = True          # same user back on a new connection
-                    name = old.name         # keeps its spelling (and its place in the list)
-                    old.name = None
-                    old.replaced()
-                else:
+            user = self.users.get(key)
+            if user is not None:
+                if th is None or not hmac.compare_digest(th, user.token_hash):
                     return p.Error(p.NAME_TAKEN, f"the name {hello.name!r} is taken; try another")
+                # the same session back on a new connection: no leave/join notices
+                for old in user.conns:
+                    old.replaced()
+                user.conns = [member]
+                user.legacy = legacy
+                reg = _Registration(user, member, last_id, resumed=True, new_session=False)
             else:
-                name = hello.name
-            member.name = name
-            member.token = hello.token if resumed else secrets.token_urlsafe(16)
-            last_id = hello.last_id
-            if last_id is not None and hello.instance not in (None, self.instance):
-                last_id = 0                 # ids from before a restart: send all we have
-            history, truncated = self._catch_up(last_id, key)
-            if not resumed:
-                # join notice before the cursor: everyone else sees it, the joiner
-                # learns the user list from its welcome instead.
-                jid, ts = self._stamp()
-                self._publish({"type": "join", "id": jid, "ts": ts, "name": name})
-                # the user list as JSON, grown in place: O(1) per join at 10,000 users
-                quoted = json.dumps(name, ensure_ascii=False)
-                self._names_json = f"{self._names_json},{quoted}" if self._names_json else quoted
-            self.members[key] = member
-            welcome = ('{"type":"welcome",%s,"name":%s,"users":[%s],"last_id":%d,"token":%s,'
-                       '"history":%s%s}\n' % (
-                           self._welcome_fixed, json.dumps(name, ensure_ascii=False),
-                           self._names_json, self.last_id, json.dumps(member.token),
-                           json.dumps(history, ensure_ascii=False, separators=(",", ":")),
-                           ',"truncated":true' if truncated else ""))
-            member.cursor = self.log.end
-            member.push(welcome.encode("utf-8"), self.log.end)
-        log.info("%s %s %s", member.peer, name, "resumed" if resumed else "joined")
-        if not resumed:
-            self.on_append()
+                if stored is not None:
+                    sid, name = stored
+                    token = hello.token
+                    rooms = [k for k in rooms_before if k in self.rooms] or [p.GENERAL]
+                else:
+                    sid, name, token = secrets.token_hex(8), hello.name, secrets.token_urlsafe(24)
+                    rooms = [p.GENERAL]
+                    th = token_hash(token)
+                if legacy:
+                    rooms = [p.GENERAL]
+                user = User(sid, name, th, [member], legacy=legacy, token=token)
+                self.users[key] = user
+                reg = _Registration(user, member, last_id, resumed=False,
+                                    new_session=stored is None)
+                if stored is None:
+                    writes.append(Write(op="session", sid=sid, name=name, token_hash=th))
+                for rkey in rooms:
+                    writes.extend(self._enter_room(user, self.rooms[rkey], reg, store_membership=(
+                        stored is None or rkey not in rooms_before)))
+            member.hold()
+            if not reg.outstanding:
+                self._subscribe_all(reg)
+        for w in writes:
+            self.store.submit(w)
+        if not reg.outstanding:
+            self._finish_registration(reg)
+        log.info("%s %s %s", member.peer, user.name,
+                 "resumed" if reg.resumed else ("reopened its session" if stored else "joined"))
         return None
 
-    def _catch_up(self, last_id: Optional[int], key: str) -> tuple[list[dict], bool]:
-        if last_id is None:   # a newcomer sees the last few chat messages
-            recent = [e for e in self.history if e.sender is not None]
-            return [e.frame for e in recent[-self.join_history:]] if self.join_history else [], False
-        missed = []
-        for e in self.history:
-            if e.id > last_id:
-                if e.label is not None and e.sender == key:
-                    missed.append(dict(e.frame, label=e.label))
-                else:
-                    missed.append(e.frame)
-        oldest = self.history[0].id if self.history else self.last_id + 1
-        truncated = last_id < self.last_id and oldest > last_id + 1
-        return missed, truncated
+    def _enter_room(self, user: User, room: Room, reg: Optional[_Registration] = None,
+                    store_membership: bool = True, label: Optional[str] = None,
+                    member: Optional[Member] = None) -> list[Write]:
+        """(locked) Put ``user`` in ``room``; return the writes that record it."""
+        writes = []
+        room.members[user.key] = user
+        user.rooms[room.key] = room
+        if store_membership:
+            writes.append(Write(op="member_add", sid=user.sid, room=room.key))
+        if self._big(room):
+            self._presence(room, user.name, joined=True)
+        else:
+            sent = _Sent(user, member, label, registration=reg)
+            if reg is not None:
+                reg.outstanding += 1
+            writes.append(Write(op="event", kind="join", room=room.key, sender=user.name,
+                                sender_sid=user.sid, ctx=sent))
+        return writes
 
-    def leave(self, member: Member, reason: str) -> None:
-        """Remove ``member`` (if registered) and tell everyone why."""
-        name = member.name
-        if name is None:
+    def _presence(self, room: Room, name: str, joined: bool) -> None:
+        names, other = (room.joined, room.left) if joined else (room.left, room.joined)
+        if name in other:              # came and went within one second: say neither
+            other.remove(name)
+            if joined:
+                room.left_count -= 1
+            else:
+                room.joined_count -= 1
+        else:
+            if len(names) < PRESENCE_NAMES:
+                names.append(name)
+            if joined:
+                room.joined_count += 1
+            else:
+                room.left_count += 1
+        self._presence_dirty.add(room)
+
+    def flush_presence(self) -> None:
+        """Send each big room's coalesced joins and leaves (call about once a second)."""
+        if not self._presence_dirty:
             return
         with self.lock:
-            key = name.casefold()
-            if self.members.get(key) is not member:
-                return
-            del self.members[key]
-            member.name = None
-            self._rebuild_names()
-            lid, ts = self._stamp()
-            self._publish({"type": "leave", "id": lid, "ts": ts, "name": name, "reason": reason})
-        log.info("%s %s left (%s)", member.peer, name, reason)
+            rooms, self._presence_dirty = self._presence_dirty, set()
+            for room in rooms:
+                if room.joined_count or room.left_count:
+                    frame = p.Presence(room=room.name, count=len(room.members),
+                                       joined=room.joined, left=room.left,
+                                       joined_count=room.joined_count,
+                                       left_count=room.left_count)
+                    room.log.append(p.encode(frame))
+                room.joined, room.left = [], []
+                room.joined_count = room.left_count = 0
         self.on_append()
 
-    # --- chat ----------------------------------------------------------------
-    def say(self, member: Member, text: str, kind: str = "say",
-            label: Optional[str] = None) -> int:
-        """Broadcast a chat message from ``member``; returns its id."""
+    def _subscribe_all(self, reg: _Registration) -> None:
+        """(locked) The member follows its rooms' logs from their ends now."""
+        member = reg.member
+        for room in reg.user.rooms.values():
+            member.subscribe(room.log, room.log.end)
+        reg.watermark = self.last_id
+
+    def _finish_registration(self, reg: _Registration) -> None:
+        """Push the welcome: now for a newcomer (recent messages come from the
+        rooms' caches); for a reconnecting client its catch-up is read from the
+        store on a reader thread (the connection is on hold until then)."""
+        if reg.last_id is not None and reg.last_id < reg.watermark:
+            self.readers.submit(self._welcome, reg)
+        else:
+            self._welcome(reg)
+
+    def _welcome(self, reg: _Registration) -> None:
+        user, member = reg.user, reg.member
+        watermark = reg.watermark
         with self.lock:
-            name = member.name
-            if name is None:
-                return 0
-            mid, ts = self._stamp()
-            frame = {"type": "message", "id": mid, "ts": ts, "from": name,
-                     "text": text, "kind": kind}
-            self._publish(frame, name.casefold(), label)
-            if label is not None:
-                member.push(p.encode(p.Ack(label=label, id=mid)), self.log.end)
+            rooms = list(user.rooms.values())
+            infos = [self._room_info(r) for r in rooms] if not user.legacy else None
+            many = len(self.users) > self.presence_limit
+            if user.legacy or not many:
+                users = [u.name for u in self.users.values()]
+            else:
+                users = [user.name]
+            caches = {r.key: [f for f in r.recent if f["type"] == "message"][-self.join_history:]
+                      for r in rooms} if reg.last_id is None and self.join_history else {}
+            room_keys = [r.key for r in rooms]
+        truncated = False
+        if reg.last_id is None:          # a newcomer: the last few messages of each room
+            history = []
+            for chat in caches.values():
+                history.extend(chat)
+            history.sort(key=lambda f: f["id"])
+        elif reg.last_id >= watermark:
+            history = []
+        else:
+            history, truncated = self._catch_up(user, reg.last_id, watermark, room_keys)
+        welcome = p.Welcome(
+            version=p.PROTOCOL_VERSION, server=f"parley/{__version__}", name=user.name,
+            users=users, last_id=watermark, token=getattr(user, "token", None) or "",
+            limits=self.limits, history=history, truncated=True if truncated else None,
+            caps=None if user.legacy else [p.CAP_ROOMS], instance=self.instance,
+            rooms=[i.to_dict() for i in infos] if infos is not None else None)
+        member.push(p.encode(welcome))
+        member.release()
         self.on_append()
-        return mid
+        if not user.legacy:
+            self.readers.submit(self._send_unread, user, member, reg.new_session, watermark)
+
+    def _catch_up(self, user: User, last_id: int, watermark: int,
+                  room_keys: list) -> tuple[list, bool]:
+        """(reader thread) Everything after ``last_id`` up to ``watermark`` in the
+        user's rooms and DMs, from the store."""
+        try:
+            frames, truncated = self.store.since(last_id, room_keys, user.sid, self.history)
+        except Exception as e:     # the database failed: say so, send what is in memory
+            log.error("catch-up for %s failed: %s", user.name, e)
+            with self.lock:
+                frames = sorted((f for k in room_keys if k in self.rooms
+                                 for f in self.rooms[k].recent
+                                 if last_id < f["id"] <= watermark), key=lambda f: f["id"])
+            truncated = True
+        frames = [f for f in frames if f["id"] <= watermark]
+        if user.legacy:       # a protocol-1 client: #general only, no DMs or topics
+            frames = [f for f in frames if f.get("room") is not None and f["type"] != "topic"]
+        return frames, truncated
+
+    def _send_unread(self, user: User, member: Member, new_session: bool, watermark: int) -> None:
+        try:
+            if new_session:
+                with self.lock:
+                    rooms = list(user.rooms.values())
+                frames = [p.Unread(room=r.name, count=0, read_id=watermark,
+                                   last_id=r.recent[-1]["id"] if r.recent else 0) for r in rooms]
+                frames = [p.encode(f) for f in frames]
+            else:
+                frames = [p.encode_dict(d) for d in
+                          self.store.unread(user.sid, user.name, list(user.rooms))]
+        except Exception as e:
+            log.error("unread counts for %s failed: %s", user.name, e)
+            return
+        for f in frames:
+            member.push(f)
+        self.on_append()
+
+    def store_barrier(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` (on the writer thread) once everything submitted so far is
+        committed and sent out: a client that said bye still gets its acks."""
+        self.store.submit(Write(op="barrier", ctx=_Sent(None, None, reply=fn)))
+
+    # --- leaving -------------------------------------------------------------------
+    def leave(self, member: Member, user: Optional[User], reason: str) -> None:
+        """``member``'s connection is gone.  When it was the user's last one, the
+        user leaves every room (small rooms get a stored leave notice)."""
+        if user is None:
+            return
+        writes = []
+        with self.lock:
+            if member not in user.conns:
+                return
+            user.conns.remove(member)
+            if user.conns or self.users.get(user.key) is not user:
+                return
+            del self.users[user.key]
+            for room in user.rooms.values():
+                room.members.pop(user.key, None)
+                if len(room.members) >= self.presence_limit:
+                    self._presence(room, user.name, joined=False)
+                else:
+                    writes.append(Write(op="event", kind="leave", room=room.key,
+                                        sender=user.name, sender_sid=user.sid, text=reason,
+                                        ctx=_Sent(None, None)))
+        for w in writes:
+            self.store.submit(w)
+        log.info("%s %s left (%s)", member.peer, user.name, reason)
+
+    # --- requests ------------------------------------------------------------------
+    def _room_for(self, user: User, room: Optional[str]) -> "Room | p.Error":
+        """(locked) The room a request names, if the user is in it."""
+        name = room or p.GENERAL
+        problem = p.validate_room(name)
+        if problem:
+            return p.Error(p.ROOM_INVALID, f"{problem} ({p.ROOM_RULES})")
+        r = self.rooms.get(name.casefold())
+        if r is None:
+            return p.Error(p.NO_SUCH_ROOM, f"there is no room {name}; /join {name} creates it")
+        if r.key not in user.rooms:
+            return p.Error(p.NOT_MEMBER, f"you are not in {r.name}; join it first")
+        return r
+
+    def say(self, member: Member, user: User, text: str, kind: str = "say",
+            label: Optional[str] = None, room: Optional[str] = None,
+            to: Optional[str] = None) -> Optional[p.Error]:
+        """Store a chat message; it is sent to its room (or DM) and acknowledged
+        once committed.  Returns an error if refused now."""
+        if room is not None and to is not None:
+            return p.Error(p.BAD_REQUEST, "a message goes to a room or to a user, not both", label)
+        with self.lock:
+            if label is not None:
+                seen = user.labels.get(label)
+                if seen is not None:        # sent again after a reconnect: it went through
+                    if seen > 0:
+                        member.push(p.encode(p.Ack(label=label, id=seen)))
+                    return None             # (still being stored: its ack will come)
+            if to is not None:
+                target = self.users.get(to.casefold())
+                if target is None:
+                    return p.Error(p.NO_SUCH_USER, f"nobody called {to!r} is online", label)
+                if target.legacy:
+                    return p.Error(p.DM_UNSUPPORTED,
+                                   f"{target.name}'s client does not support direct messages", label)
+                w = Write(op="event", kind=kind, room=None, sender=user.name,
+                          sender_sid=user.sid, target=target.name, target_sid=target.sid,
+                          text=text, label=label, ctx=_Sent(user, member, label))
+            else:
+                r = self._room_for(user, room)
+                if isinstance(r, p.Error):
+                    r.label = label
+                    return r
+                w = Write(op="event", kind=kind, room=r.key, sender=user.name,
+                          sender_sid=user.sid, text=text, label=label,
+                          ctx=_Sent(user, member, label))
+            if label is not None:
+                user.labels[label] = 0
+                if len(user.labels) > LABEL_WINDOW:
+                    user.labels.popitem(last=False)
+        self.store.submit(w)
+        return None
+
+    def join(self, member: Member, user: User, room: str, label: Optional[str]) -> Optional[p.Error]:
+        problem = p.validate_room(room)
+        if problem:
+            return p.Error(p.ROOM_INVALID, f"{problem} ({p.ROOM_RULES})", label)
+        if user.legacy and room.casefold() != p.GENERAL:
+            return p.Error(p.BAD_REQUEST, "ask for the rooms capability to join rooms", label)
+        key = room.casefold()
+        writes = []
+        with self.lock:
+            r = self.rooms.get(key)
+            if r is None:
+                r = self._add_room(key, room, "", [])
+                writes.append(Write(op="room", room=key, name=room))
+            if key in user.rooms:       # already there: tell it again
+                member.push(p.encode(self._room_info(r, label)))
+            else:
+                writes.extend(self._enter_room(user, r, label=label, member=member))
+                if not writes or writes[-1].op != "event":
+                    # a big room: no stored notice to wait for
+                    self._joined(member, user, r, label)
+        for w in writes:
+            self.store.submit(w)
+        self.on_append()
+        return None
+
+    def _joined(self, member: Member, user: User, room: Room, label: Optional[str]) -> None:
+        """(locked) ``user`` is in ``room``: its connections follow the log; the
+        requester gets the room's info."""
+        for c in user.conns:
+            c.subscribe(room.log, room.log.end)
+            if c is member or label is None:
+                c.push(p.encode(self._room_info(room, label if c is member else None)))
+            else:
+                c.push(p.encode(self._room_info(room)))
+
+    def part(self, member: Member, user: User, room: str, label: Optional[str]) -> Optional[p.Error]:
+        if user.legacy:
+            return p.Error(p.BAD_REQUEST, "a protocol 1 client cannot leave #general", label)
+        with self.lock:
+            r = self._room_for(user, room)
+            if isinstance(r, p.Error):
+                r.label = label
+                return r
+            del user.rooms[r.key]
+            r.members.pop(user.key, None)
+            for c in user.conns:
+                c.unsubscribe(r.log)
+            writes = [Write(op="member_remove", sid=user.sid, room=r.key)]
+            if len(r.members) >= self.presence_limit:
+                self._presence(r, user.name, joined=False)
+                if label is not None:
+                    member.push(p.encode(p.Ack(label=label)))
+            else:
+                writes.append(Write(op="event", kind="leave", room=r.key, sender=user.name,
+                                    sender_sid=user.sid, text=p.PART,
+                                    ctx=_Sent(user, member, label)))
+        for w in writes:
+            self.store.submit(w)
+        self.on_append()
+        return None
+
+    def topic(self, member: Member, user: User, room: str, topic: str,
+              label: Optional[str]) -> Optional[p.Error]:
+        if len(topic) > p.TOPIC_MAX:
+            return p.Error(p.TOPIC_TOO_LONG, f"a topic is at most {p.TOPIC_MAX} characters", label)
+        topic = topic.replace("\n", " ").strip()
+        problem = p.text_problem(topic, p.TOPIC_MAX) if topic else None
+        if problem:
+            return p.Error(problem[0], problem[1].replace("message", "topic"), label)
+        with self.lock:
+            r = self._room_for(user, room)
+            if isinstance(r, p.Error):
+                r.label = label
+                return r
+        self.store.submit(Write(op="event", kind="topic", room=r.key, sender=user.name,
+                                sender_sid=user.sid, text=topic, ctx=_Sent(user, member, label)))
+        return None
+
+    def rooms_list(self, user: User) -> list[dict]:
+        with self.lock:
+            return [{"room": r.name, "topic": r.topic, "count": len(r.members),
+                     "joined": r.key in user.rooms}
+                    for r in sorted(self.rooms.values(), key=lambda r: r.key)]
+
+    def users_in(self, user: User, room: Optional[str]) -> "list[str] | p.Error":
+        with self.lock:
+            if room is None:
+                return [u.name for u in self.users.values()]
+            r = self.rooms.get(room.casefold())
+            if r is None:
+                return p.Error(p.NO_SUCH_ROOM, f"there is no room {room}")
+            return [u.name for u in r.members.values()]
 
     def users(self) -> list[str]:
         with self.lock:
-            return [m.name for m in self.members.values() if m.name]
+            return [u.name for u in self.users.values()]
 
     @property
     def count(self) -> int:
-        return len(self.members)
+        return len(self.users)
+
+    # --- reads on the reader threads (never on an I/O thread) -----------------------
+    def query(self, member: Member, user: User, req: p.Event) -> Optional[p.Error]:
+        """history / search: checked here, run on a reader thread, answer pushed."""
+        label = getattr(req, "label", None)
+        room_key = None
+        if getattr(req, "room", None) is not None and getattr(req, "peer", None) is not None:
+            return p.Error(p.BAD_REQUEST, "ask for a room or a person, not both", label)
+        limit = req.limit if req.limit is not None else 50
+        if not 1 <= limit <= p.PAGE_MAX:
+            return p.Error(p.BAD_REQUEST, f"limit must be 1 to {p.PAGE_MAX}", label)
+        if getattr(req, "after", None) is not None and req.before is not None:
+            return p.Error(p.BAD_REQUEST, "give before or after, not both", label)
+        with self.lock:
+            if req.room is not None:
+                r = self._room_for(user, req.room)
+                if isinstance(r, p.Error):
+                    r.label = label
+                    return r
+                room_key, room_name = r.key, r.name
+            readable = list(user.rooms)
+        peer = req.peer.casefold() if req.peer else None
+        if isinstance(req, p.HistoryRequest):
+            if room_key is None and peer is None:
+                return p.Error(p.BAD_REQUEST, "history needs a room or with", label)
+
+            def run() -> p.Event:
+                frames, more = self.store.history(user.sid, room=room_key, peer=peer,
+                                                  before=req.before, after=req.after, limit=limit)
+                return p.HistoryPage(messages=frames, more=more,
+                                     room=room_name if room_key else None,
+                                     peer=req.peer, label=label)
+        else:
+            if not req.query.strip():
+                return p.Error(p.BAD_QUERY, "search for at least one word", label)
+            if len(req.query) > 500:
+                return p.Error(p.BAD_QUERY, "a search is at most 500 characters", label)
+
+            def run() -> p.Event:
+                frames, more = self.store.search(user.sid, req.query, readable, room=room_key,
+                                                 peer=peer, before=req.before, limit=limit)
+                return p.SearchResults(query=req.query, messages=frames, more=more, label=label)
+        self.readers.submit(self._answer, member, run, label)
+        return None
+
+    def _answer(self, member: Member, run: Callable[[], p.Event], label: Optional[str]) -> None:
+        from .store import BadQuery
+        try:
+            event = run()
+        except BadQuery as e:
+            event = p.Error(p.BAD_QUERY, str(e), label)
+        except Exception as e:
+            log.error("%s: a history query failed: %s", member.peer, e)
+            event = p.Error(p.STORE_FAILED, "the server could not read its history; try again", label)
+        member.push(p.encode(event))
+        self.on_append()
+
+    def mark_read(self, member: Member, user: User, req: p.ReadMarker) -> Optional[p.Error]:
+        label = req.label
+        if (req.room is None) == (req.peer is None):
+            return p.Error(p.BAD_REQUEST, "read needs a room or with", label)
+        with self.lock:
+            if req.room is not None:
+                r = self._room_for(user, req.room)
+                if isinstance(r, p.Error):
+                    r.label = label
+                    return r
+                conv, shown = r.key, {"room": r.name}
+            else:
+                conv, shown = "@" + req.peer.casefold(), {"peer": req.peer}
+            if req.id > self.last_id:
+                return p.Error(p.BAD_REQUEST, f"there is no id {req.id} yet", label)
+        def tell() -> None:
+            try:
+                frames = [d for d in self.store.unread(user.sid, user.name, [r.key] if req.room else [])
+                          if (d.get("room") or "").casefold() == conv or
+                          "@" + (d.get("with") or "").casefold() == conv]
+            except Exception as e:
+                log.error("unread for %s failed: %s", user.name, e)
+                return
+            if not frames:
+                frames = [dict(p.Unread(count=0, read_id=req.id, **shown).to_dict())]
+            with self.lock:
+                conns = list(user.conns)
+            for c in conns:
+                for f in frames:
+                    c.push(p.encode_dict(f))
+            self.on_append()
+        self.store.submit(Write(op="read", sid=user.sid, conv=conv, read_id=req.id,
+                                ctx=_Sent(user, member, label,
+                                          reply=lambda: self.readers.submit(tell))))
+        if label is not None:
+            member.push(p.encode(p.Ack(label=label)))
+        return None
+
+    # --- the store's writer thread calls this after each commit ---------------------
+    def committed(self, batch: list[Write], error: Optional[str]) -> None:
+        """Send out what was just stored (encode once, append, ack), or report
+        what could not be stored (never acknowledged)."""
+        finished = []
+        replies = []
+        with self.lock:
+            for w in batch:
+                sent: Optional[_Sent] = w.ctx if isinstance(w.ctx, _Sent) else None
+                if w.op != "event":
+                    if error is not None:
+                        log.error("could not store %s: %s", w.op, error)
+                    elif sent is not None and sent.reply is not None:
+                        replies.append(sent.reply)
+                    continue
+                if error is not None or w.id is None:
+                    self._failed(w, sent, error or "not stored")
+                    if sent and sent.registration is not None:
+                        reg = sent.registration
+                        reg.outstanding -= 1
+                        if reg.outstanding == 0:
+                            self._subscribe_all(reg)
+                            finished.append(reg)
+                    continue
+                self.last_id = max(self.last_id, w.id)
+                frame = _frame(w, self.rooms)
+                data = p.encode_dict(frame)
+                if w.room is not None:
+                    room = self.rooms.get(w.room)
+                    if room is None:
+                        continue
+                    if w.kind == "topic":
+                        room.topic = w.text or ""
+                    room.recent.append(frame)
+                    room.log.append(data)
+                    after = (room.log, room.log.end)
+                else:
+                    after = (None, 0)
+                    for key in (w.sender.casefold(), (w.target or "").casefold()):
+                        u = self.users.get(key)
+                        if u is not None and u.sid in (w.sender_sid, w.target_sid):
+                            for c in u.conns:
+                                c.push(data)
+                if sent is None:
+                    continue
+                if sent.registration is not None:
+                    reg = sent.registration
+                    reg.outstanding -= 1
+                    if reg.outstanding == 0:
+                        self._subscribe_all(reg)
+                        finished.append(reg)
+                    continue
+                user = sent.user
+                if w.kind == "join" and user is not None:
+                    room = self.rooms.get(w.room)
+                    if room is not None and room.key in user.rooms:
+                        self._joined(sent.member, user, room, sent.label)
+                    continue
+                if sent.label is not None and user is not None:
+                    if sent.label in user.labels:
+                        user.labels[sent.label] = w.id
+                    ack = p.encode(p.Ack(label=sent.label, id=w.id))
+                    targets = list(user.conns)
+                    if sent.member is not None and sent.member not in targets:
+                        targets.append(sent.member)      # it said bye: still owed its acks
+                    for c in targets:
+                        c.push(ack, *after)
+        for reg in finished:
+            self._finish_registration(reg)
+        for reply in replies:
+            reply()
+        self.on_append()
+
+    def _failed(self, w: Write, sent: Optional[_Sent], error: str) -> None:
+        """(locked) A write that could not be stored: its sender gets an error."""
+        log.error("could not store a %s from %s: %s", w.kind, w.sender, error)
+        if sent is None or sent.user is None or sent.label is None:
+            return
+        sent.user.labels.pop(sent.label, None)
+        err = p.encode(p.Error(p.STORE_FAILED, "the server could not store that; "
+                               "it was not sent (try again)", sent.label))
+        targets = list(sent.user.conns)
+        if sent.member is not None and sent.member not in targets:
+            targets.append(sent.member)
+        for c in targets:
+            c.push(err)
+
+
+def _frame(w: Write, rooms: dict) -> dict:
+    """A stored event in its wire form."""
+    ts = p.format_ts(w.ts)
+    room = rooms.get(w.room).name if w.room is not None and w.room in rooms else w.room
+    if w.kind in ("say", "me"):
+        d: dict[str, Any] = {"type": "message", "id": w.id, "ts": ts, "from": w.sender,
+                             "text": w.text, "kind": w.kind}
+        if room is not None:
+            d["room"] = room
+        else:
+            d["to"] = w.target
+        return d
+    if w.kind == "join":
+        return {"type": "join", "id": w.id, "ts": ts, "name": w.sender, "room": room}
+    if w.kind == "leave":
+        return {"type": "leave", "id": w.id, "ts": ts, "name": w.sender,
+                "reason": w.text or p.QUIT, "room": room}
+    return {"type": "topic", "id": w.id, "ts": ts, "room": room, "topic": w.text or "",
+            "by": w.sender}

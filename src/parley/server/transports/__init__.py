@@ -1,0 +1,19 @@
+"""Transports: bytes on one client socket <-> protocol frames.
+
+A transport knows framing and socket calls, nothing about chat.  The I/O
+thread (connection.py) uses only this interface, so TLS and WebSocket can be
+added as more transports without touching the session state machine or the hub.
+
+    t.recv() -> bytes            raw bytes read (b"" at end of stream); may raise
+                                 BlockingIOError / InterruptedError / OSError
+    t.decode(data) -> [Event | ProtocolError]
+    t.wrap(lines) -> bytes       encoded JSON lines (one or more, as the hub
+                                 appends them) in this transport's wire form
+    t.send(view) -> int          bytes of a wrapped buffer the kernel took
+    t.shutdown_write()           half-close after a goodbye
+    t.close()
+    t.fileno() / t.sock          for the selector (always a socket: Windows' select)
+"""
+from .tcp import JsonLinesTransport, Transport
+
+__all__ = ["JsonLinesTransport", "Transport"]

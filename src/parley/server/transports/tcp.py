@@ -1,0 +1,57 @@
+"""Plain TCP with JSON Lines: the frame is the line, so wrapping is the identity
+and one shared ``bytes`` of encoded lines goes to every recipient as it is."""
+from __future__ import annotations
+
+import socket
+from typing import Protocol, Union
+
+from ... import protocol as p
+
+RECV_SIZE = 65536     # at most this much per read, so a flooder cannot hog a thread
+
+
+class Transport(Protocol):
+    sock: socket.socket
+    peer: str
+
+    def fileno(self) -> int: ...
+    def recv(self) -> bytes: ...
+    def decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]: ...
+    def end_of_stream(self) -> list[p.ProtocolError]: ...
+    def wrap(self, lines: bytes) -> bytes: ...
+    def send(self, data: memoryview) -> int: ...
+    def shutdown_write(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonLinesTransport:
+    """One JSON object per ``\\n``-terminated line, over a non-blocking socket."""
+
+    def __init__(self, sock: socket.socket, peer: str, max_line: int):
+        self.sock = sock
+        self.peer = peer
+        self.decoder = p.FrameDecoder(p.CLIENT_FRAMES, max_line)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self) -> bytes:
+        return self.sock.recv(RECV_SIZE)
+
+    def decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]:
+        return self.decoder.feed(data)
+
+    def end_of_stream(self) -> list[p.ProtocolError]:
+        return self.decoder.close()
+
+    def wrap(self, lines: bytes) -> bytes:
+        return lines
+
+    def send(self, data: memoryview) -> int:
+        return self.sock.send(data)
+
+    def shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
