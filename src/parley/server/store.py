@@ -38,8 +38,9 @@ Reads
 Files
     ``<data dir>/parley.db`` (+ ``-wal``, ``-shm``) and ``parley.db.lock``,
     which an open store holds locked so a second server on the same data
-    directory fails at once.  ``":memory:"`` keeps everything in memory (a
-    shared-cache in-memory database, so readers on other threads see it).
+    directory fails at once.  ``":memory:"`` keeps nothing after close: a
+    database in a private temporary directory, removed at close (see
+    ``_connect_memory`` for why not SQLite's in-memory modes).
 """
 from __future__ import annotations
 
@@ -51,8 +52,10 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -367,6 +370,7 @@ class Store:
         self._uri = ""
         self._wconn: Optional[sqlite3.Connection] = None
         self._lock_fd: Optional[int] = None
+        self._tmpdir: Optional[str] = None
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._thread: Optional[threading.Thread] = None
         self._on_commit: Optional[OnCommit] = None
@@ -401,13 +405,14 @@ class Store:
             return self
         if self._closed:
             raise StoreError("this store was closed; make a new one")
-        if self.memory:
-            self._uri = f"file:parley-{secrets.token_hex(8)}?mode=memory&cache=shared"
-        else:
+        if not self.memory:
             self._uri = self.path
             self._lock_dir()
         try:
-            self._wconn = self._connect()
+            if self.memory:
+                self._wconn = self._connect_memory()
+            else:
+                self._wconn = self._connect()
             self._prepare(self._wconn)
         except sqlite3.Error as e:
             self._abort_open()
@@ -421,9 +426,25 @@ class Store:
         return self
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._uri, uri=self.memory, isolation_level=None,
-                               check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(self._uri, uri=self._uri.startswith("file:"),
+                               isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _connect_memory(self) -> sqlite3.Connection:
+        """``":memory:"``: a database file in a private temporary directory (WAL,
+        no fsync), removed at close, so that readers on other threads have their
+        own connections with snapshot reads as with a real file.  SQLite's own
+        in-memory modes were measured worse: a shared-cache ``mode=memory``
+        database lets readers see half-written FTS pages or fail with "table is
+        locked", and the memdb VFS blocks every reader for the whole of each
+        write transaction (readers starved under a steady write load)."""
+        self._tmpdir = tempfile.mkdtemp(prefix="parley-memory-")
+        self._uri = os.path.join(self._tmpdir, DB_NAME)
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")      # thrown away at close anyway
         return conn
 
     def _prepare(self, c: sqlite3.Connection) -> None:
@@ -579,6 +600,7 @@ class Store:
                 self._wconn.close()
             self._wconn = None
         self._unlock_dir()
+        self._remove_tmpdir()
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, close everything, unlock."""
@@ -604,7 +626,13 @@ class Store:
                 self._wconn.close()
             self._wconn = None
         self._unlock_dir()
+        self._remove_tmpdir()
         self.opened = False
+
+    def _remove_tmpdir(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
 
     def _drain_unstarted(self) -> None:
         batch = []
@@ -776,9 +804,6 @@ class Store:
             raise StoreError("the store is not open")
         try:
             c = self._connect()
-            if self.memory:
-                # shared cache: read what is there instead of waiting for table locks
-                c.execute("PRAGMA read_uncommitted=1")
         except sqlite3.Error as e:
             raise StoreError(self._describe(e)) from None
         me = threading.current_thread()
