@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from parley import protocol as p
+from parley.client.core import NAME_COLOURS
 from parley.client.gui import render as r
-from parley.client.gui.render import Formatter, InputHistory, ScrollFollow, parse_input
+from parley.client.gui.render import Formatter, InputHistory, ScrollFollow
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = datetime.timezone.utc
@@ -29,35 +30,29 @@ def tags_of(entry, fragment):
     raise AssertionError(f"{fragment!r} not in {entry.segments}")
 
 
-# --- time ---------------------------------------------------------------------------
-def test_local_time_converts_the_servers_utc_timestamp():
-    assert r.local_time("2026-11-24T15:04:05.123Z", UTC) == "15:04"
-    assert r.local_time("2026-11-24T15:04:05.123Z", PLUS2) == "17:04"
-    assert r.local_time("2026-11-24T23:30:00.000Z", PLUS2) == "01:30"
-    assert r.local_time("2026-11-24T15:04:05Z", UTC) == "15:04"
-
-
-def test_local_time_survives_a_malformed_timestamp():
-    assert r.local_time("2026-11-24T15:04:xx", UTC) == "15:04"
-    assert r.local_time("garbage", UTC) == "--:--"
+# --- one core for every client -------------------------------------------------------
+def test_the_gui_uses_the_client_core_for_colours_time_and_mentions():
+    from parley.client import core
+    assert r.name_colour_index is core.name_colour_index
+    assert r.local_time is core.local_time and r.parse_ts is core.parse_ts
+    assert r.mention_spans is core.mention_spans
+    assert not hasattr(r, "parse_input") and not hasattr(r, "HELP")
+    f = Formatter(me="alice", tz=PLUS2)
+    e = f.message(msg("bob", "hi alice", ts="2026-11-24T23:30:00.000Z"))
+    assert core.local_time("2026-11-24T23:30:00.000Z", tz=PLUS2) == "01:30" in e.text
+    assert r.name_tag("bob") == f"nc{core.name_colour_index('bob')}"
 
 
 # --- colours ------------------------------------------------------------------------
-def test_name_colours_are_stable_and_case_insensitive():
-    assert r.name_colour_index("alice") == r.name_colour_index("ALICE")
-    assert r.name_colour_index("alice") == r.name_colour_index("alice")
-    assert all(0 <= r.name_colour_index(f"user{i}") < r.NAME_COLOURS for i in range(200))
-
-
 def test_name_colours_spread_over_the_palette():
     used = {r.name_colour_index(f"user{i}") for i in range(200)}
-    assert len(used) == r.NAME_COLOURS
+    assert len(used) == NAME_COLOURS
 
 
 def test_every_name_colour_is_readable_on_its_backgrounds():
     from parley.client.gui.theme import DARK, LIGHT, contrast
     for pal in (DARK, LIGHT):
-        assert len(pal.names) == r.NAME_COLOURS
+        assert len(pal.names) == NAME_COLOURS
         for colour in pal.names:
             for bg in (pal.surface, pal.own_band, pal.mention_band, pal.sidebar):
                 assert contrast(colour, bg) >= 4.5, (pal.name, colour, bg)
@@ -237,40 +232,7 @@ def test_initial():
     assert r.initial("..") == "."
 
 
-# --- commands --------------------------------------------------------------------------
-@pytest.mark.parametrize("raw, action, text", [
-    ("hello", "send", "hello"),
-    ("  hello  \n", "send", "  hello"),
-    ("line 1\nline 2", "send", "line 1\nline 2"),
-    ("//etc/passwd is a path", "send", "/etc/passwd is a path"),
-    ("/me waves", "me", "waves"),
-    ("/ME  waves twice ", "me", "waves twice"),
-    ("/me", "usage", "Usage: /me <action>, e.g. /me waves"),
-    ("/users", "users", ""),
-    ("/who", "users", ""),
-    ("/help", "help", ""),
-    ("/exit", "exit", ""),
-    ("/quit", "exit", ""),
-    ("", "empty", ""),
-    ("   \n  ", "empty", ""),
-])
-def test_parse_input(raw, action, text):
-    cmd = parse_input(raw)
-    assert (cmd.action, cmd.text) == (action, text)
-
-
-def test_unknown_commands_are_explained_and_never_sent():
-    cmd = parse_input("/nick bob")
-    assert cmd.action == "unknown"
-    assert "/nick" in cmd.text and "/help" in cmd.text and "//" in cmd.text
-
-
-def test_help_lists_every_command():
-    text = "\n".join(r.HELP)
-    for c in ("/users", "/me", "/help", "/exit", "//", "Shift+Enter"):
-        assert c in text
-
-
+# --- the input line ------------------------------------------------------------------
 def test_input_history_recalls_lines_and_keeps_the_draft():
     h = InputHistory()
     assert h.up("draft") is None

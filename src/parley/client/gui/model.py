@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from ... import protocol as p
+from ..core import same_conv as same_key, sorted_users
 
 BADGE_MAX = 99                 # a badge shows "99+" beyond this
 
@@ -40,11 +41,6 @@ def dm_key(name: str) -> str:
 def label_of(key: str) -> str:
     """``#general`` -> ``general``, ``@bob`` -> ``bob``."""
     return key[1:] if key[:1] in ("#", "@") else key
-
-
-def same_key(a: Optional[str], b: Optional[str]) -> bool:
-    """Conversation keys compare ignoring case (room and user names are unique that way)."""
-    return a is not None and b is not None and a.casefold() == b.casefold()
 
 
 def count_text(n: int) -> str:
@@ -172,12 +168,6 @@ class MemberPanel:
     names: list[str]           # shown, me first
     lazy: bool = False         # a big room: the list is loaded on request
     note: str = ""             # "1,204 members" for a big room
-
-
-def sorted_users(users: Iterable[str], me: str = "") -> list[str]:
-    """Me first, then everyone else alphabetically (ignoring case)."""
-    mine = me.casefold()
-    return sorted(set(users), key=lambda u: (u.casefold() != mine, u.casefold(), u))
 
 
 def member_panel(key: Optional[str], conv: Any, me: str) -> MemberPanel:

@@ -9,9 +9,7 @@ in one call and ``theme.py`` gives each tag its look.  The rules that decide
 * ``Formatter``: protocol events -> ``Entry`` (time gutter, colour-coded names,
   grouping of consecutive messages, /me actions, join/leave notices, own
   messages, mentions, URLs, multi-line text, emoji fallback);
-* ``name_colour_index``: a stable colour per name;
-* ``find_urls`` / ``mention_spans``;
-* ``parse_input``: what a line typed in the input box means (/me, /users, …);
+* ``find_urls``: links in a message;
 * ``InputHistory``: Up/Down recall of sent lines;
 * ``ScrollFollow``: the auto-scroll rule and the "new messages" indicator;
 * ``status_text``: the status bar sentence.
@@ -19,29 +17,24 @@ in one call and ``theme.py`` gives each tag its look.  The rules that decide
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 from ... import protocol as p
+# the one name colour, time format and mention rule of every client (parley.client.core)
+from ..core import (day_label, local_time, mention_re, mention_spans, name_colour_index,
+                    parse_ts, sorted_users)
 from .model import SearchHit, term_spans
 
 Segment = tuple[str, tuple[str, ...]]
 
 GROUP_WINDOW = 5 * 60          # seconds: consecutive messages closer than this share a header
-NAME_COLOURS = 12              # size of every theme's name palette
 MARKER_TEXT = "new since you were here"
 
 
 # --- names and colours ---------------------------------------------------------
-def name_colour_index(name: str, n: int = NAME_COLOURS) -> int:
-    """A stable palette index for ``name`` (case-insensitive, same on every run)."""
-    digest = hashlib.blake2s(name.casefold().encode("utf-8"), digest_size=4).digest()
-    return int.from_bytes(digest, "big") % n
-
-
 def name_tag(name: str) -> str:
     return f"nc{name_colour_index(name)}"
 
@@ -52,35 +45,6 @@ def initial(name: str) -> str:
         if ch.isalnum():
             return ch.upper()
     return (name[:1] or "?").upper()
-
-
-def sorted_users(users: Iterable[str], me: str = "") -> list[str]:
-    """Me first, then everyone else alphabetically (ignoring case)."""
-    mine = me.casefold()
-    return sorted(set(users), key=lambda u: (u.casefold() != mine, u.casefold(), u))
-
-
-# --- time ----------------------------------------------------------------------
-def parse_ts(ts: str) -> Optional[datetime.datetime]:
-    """The server's UTC timestamp ``2026-11-24T15:04:05.123Z`` as an aware datetime."""
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.datetime.strptime(ts, fmt).replace(tzinfo=datetime.timezone.utc)
-        except (ValueError, TypeError):
-            continue
-    return None
-
-
-def local_time(ts: str, tz: Optional[datetime.tzinfo] = None, fmt: str = "%H:%M") -> str:
-    """Server UTC timestamp -> local wall-clock time (``tz`` for tests)."""
-    t = parse_ts(ts)
-    if t is None:
-        return ts[11:16] if len(ts) >= 16 else "--:--"
-    return t.astimezone(tz).strftime(fmt)
-
-
-def day_label(day: datetime.date) -> str:
-    return day.strftime("%A, %d %B %Y").replace(" 0", " ")
 
 
 # --- text ----------------------------------------------------------------------
@@ -114,17 +78,6 @@ def find_urls(text: str) -> list[tuple[int, int]]:
 def url_target(url: str) -> str:
     """The address to open for a URL as shown (``www.x`` -> ``https://www.x``)."""
     return url if "://" in url else "https://" + url
-
-
-def mention_re(me: str) -> Optional[re.Pattern]:
-    if not me:
-        return None
-    return re.compile(rf"(?<![\w.-])@?{re.escape(me)}(?![\w-]|\.\w)", re.IGNORECASE)
-
-
-def mention_spans(text: str, me: str) -> list[tuple[int, int]]:
-    rx = mention_re(me)
-    return [m.span() for m in rx.finditer(text)] if rx else []
 
 
 def non_bmp(text: str) -> bool:
@@ -184,6 +137,7 @@ class Entry:
     id: Optional[int] = None       # server id, for messages and notices
     own: bool = False
     mention: bool = False
+    day: Optional[datetime.date] = None    # the local day of a timestamped entry
 
     @property
     def text(self) -> str:
@@ -274,7 +228,7 @@ class Formatter:
         return out
 
     def _gutter(self, ts: str, tags: tuple[str, ...]) -> list[Segment]:
-        return [(local_time(ts, self.tz), tags + ("time",)), ("\t", tags)]
+        return [(local_time(ts, tz=self.tz), tags + ("time",)), ("\t", tags)]
 
     # events ------------------------------------------------------------------------
     def message(self, ev: p.Message) -> Entry:
@@ -293,7 +247,7 @@ class Formatter:
             segs.append((" ", band + ("b1", "action")))
             segs += self.body(ev.text, band + ("action",), first=("b1",), rest=("b2",),
                               mentions=not own)
-            return Entry(segs, "action", ev.id, own, mention)
+            return Entry(segs, "action", ev.id, own, mention, self._local_day(when))
         if self._starts_group(ev.sender, when):
             segs.append((sender, ("hdr",) + name_tags))
             if own:
@@ -301,30 +255,36 @@ class Formatter:
             segs.append(("\n", ("hdr",)))
         segs += self._gutter(ev.ts, band + ("b1",))
         segs += self.body(ev.text, band, mentions=not own)
-        return Entry(segs, "message", ev.id, own, mention)
+        return Entry(segs, "message", ev.id, own, mention, self._local_day(when))
+
+    def _local_day(self, when: Optional[datetime.datetime]) -> Optional[datetime.date]:
+        return when.astimezone(self.tz).date() if when is not None else None
 
     def join(self, ev: p.Join) -> Entry:
-        segs = self._day_divider(parse_ts(ev.ts))
+        when = parse_ts(ev.ts)
+        segs = self._day_divider(when)
         self.break_group()
         who = display_text(ev.name, self.emoji)
         segs += self._gutter(ev.ts, ("b1", "notice"))
         segs += [("\u2192 ", ("b1", "notice", "arrow")), (who, ("b1", "notice", "nname")),
                  (" joined\n", ("b1", "notice"))]
-        return Entry(segs, "notice", ev.id)
+        return Entry(segs, "notice", ev.id, day=self._local_day(when))
 
     def leave(self, ev: p.Leave) -> Entry:
-        segs = self._day_divider(parse_ts(ev.ts))
+        when = parse_ts(ev.ts)
+        segs = self._day_divider(when)
         self.break_group()
         who = display_text(ev.name, self.emoji)
         why = p.LEAVE_REASONS.get(ev.reason, ev.reason)
         segs += self._gutter(ev.ts, ("b1", "notice"))
         segs += [("\u2190 ", ("b1", "notice", "arrow")), (who, ("b1", "notice", "nname")),
                  (f" left ({why})\n", ("b1", "notice"))]
-        return Entry(segs, "notice", ev.id)
+        return Entry(segs, "notice", ev.id, day=self._local_day(when))
 
     def topic(self, ev: p.Topic) -> Entry:
         """A room's topic changed: a dimmed notice with the new topic."""
-        segs = self._day_divider(parse_ts(ev.ts))
+        when = parse_ts(ev.ts)
+        segs = self._day_divider(when)
         self.break_group()
         who = display_text(ev.by, self.emoji)
         segs += self._gutter(ev.ts, ("b1", "notice"))
@@ -335,7 +295,7 @@ class Formatter:
             segs += self.body(topic, ("notice", "topic"), mentions=False)
         else:
             segs.append((" cleared the topic\n", ("b1", "notice")))
-        return Entry(segs, "notice", ev.id)
+        return Entry(segs, "notice", ev.id, day=self._local_day(when))
 
     def presence(self, ev: p.Presence) -> Entry:
         """Joins and leaves of a big room, coalesced: one dimmed line."""
@@ -400,7 +360,7 @@ class Formatter:
         """A search result: where, who and when on one line, the text below with
         the searched words highlighted; every segment carries ``tag`` (clickable)."""
         base = (tag, "hit")
-        when = local_time(hit.ts, self.tz, "%d %b %H:%M").lstrip("0")
+        when = local_time(hit.ts, "%d %b %H:%M", self.tz).lstrip("0")
         segs: list[Segment] = [
             (display_text(hit.key, self.emoji), base + ("hkey",)),
             ("  ", base),
@@ -426,12 +386,14 @@ class Formatter:
         segs += self.body(text, (style,), mentions=False)
         return Entry(segs, "error" if style == "error" else "info")
 
-    def users(self, users: Iterable[str]) -> Entry:
-        """The /users answer: "3 online: alice, bob, carol" with coloured names."""
+    def users(self, users: Iterable[str], room: Optional[str] = None) -> Entry:
+        """The /users answer: "3 online: alice, bob, carol" with coloured names
+        (with ``room``: "2 in #python: …")."""
         self.break_group()
         names = sorted_users(users, self.me)
+        where = f"in {room}" if room else "online"
         segs: list[Segment] = [("\t", ("b1", "info")),
-                               (f"{len(names)} online: ", ("b1", "info"))]
+                               (f"{len(names)} {where}: ", ("b1", "info"))]
         for i, n in enumerate(names):
             if i:
                 segs.append((", ", ("b1", "info")))
@@ -458,50 +420,6 @@ class Formatter:
 
 
 # --- the input line -------------------------------------------------------------
-HELP = [
-    "Commands:",
-    "  /users            who is online",
-    "  /me <action>      send an action, shown as \u201c* you <action>\u201d",
-    "  /help             this help",
-    "  /exit             leave (closing the window works too)",
-    "  //text            send a message that starts with \u201c/\u201d",
-    "Enter sends, Shift+Enter starts a new line, Up recalls what you sent.",
-]
-
-
-@dataclass
-class Command:
-    action: str            # send | me | users | help | exit | unknown | usage | empty
-    text: str = ""
-
-
-def parse_input(raw: str) -> Command:
-    text = outgoing_text(raw)
-    if not text.strip():
-        return Command("empty")
-    if text.startswith("//"):
-        return Command("send", text[1:])
-    if text.startswith("/"):
-        head, _, rest = text.partition(" ")
-        if "\n" in head:
-            head, _, more = head.partition("\n")
-            rest = more + (" " + rest if rest else "")
-        cmd = head.lower()
-        if cmd in ("/exit", "/quit"):
-            return Command("exit")
-        if cmd in ("/help", "/?"):
-            return Command("help")
-        if cmd in ("/users", "/who", "/names"):
-            return Command("users")
-        if cmd == "/me":
-            action = rest.strip()
-            return Command("me", action) if action else Command(
-                "usage", "Usage: /me <action>, e.g. /me waves")
-        return Command("unknown", f"Unknown command {head[:40]}. Type /help for the list; "
-                                  "start with // to send a message beginning with \u201c/\u201d.")
-    return Command("send", text)
-
-
 class InputHistory:
     """Up/Down recall of sent lines, keeping the unsent draft."""
 

@@ -49,6 +49,31 @@ class Palette:
     scroll_thumb_hover: str
     names: tuple[str, ...] = field(default_factory=tuple)
 
+    # colours derived from the ones above (sidebar rows, badges, the unread line)
+    @property
+    def row_hover(self) -> str:
+        return mix(self.sidebar, self.text, 0.06)
+
+    @property
+    def row_selected(self) -> str:
+        return mix(self.sidebar, self.accent, 0.24 if self.name == "dark" else 0.14)
+
+    @property
+    def badge(self) -> str:
+        return mix(self.sidebar, self.text, 0.2 if self.name == "dark" else 0.14)
+
+    @property
+    def badge_text(self) -> str:
+        return self.text
+
+    @property
+    def marker(self) -> str:
+        return self.error
+
+    @property
+    def hit_term(self) -> str:
+        return self.mention_band
+
 
 DARK = Palette(
     name="dark",
@@ -144,6 +169,13 @@ class Theme:
             "caps": self._font("ParleyCaps", ui, s - 2, weight="bold"),
             "avatar": self._font("ParleyAvatar", ui, s - 1, weight="bold"),
         }
+        # the unread line: a text line this tall is a rule across the conversation
+        try:
+            self.rule_font = tkfont.nametofont("ParleyRule", root=root)
+            self.rule_font.configure(family=ui, size=-max(1, self.px(1)))
+        except tk.TclError:
+            self.rule_font = tkfont.Font(root, name="ParleyRule", family=ui,
+                                         size=-max(1, self.px(1)))
         for named in ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont",
                       "TkCaptionFont", "TkTooltipFont"):
             try:
@@ -209,6 +241,19 @@ class Theme:
                         font=self.fonts["heading"])
         style.configure("Caps.TLabel", background=c.sidebar, foreground=c.text_dim,
                         font=self.fonts["caps"])
+        style.configure("Panel.TFrame", background=c.sidebar)
+        style.configure("Header.TFrame", background=c.surface)
+        style.configure("Header.TLabel", background=c.surface, foreground=c.text)
+        style.configure("HeaderTitle.TLabel", background=c.surface, foreground=c.text,
+                        font=self.fonts["heading"])
+        style.configure("HeaderGlyph.TLabel", background=c.surface, foreground=c.text_faint,
+                        font=self.fonts["heading"])
+        style.configure("Topic.TLabel", background=c.surface, foreground=c.text_dim,
+                        font=self.fonts["small"])
+        style.configure("TopicHint.TLabel", background=c.surface, foreground=c.text_faint,
+                        font=self.fonts["small"])
+        style.configure("PanelNote.TLabel", background=c.sidebar, foreground=c.text_dim,
+                        font=self.fonts["small"])
         style.configure("Title.TLabel", background=c.sidebar, foreground=c.text,
                         font=self.fonts["title"])
         style.configure("Field.TLabel", background=c.sidebar, foreground=c.text_dim,
@@ -265,6 +310,21 @@ class Theme:
                   lightcolor=[("active", c.button)], darkcolor=[("active", c.button)],
                   bordercolor=[("active", c.button)])
 
+        style.configure("Small.TButton", background=c.button, foreground=c.text,
+                        font=self.fonts["small"], **dict(flat, padding=(px(10), px(3))))
+        style.map("Small.TButton",
+                  background=[("pressed", c.border_strong), ("active", c.button_hover)],
+                  lightcolor=[("active", c.button_hover)], darkcolor=[("active", c.button_hover)],
+                  bordercolor=[("active", c.button_hover)])
+        for name, bg in (("Icon.TButton", c.surface), ("IconPanel.TButton", c.sidebar)):
+            style.configure(name, background=bg, foreground=c.text_dim, font=self.fonts["heading"],
+                            borderwidth=0, relief="flat", focusthickness=0, lightcolor=bg,
+                            darkcolor=bg, bordercolor=bg, padding=(px(6), 0))
+            style.map(name, foreground=[("active", c.text)],
+                      background=[("pressed", c.button), ("active", c.row_hover)],
+                      lightcolor=[("active", c.row_hover)], darkcolor=[("active", c.row_hover)],
+                      bordercolor=[("active", c.row_hover)])
+
         # entries (the connect card)
         style.configure("TEntry", fieldbackground=c.field, foreground=c.text,
                         bordercolor=c.border, lightcolor=c.field, darkcolor=c.field,
@@ -275,6 +335,15 @@ class Theme:
                   lightcolor=[("focus", c.field_focus)],
                   fieldbackground=[("focus", c.field_focus), ("disabled", c.window)],
                   foreground=[("disabled", c.text_faint)])
+
+        style.configure("Search.TEntry", fieldbackground=c.field, foreground=c.text,
+                        bordercolor=c.border, lightcolor=c.field, darkcolor=c.field,
+                        insertcolor=c.text, padding=(px(8), px(3)), borderwidth=1,
+                        selectbackground=c.selection, selectforeground=c.selection_text)
+        style.map("Search.TEntry",
+                  bordercolor=[("focus", c.accent), ("hover", c.border_strong)],
+                  lightcolor=[("focus", c.field_focus)],
+                  fieldbackground=[("focus", c.field_focus)])
 
         # slim scrollbars without arrows
         for orient in ("Vertical", "Horizontal"):

@@ -18,9 +18,10 @@ import threading
 import tkinter as tk
 import webbrowser
 from tkinter import ttk
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 from . import render
+from .model import first_unread
 from .render import Entry, ScrollFollow
 from .theme import Theme, mix
 
@@ -46,6 +47,32 @@ def discs_image(master: tk.Misc, size: int, background: str,
     return img
 
 
+def rounded_image(master: tk.Misc, width: int, height: int, radius: float, colour: str,
+                  background: str) -> tk.PhotoImage:
+    """An anti-aliased rounded rectangle of ``colour`` on ``background`` (badges, rows)."""
+    img = tk.PhotoImage(master=master, width=width, height=height)
+    hw, hh = width / 2, height / 2
+    r = min(radius, hw, hh)
+    rows = []
+    for y in range(height):
+        row = []
+        qy = abs(y + 0.5 - hh) - (hh - r)
+        for x in range(width):
+            qx = abs(x + 0.5 - hw) - (hw - r)
+            outside = (max(qx, 0.0) ** 2 + max(qy, 0.0) ** 2) ** 0.5
+            d = outside + min(max(qx, qy), 0.0) - r
+            cover = 0.5 - d
+            if cover >= 1:
+                row.append(colour)
+            elif cover <= 0:
+                row.append(background)
+            else:
+                row.append(mix(background, colour, cover))
+        rows.append("{" + " ".join(row) + "}")
+    img.put(" ".join(rows))
+    return img
+
+
 def circle_image(master: tk.Misc, size: int, colour: str, background: str) -> tk.PhotoImage:
     """An anti-aliased disc of ``colour`` on ``background``."""
     return discs_image(master, size, background, [(size / 2, size / 2, size / 2, colour)])
@@ -63,6 +90,18 @@ def avatar_image(master: tk.Misc, size: int, colour: str, background: str,
 
 
 # --- the conversation ---------------------------------------------------------------
+class Shown(NamedTuple):
+    """What the view knows of an entry it shows."""
+    id: Optional[int]
+    lines: int
+    kind: str
+    own: bool
+
+    @classmethod
+    def of(cls, e: Entry) -> "Shown":
+        return cls(e.id, e.lines, e.kind, e.own)
+
+
 class ChatView(ttk.Frame):
     """Read-only rich text: entries appended in batches, the oldest trimmed."""
 
@@ -70,13 +109,18 @@ class ChatView(ttk.Frame):
                 "<Home>", "<End>")
 
     def __init__(self, master: tk.Misc, theme: Theme, max_entries: int = 2000,
-                 on_type: Optional[Callable[[str], None]] = None):
+                 on_type: Optional[Callable[[str], None]] = None,
+                 on_top: Optional[Callable[[], None]] = None):
         super().__init__(master, style="Chat.TFrame")
         self.theme = theme
         self.max_entries = max(1, max_entries)
         self.on_type = on_type
+        self.on_top = on_top            # the view reached the top: load older history
         self.follow = ScrollFollow()
-        self.sizes: collections.deque[int] = collections.deque()   # lines per entry
+        # what is shown, in order: one Shown per entry (its id, lines, kind, own)
+        self.items: collections.deque[Shown] = collections.deque()
+        self.ids: set[int] = set()
+        self._top_pending = False
         self.text = tk.Text(self, wrap="word", state="disabled", cursor="xterm", undo=False,
                             takefocus=1, exportselection=True, highlightthickness=0,
                             borderwidth=0, relief="flat", width=40, height=10)
@@ -133,15 +177,24 @@ class ChatView(ttk.Frame):
             "url": dict(foreground=c.url, underline=True),
             "pending": dict(foreground=c.text_faint),
             "pnote": dict(foreground=c.text_faint, font=f["small"]),
+            "topic": dict(foreground=c.text_dim, font=f["italic"]),
+            "rule": dict(background=c.marker, lmargincolor=c.marker, font=theme.rule_font,
+                         spacing1=px(10), spacing3=0),
+            "markerlabel": dict(foreground=c.marker, font=f["caps"], justify="right",
+                                spacing1=px(2), spacing3=px(6)),
+            "beginning": dict(justify="center", foreground=c.text_faint, font=f["italic"],
+                              spacing1=px(10), spacing3=px(10)),
+            "flash": dict(background=c.selection, lmargincolor=c.selection),
         }
         for i, colour in enumerate(c.names):
             tags[f"nc{i}"] = dict(foreground=colour)
         # creation order is priority order: colours and links beat the base styles,
         # "pending" greys out everything, the selection is always visible.
         order = ["b1", "b2", "hdr", "own", "mention", "info", "system", "error", "action",
-                 "notice", "arrow", "nname", "divider", "time", "badge", "name"]
+                 "notice", "arrow", "nname", "divider", "time", "badge", "name", "topic",
+                 "rule", "markerlabel", "beginning"]
         order += [f"nc{i}" for i in range(len(c.names))]
-        order += ["myname", "mword", "url", "pending", "pnote"]
+        order += ["myname", "mword", "url", "pending", "pnote", "flash"]
         for name in order:
             t.tag_configure(name, **tags[name])
             t.tag_raise(name)
@@ -154,37 +207,187 @@ class ChatView(ttk.Frame):
         self._place_indicator()
 
     # content ---------------------------------------------------------------------
-    def append(self, entries: Sequence[Entry]) -> None:
-        """Add entries at the end of the conversation (before pending lines)."""
-        if not entries:
-            return
+    @staticmethod
+    def _flat(entries: Sequence[Entry]) -> list:
         flat: list = []
         for e in entries:
             for text, tags in e.segments:
                 flat.append(text)
                 flat.append(tags)
+        return flat
+
+    def _insert(self, index: str, flat: list) -> None:
+        try:
+            self.text.insert(index, *flat)
+        except tk.TclError:       # a character this Tk cannot take: show a stand-in
+            safe = []
+            for i in range(0, len(flat), 2):
+                safe += [render.display_text(flat[i], "text"), flat[i + 1]]
+            self.text.insert(index, *safe)
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Add entries at the end of the conversation (before pending lines).
+        While the view follows the end, the oldest beyond ``max_entries`` go."""
+        if not entries:
+            return
         t = self.text
         t.configure(state="normal")
         try:
-            try:
-                t.insert("msgs_end", *flat)
-            except tk.TclError:       # a character this Tk cannot take: show a stand-in
-                safe = []
-                for i in range(0, len(flat), 2):
-                    safe += [render.display_text(flat[i], "text"), flat[i + 1]]
-                t.insert("msgs_end", *safe)
-            self.sizes.extend(e.lines for e in entries)
-            extra = len(self.sizes) - self.max_entries
-            if extra > 0:
-                lines = 0
-                for _ in range(extra):
-                    lines += self.sizes.popleft()
-                t.delete("1.0", f"{lines + 1}.0")
+            self._insert("msgs_end", self._flat(entries))
+            for e in entries:
+                self.items.append(Shown.of(e))
+                if e.id is not None:
+                    self.ids.add(e.id)
+            if self.follow.following:
+                self._trim()
         finally:
             t.configure(state="disabled")
-        if self.follow.added(len(entries)):
+        if self.follow.added(sum(1 for e in entries if e.kind != "marker")):
             t.see("end")
         self._place_indicator()
+
+    def _trim(self) -> None:
+        extra = len(self.items) - self.max_entries
+        if extra <= 0:
+            return
+        lines = 0
+        for _ in range(extra):
+            item = self.items.popleft()
+            lines += item.lines
+            self.ids.discard(item.id)
+        self.text.delete("1.0", f"{lines + 1}.0")
+        self.trimmed = True
+
+    trimmed = False           # older entries were dropped: history can be loaded again
+
+    def prepend(self, entries: Sequence[Entry]) -> None:
+        """Insert older entries above everything, keeping what is on screen where it is."""
+        if not entries:
+            return
+        t = self.text
+        following = self.follow.following and self.at_bottom()
+        top = t.index("@0,0")
+        info = t.dlineinfo(top)
+        added = sum(e.lines for e in entries)
+        t.configure(state="normal")
+        try:
+            self._insert("1.0", self._flat(entries))
+        finally:
+            t.configure(state="disabled")
+        for e in reversed(entries):
+            self.items.appendleft(Shown.of(e))
+            if e.id is not None:
+                self.ids.add(e.id)
+        if following:
+            t.see("end")
+            return
+        line, col = top.split(".")
+        t.yview(f"{int(line) + added}.{col}")
+        if info is not None:          # the top line was partly scrolled out: keep that too
+            shift = int(t.cget("pady")) - info[1]
+            if shift > 0:
+                t.yview_scroll(shift, "pixels")
+
+    def _line_of(self, position: int) -> int:
+        """The text line where the entry at ``position`` in ``items`` starts."""
+        line = 1
+        for i, item in enumerate(self.items):
+            if i == position:
+                break
+            line += item.lines
+        return line
+
+    def show_marker(self, read_id: int, entry: Entry) -> bool:
+        """Put the "new since you were here" line above the first message newer
+        than ``read_id`` (not mine) and bring it into view; False if none."""
+        self.remove_marker()
+        pos = first_unread([(i.id, i.own, i.kind in ("message", "action")) for i in self.items],
+                           read_id)
+        if pos is None:
+            return False
+        line = self._line_of(pos)
+        t = self.text
+        t.configure(state="normal")
+        try:
+            self._insert(f"{line}.0", self._flat([entry]))
+        finally:
+            t.configure(state="disabled")
+        self.items.insert(pos, Shown.of(entry))
+        t.mark_set("unread_marker", f"{line}.0")
+        t.mark_gravity("unread_marker", "left")
+        t.see("end")
+        t.see(f"{max(1, line - 2)}.0")        # the marker and what follows, from the top
+        self.after_idle(self._moved)
+        return True
+
+    def remove_marker(self) -> None:
+        for pos, item in enumerate(self.items):
+            if item.kind == "marker":
+                line = self._line_of(pos)
+                t = self.text
+                t.configure(state="normal")
+                try:
+                    t.delete(f"{line}.0", f"{line + item.lines}.0")
+                finally:
+                    t.configure(state="disabled")
+                del self.items[pos]
+                break
+        try:
+            self.text.mark_unset("unread_marker")
+        except tk.TclError:
+            pass
+
+    @property
+    def marker_shown(self) -> bool:
+        return any(item.kind == "marker" for item in self.items)
+
+    def marker_position(self) -> Optional[int]:
+        """How many entries with an id come before the marker (None: no marker)."""
+        n = 0
+        for item in self.items:
+            if item.kind == "marker":
+                return n
+            if item.id is not None:
+                n += 1
+        return None
+
+    @property
+    def oldest_id(self) -> Optional[int]:
+        for item in self.items:
+            if item.id is not None:
+                return item.id
+        return None
+
+    @property
+    def newest_id(self) -> Optional[int]:
+        for item in reversed(self.items):
+            if item.id is not None:
+                return item.id
+        return None
+
+    def entry_ids(self) -> list[int]:
+        return [i.id for i in self.items if i.id is not None]
+
+    def show_id(self, mid: int) -> bool:
+        """Scroll to the entry with id ``mid`` and flash it; False if not shown."""
+        for pos, item in enumerate(self.items):
+            if item.id == mid:
+                line = self._line_of(pos)
+                t = self.text
+                t.tag_remove("flash", "1.0", "end")
+                t.tag_add("flash", f"{line}.0", f"{line + item.lines}.0")
+                t.see(f"{line + item.lines}.0")
+                t.see(f"{line}.0")
+                self.after(1600, lambda: self._unflash())
+                self._moved()
+                return True
+        return False
+
+    def _unflash(self) -> None:
+        try:
+            self.text.tag_remove("flash", "1.0", "end")
+        except tk.TclError:
+            pass
 
     def set_pending(self, entries: Sequence[Entry]) -> None:
         """Replace the pending lines (kept after every message)."""
@@ -212,7 +415,7 @@ class ChatView(ttk.Frame):
 
     @property
     def entry_count(self) -> int:
-        return len(self.sizes)
+        return len(self.items)
 
     def content(self) -> str:
         """Everything shown (messages and pending lines), as text."""
@@ -252,6 +455,17 @@ class ChatView(ttk.Frame):
         if not self.follow.following and not self._check_pending:
             self._check_pending = True
             self.after_idle(self._check_bottom)
+        if float(first) <= 0.0 and self.on_top is not None and not self._top_pending:
+            self._top_pending = True
+            self.after_idle(self._reached_top)
+
+    def _reached_top(self) -> None:
+        self._top_pending = False
+        try:
+            if self.winfo_ismapped() and float(self.text.yview()[0]) <= 0.0:
+                self.on_top()
+        except tk.TclError:
+            pass
 
     def _moved(self, _event=None) -> None:
         if not self._check_pending:
@@ -555,6 +769,10 @@ class MessageInput(ttk.Frame):
 
     def focus(self) -> None:
         self.text.focus_set()
+
+    def set_placeholder(self, text: str) -> None:
+        if self.placeholder.cget("text") != text:
+            self.placeholder.configure(text=text)
 
     def set_enabled(self, enabled: bool) -> None:
         self._enabled = enabled

@@ -1,16 +1,20 @@
-"""The Parley window: wiring between the widgets and a network session.
+"""The Parley window: wiring between the panes and a network session.
 
 The Tk thread never touches a socket.  ``parley.client.session.Session`` runs
 the connection in its own thread and hands events over through a queue, which
 ``ChatApp._poll`` drains with ``after()`` every few milliseconds, a bounded
-batch per tick, so a burst of messages never freezes the window.  What is
-shown is decided in ``render.py`` (pure, unit-tested); the widgets are in
-``widgets.py`` and the look in ``theme.py``.
+batch per tick, so a burst of messages never freezes the window.
+
+The session owns the state (conversations with their topic, members and
+unread counts; who is online; messages not yet acknowledged); the window
+reads it when told it changed and keeps only what it shows: one ``ChatView``
+(a Tk text) per conversation, so switching is instant.  What is shown is
+decided in ``model.py`` and ``render.py`` (pure, unit-tested); typed lines go
+through the one command parser of ``parley.client.core``.
 """
 from __future__ import annotations
 
 import argparse
-import collections
 import logging
 import os
 import queue
@@ -18,23 +22,32 @@ import threading
 import time
 import tkinter as tk
 import tkinter.font as tkfont
-from dataclasses import dataclass
 from tkinter import ttk
 from typing import Any, Optional
 
 from ... import __version__
 from ... import protocol as p
-from ..session import ConnectFailed, NameRefused, OfflineQueueFull, Session, StateChanged
+from .. import core
+from ..session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQueueFull,
+                       Session, StateChanged)
+from . import model
 from . import settings
 from . import theme as themes
-from .render import (HELP, Formatter, explain_name, parse_input, refused_name, status_text,
-                     validate_host, validate_port)
-from .widgets import (BrandMark, ChatView, ConnectCard, MessageInput, StatusBar, UserList,
-                      circle_image)
+from .model import HistoryPager, SearchHit
+from .panes import ChatHeader, ConversationList, MemberList, RoomDialog, SearchPanel
+from .render import Entry, Formatter, explain_name, refused_name, status_text, validate_host, \
+    validate_port
+from .widgets import BrandMark, ChatView, ConnectCard, MessageInput, StatusBar, circle_image
 
 from .app import DEFAULT_HOST, DEFAULT_PORT
 
 log = logging.getLogger("parley.gui")
+
+PAGE = 50                 # messages per history page while scrolling up
+SEEK_PAGE = p.PAGE_MAX    # per page while looking for a search result
+FILL = 40                 # a conversation opened with fewer entries loads a page at once
+GUI_HELP = ("Enter sends, Shift+Enter starts a new line, Up recalls what you sent. "
+            "Ctrl+F searches, Alt+Up/Down changes conversation, Ctrl+N joins a room.")
 
 
 def emoji_mode(root: tk.Misc, requested: Optional[str]) -> str:
@@ -58,16 +71,15 @@ def emoji_mode(root: tk.Misc, requested: Optional[str]) -> str:
     return "native"
 
 
-@dataclass
-class Pending:
-    """A message of mine the server has not confirmed yet."""
-    kind: str            # say | me
-    text: str
-    acked: bool = False
+def pending_key(ev: Any) -> str:
+    """The conversation a pending Say/Me goes to."""
+    if getattr(ev, "to", None):
+        return "@" + ev.to
+    return getattr(ev, "room", None) or p.GENERAL
 
 
 class ChatApp:
-    """The window and its conversation with one server."""
+    """The window and its conversations with one server."""
 
     POLL_MS = 30           # how often the session queue is drained
     TICK_EVENTS = 400      # at most this many events per tick ...
@@ -89,7 +101,6 @@ class ChatApp:
         theme_name = args.theme or self.settings.get("theme") or "dark"
         self.theme = themes.build(root, theme_name, args.font_size)
         self.emoji = emoji_mode(root, args.emoji)
-        self.fmt = Formatter(emoji=self.emoji)
 
         self.host = args.host or self.settings.get("host") or DEFAULT_HOST
         self.port = args.port or self.settings.get("port") or DEFAULT_PORT
@@ -105,12 +116,30 @@ class ChatApp:
         self.awaiting_name = False    # the server refused the name; waiting for another
         self.outage = False           # a "connection lost" line is shown
         self.bye_shown = False        # the server said why it is closing the connection
-        self.users: set[str] = set()
-        self.users_dirty = True
-        self.replayed: set[int] = set()   # ids replayed by a welcome: users already current
-        self.pending: "collections.OrderedDict[str, Pending]" = collections.OrderedDict()
-        self.pending_dirty = False
         self.limits: dict = {}
+
+        # what the window shows (the session owns the rest)
+        self.current: Optional[str] = None          # the conversation on screen
+        self.views: dict[str, ChatView] = {}        # casefolded key -> its view
+        self.pager = HistoryPager()
+        self.history_labels: dict[str, str] = {}    # label -> key (older history)
+        self.marker_for: dict[str, int] = {}        # key -> read_id: show the unread line
+        self.seek: dict[str, int] = {}              # key -> id of a search result to reach
+        self.pending_shown: dict[str, tuple[str, str, str]] = {}  # label -> key, kind, text
+        self.join_labels: dict[str, str] = {}       # label -> room (joins from this window)
+        self.part_labels: dict[str, str] = {}
+        self.rooms_label: Optional[str] = None      # the room dialog's list request
+        self.users_labels: dict[str, Optional[str]] = {}   # /users answers to print
+        self.search_label: Optional[str] = None
+        self.search_query = ""
+        self.search_append = False
+        self.members_requested: set[str] = set()
+        self.sidebar_dirty = self.pending_dirty = self.panes_dirty = True
+        self._read_after: Optional[str] = None
+        self._batch: dict[str, list[Entry]] = {}     # entries of this tick, per view
+        self._batch_keys: dict[str, str] = {}
+        self._batch_ids: set[int] = set()
+        self._welcome_line: Optional[str] = None     # shown once the welcome's history is in
 
         # responsiveness figures (read by tests and --log-level debug)
         self.ticks = 0
@@ -120,14 +149,19 @@ class ChatApp:
         self.events_handled = 0
 
         root.title("Parley")
-        root.minsize(self.theme.px(640), self.theme.px(420))
-        width = min(self.theme.px(1040), max(640, root.winfo_screenwidth() - 40))
-        height = min(self.theme.px(680), max(420, root.winfo_screenheight() - 60))
+        root.minsize(self.theme.px(820), self.theme.px(460))
+        width = min(self.theme.px(1120), max(820, root.winfo_screenwidth() - 40))
+        height = min(self.theme.px(700), max(460, root.winfo_screenheight() - 60))
         root.geometry(f"{width}x{height}")
         self._build(name)
         root.protocol("WM_DELETE_WINDOW", self.close)
         root.bind_all("<Control-q>", lambda e: self.close())
         root.bind_all("<Control-l>", lambda e: self.input.focus())
+        root.bind_all("<Control-f>", lambda e: self._ctrl_f())
+        root.bind_all("<Control-n>", lambda e: self._ctrl_n())
+        root.bind_all("<Alt-Up>", lambda e: self.cycle(-1))
+        root.bind_all("<Alt-Down>", lambda e: self.cycle(1))
+        root.bind("<FocusIn>", lambda e: self._schedule_read(), add="+")
         for key, pages in (("<Prior>", -1), ("<Next>", 1)):     # page the conversation from the input
             self.input.text.bind(key, lambda e, n=pages: self._page(n))
         self._poll_id = root.after(self.POLL_MS, self._poll)
@@ -154,12 +188,12 @@ class ChatApp:
         main.columnconfigure(2, weight=1)
         main.rowconfigure(0, weight=1)
 
-        # sidebar: brand, server, who is online
+        # left: brand, server, rooms and direct messages
         side = self.sidebar = ttk.Frame(main, style="Sidebar.TFrame", width=px(230))
         side.grid(row=0, column=0, sticky="nsw")
         side.grid_propagate(False)
         side.columnconfigure(0, weight=1)
-        side.rowconfigure(3, weight=1)
+        side.rowconfigure(2, weight=1)
         brand = ttk.Frame(side, style="Sidebar.TFrame", padding=(px(16), px(16), px(16), px(8)))
         brand.grid(row=0, column=0, sticky="ew")
         self.brand_mark = BrandMark(brand, th, px(32), th.palette.sidebar)
@@ -169,46 +203,95 @@ class ChatApp:
                                       style="SidebarDim.TLabel")
         self.server_label.grid(row=1, column=1, sticky="w")
         self.side_rule = tk.Frame(side, height=1, background=th.palette.border)
-        self.side_rule.grid(row=1, column=0, sticky="ew", padx=px(16), pady=(px(8), px(10)))
-        self.online_label = ttk.Label(side, text="ONLINE \u2014 0", style="Caps.TLabel",
-                                      padding=(px(16), px(2), px(16), px(4)))
-        self.online_label.grid(row=2, column=0, sticky="ew")
-        self.userlist = UserList(side, th, on_pick=self._mention)
-        self.userlist.grid(row=3, column=0, sticky="nsew")
+        self.side_rule.grid(row=1, column=0, sticky="ew", padx=px(16), pady=(px(8), px(4)))
+        self.convlist = ConversationList(side, th, on_select=self.switch,
+                                         on_add=self.open_room_dialog, emoji=self.emoji)
+        self.convlist.grid(row=2, column=0, sticky="nsew")
 
         self.divider = tk.Frame(main, width=1, background=th.palette.border)
         self.divider.grid(row=0, column=1, sticky="ns")
 
-        # the conversation and the input
+        # middle: the conversation's header, its view, the input
         chat = self.chat_frame = ttk.Frame(main, style="Chat.TFrame")
         chat.grid(row=0, column=2, sticky="nsew")
         chat.columnconfigure(0, weight=1)
-        chat.rowconfigure(0, weight=1)
-        self.chat = ChatView(chat, th, max_entries=self.args.scrollback,
-                             on_type=self._type_into_input)
-        self.chat.grid(row=0, column=0, sticky="nsew")
+        chat.rowconfigure(1, weight=1)
+        self.header = ChatHeader(chat, th, on_topic=self.set_topic, on_search=self.search,
+                                 emoji=self.emoji)
+        self.header.grid(row=0, column=0, sticky="ew")
+        self.stack = ttk.Frame(chat, style="Chat.TFrame")
+        self.stack.grid(row=1, column=0, sticky="nsew")
+        self.stack.columnconfigure(0, weight=1)
+        self.stack.rowconfigure(0, weight=1)
+        self.lobby = self._new_view(None)          # before the first welcome
+        self.lobby.grid(row=0, column=0, sticky="nsew")
         self.input = MessageInput(chat, th, on_submit=self.submit,
-                                  placeholder="Message everyone \u00b7 /help for commands")
-        self.input.grid(row=1, column=0, sticky="ew", padx=px(18), pady=(px(6), px(16)))
+                                  placeholder="Message #general \u00b7 /help for commands")
+        self.input.grid(row=2, column=0, sticky="ew", padx=px(18), pady=(px(6), px(16)))
+
+        # right: the members, or search results
+        self.divider2 = tk.Frame(main, width=1, background=th.palette.border)
+        self.divider2.grid(row=0, column=3, sticky="ns")
+        right = self.right = ttk.Frame(main, style="Panel.TFrame", width=px(220))
+        right.grid(row=0, column=4, sticky="nse")
+        right.grid_propagate(False)
+        right.columnconfigure(0, weight=1)
+        right.rowconfigure(0, weight=1)
+        self.members = MemberList(right, th, on_message=self.open_dm, on_mention=self._mention,
+                                  on_load=self.load_members, emoji=self.emoji)
+        self.members.grid(row=0, column=0, sticky="nsew")
+        self.results = SearchPanel(right, th, Formatter(emoji=self.emoji), on_pick=self.open_hit,
+                                   on_close=self.close_search, on_more=self.more_results)
 
         self.status_rule = tk.Frame(main, height=1, background=th.palette.border)
-        self.status_rule.grid(row=1, column=0, columnspan=3, sticky="ew")
+        self.status_rule.grid(row=1, column=0, columnspan=5, sticky="ew")
         self.status = StatusBar(main, th, on_theme=self.toggle_theme)
-        self.status.grid(row=2, column=0, columnspan=3, sticky="ew")
+        self.status.grid(row=2, column=0, columnspan=5, sticky="ew")
         self.status.set_right(f"Parley {__version__}")
 
+        self.dialog = RoomDialog(root, th, on_join=self.join_room, on_cancel=self._dialog_closed,
+                                 emoji=self.emoji)
         self.card = ConnectCard(root, th, on_connect=self.connect, on_quit=self.close,
                                 name=name, host=self.host, port=str(self.port))
         self.input.set_enabled(False)
 
+    def _new_view(self, key: Optional[str]) -> ChatView:
+        view = ChatView(self.stack, self.theme, max_entries=self.args.scrollback,
+                        on_type=self._type_into_input,
+                        on_top=(lambda k=key: self.load_older(k)) if key else None)
+        view.key = key
+        view.fmt = Formatter(me=self.me, emoji=self.emoji)
+        view.first_day = None
+        view.beginning_shown = False
+        return view
+
+    @property
+    def chat(self) -> ChatView:
+        """The conversation view on screen."""
+        if self.current is not None:
+            view = self.views.get(self.current.casefold())
+            if view is not None:
+                return view
+        return self.lobby
+
+    def view(self, key: str) -> ChatView:
+        """The view of conversation ``key`` (made on first use, not shown)."""
+        k = key.casefold()
+        view = self.views.get(k)
+        if view is None:
+            view = self.views[k] = self._new_view(key)
+        return view
+
     def set_theme(self, name: str) -> None:
-        """Switch between the dark and the light theme while running."""
+        """Switch between the dark and the light theme while running: every pane."""
         self.theme = themes.build(self.root, name, self.args.font_size)
         th = self.theme
-        for w in (self.chat, self.userlist, self.input, self.card, self.status):
+        panes = [self.lobby, *self.views.values(), self.convlist, self.members, self.results,
+                 self.header, self.input, self.card, self.dialog, self.status]
+        for w in panes:
             w.apply_theme(th)
         self.brand_mark.apply_theme(th, th.palette.sidebar)
-        for rule in (self.side_rule, self.divider, self.status_rule):
+        for rule in (self.side_rule, self.divider, self.divider2, self.status_rule):
             rule.configure(background=th.palette.border)
         self.root.configure(background=th.palette.window)
 
@@ -255,15 +338,31 @@ class ChatApp:
         if old is not None:
             # close() waits for the session thread; never block the window for that
             threading.Thread(target=old.close, name="parley-close", daemon=True).start()
-        self.chat.append(self._give_up_pending("you switched to another connection"))
+        refused = self._give_up_pending("you switched to another connection")
+        for view in self.views.values():
+            view.destroy()
+        self.views.clear()
+        self.lobby.append(refused)
+        self.current = None
+        self.lobby.grid(row=0, column=0, sticky="nsew")
+        self.pager.reset()
+        self.history_labels.clear()
+        self.sidebar_dirty = self.panes_dirty = True
 
-    def _give_up_pending(self, reason: str) -> list:
-        """Messages that will never be sent are shown as not sent, never just dropped."""
-        entries = [self.fmt.refused(item.kind, item.text, reason)
-                   for item in self.pending.values() if not item.acked]
-        self.pending.clear()
-        self.pending_dirty = True
-        return entries
+    def _give_up_pending(self, reason: str, show: bool = False) -> list[Entry]:
+        """Messages that will never be sent are shown as not sent, never just dropped:
+        in their conversations (``show``), else returned."""
+        out = []
+        for label, (key, kind, text) in list(self.pending_shown.items()):
+            entry = self.lobby.fmt.refused(kind, text, reason)
+            if show:
+                self._append(key, [entry])
+            else:
+                out.append(entry)
+        self.pending_shown.clear()
+        for view in self.views.values():
+            view.set_pending([])
+        return out
 
     # --- the event pump ------------------------------------------------------------------
     def _poll(self) -> None:
@@ -286,7 +385,6 @@ class ChatApp:
     def _drain(self, start: float) -> bool:
         """Handle a bounded batch of session events; True if more are waiting."""
         session = self.session
-        batch: list = []
         more = False
         if session is not None:
             for n in range(self.TICK_EVENTS):
@@ -298,64 +396,113 @@ class ChatApp:
                 except queue.Empty:
                     break
                 self.events_handled += 1
-                self._handle(ev, batch)
+                self._handle(ev)
             else:
                 more = True
-        if batch:
-            self.chat.append(batch)
-        if self.users_dirty:
-            self.users_dirty = False
-            self.userlist.set_users(self.users, self.me)
-            self.online_label.configure(text=f"ONLINE \u2014 {len(self.users)}")
+        if self._welcome_line and not more and self.current is not None:
+            self._line(self.current, [self.chat.fmt.info(self._welcome_line, "system")])
+            self._welcome_line = None
+        self._flush_batch()
+        if self.sidebar_dirty or self.panes_dirty:
+            self._refresh_panes()
         if self.pending_dirty:
             self.pending_dirty = False
             self._render_pending()
         self._refresh_status()
         return more
 
-    def _handle(self, ev: Any, batch: list) -> None:
-        fmt = self.fmt
-        if isinstance(ev, p.Message):
-            if self.me and ev.sender.casefold() == self.me.casefold():
-                self._settle_own(ev)
-            batch.append(fmt.message(ev))
-        elif isinstance(ev, p.Join):
-            if ev.id not in self.replayed:
-                self.users.add(ev.name)
-                self.users_dirty = True
-            batch.append(fmt.join(ev))
-        elif isinstance(ev, p.Leave):
-            if ev.id not in self.replayed:
-                self.users = {u for u in self.users if u.casefold() != ev.name.casefold()}
-                self.users_dirty = True
-            batch.append(fmt.leave(ev))
-        elif isinstance(ev, StateChanged):
-            self._state_changed(ev, batch)
-        elif isinstance(ev, p.Welcome):
-            self._welcome(ev, batch)
+    def _line(self, key: Optional[str], entries: list) -> None:
+        """Queue entries for a conversation's view (None: the one on screen)."""
+        if key is None:
+            key = self.current
+        if key is None:
+            self.lobby.append(entries)
+            return
+        self._batch.setdefault(key.casefold(), []).extend(entries)
+        self._batch_keys[key.casefold()] = key
+
+    def _flush_batch(self) -> None:
+        batch, self._batch = self._batch, {}
+        keys, self._batch_keys = self._batch_keys, {}
+        self._batch_ids.clear()
+        for k, entries in batch.items():
+            self._append(keys[k], entries)
+            if self.current is not None and k == self.current.casefold():
+                self._schedule_read()
+
+    def _append(self, key: str, entries: list[Entry]) -> None:
+        view = self.view(key)
+        if view.first_day is None:
+            view.first_day = next((e.day for e in entries if e.day is not None), None)
+        view.append(entries)
+
+    def info(self, text: str, style: str = "info", key: Optional[str] = None) -> None:
+        """A local line in a conversation (the current one by default), shown now."""
+        view = self.view(key) if key else self.chat
+        view.append([view.fmt.info(text, style)])
+
+    def _handle(self, ev: Any) -> None:
+        me = self.me
+        if isinstance(ev, p.HISTORY_FRAMES):
+            key = p.conversation(ev, me) or p.GENERAL
+            view = self.view(key)
+            if ev.id in view.ids or ev.id in self._batch_ids:
+                return
+            self._batch_ids.add(ev.id)
+            self._line(key, [view.fmt.event(ev)])
+            if isinstance(ev, p.Message) and core.same_conv(ev.sender, me):
+                self.pending_dirty = True
+            if isinstance(ev, (p.Join, p.Leave, p.Topic)):
+                self.panes_dirty = True
+            self.sidebar_dirty = True
+        elif isinstance(ev, ConversationsChanged):
+            self.sidebar_dirty = self.panes_dirty = True
+        elif isinstance(ev, p.Presence):
+            view = self.view(ev.room)
+            self._line(ev.room, [view.fmt.presence(ev)])
+            self.panes_dirty = True
+        elif isinstance(ev, p.Unread):
+            key = ev.room or ("@" + ev.peer if ev.peer else None)
+            self.sidebar_dirty = True
+            if (key and ev.count > 0 and core.same_conv(key, self.current)
+                    and not self.chat.marker_shown):
+                self.marker_for[key.casefold()] = ev.read_id
+                self._try_marker(key)
+        elif isinstance(ev, p.RoomInfo):
+            self._room_info(ev)
+        elif isinstance(ev, p.HistoryPage):
+            self._history_page(ev)
+        elif isinstance(ev, p.SearchResults):
+            if ev.label is not None and ev.label == self.search_label:
+                self.search_label = None
+                hits = model.search_hits(ev.messages, me)
+                self.results.set_results(self.search_query, hits, ev.more,
+                                         append=self.search_append)
+        elif isinstance(ev, p.RoomList):
+            if self.dialog.visible:
+                self.dialog.set_rooms(ev.rooms)
         elif isinstance(ev, p.UserList):
-            self.users = set(ev.users)
-            self.users_dirty = True
+            self.panes_dirty = True
+            if ev.label in self.users_labels:
+                key = self.users_labels.pop(ev.label)
+                view = self.view(key) if key else self.chat
+                self._line(key, [view.fmt.users(ev.users, ev.room)])
         elif isinstance(ev, p.Ack):
-            item = self.pending.get(ev.label)
-            if item is not None:
-                item.acked = True
-                self.pending_dirty = True
+            self.pending_dirty = True
+            if ev.label in self.part_labels:
+                room = self.part_labels.pop(ev.label)
+                self.sidebar_dirty = self.panes_dirty = True
+                self.info(f"You left {room}.", "system", key=None)
         elif isinstance(ev, p.Error):
-            item = self.pending.pop(ev.label, None) if ev.label else None
-            if item is not None:
-                self.pending_dirty = True
-                batch.append(fmt.refused(item.kind, item.text, ev.message))
-                if not self.input.get().strip():
-                    self.input.set(("/me " if item.kind == "me" else "") + item.text)
-            else:
-                batch.append(fmt.info(f"\u2715 {ev.message} ({ev.code})", "error"))
-                if not self.joined:          # e.g. version_unsupported, at hello time
-                    self.card.show()
-                    self.card.say(f"The server refused the connection: {ev.message}.", "error")
+            self._error(ev)
+        elif isinstance(ev, StateChanged):
+            self._state_changed(ev)
+        elif isinstance(ev, p.Welcome):
+            self._welcome(ev)
         elif isinstance(ev, p.Bye):
             why = ev.message or p.LEAVE_REASONS.get(ev.reason or "", ev.reason) or "no reason given"
-            batch.append(fmt.info(f"The server closed the connection: {why}.", "system"))
+            self._line(None, [self.chat.fmt.info(f"The server closed the connection: {why}.",
+                                                 "system")])
             self.bye_shown = True
         elif isinstance(ev, NameRefused):
             self._name_refused(ev)
@@ -364,19 +511,51 @@ class ChatApp:
             self.card.show()
             self.card.say(f"Cannot connect to {ev.host}:{ev.port}: {ev.error}.", "error")
 
-    def _settle_own(self, ev: p.Message) -> None:
-        """My message came back from the server: its pending line goes."""
-        if ev.label and ev.label in self.pending:
-            del self.pending[ev.label]
+    def _error(self, ev: p.Error) -> None:
+        label = ev.label
+        if label in self.pending_shown:
+            key, kind, text = self.pending_shown.pop(label)
             self.pending_dirty = True
+            self._line(key, [self.view(key).fmt.refused(kind, text, ev.message)])
+            if core.same_conv(key, self.current) and not self.input.get().strip():
+                self.input.set(("/me " if kind == "me" else "") + text)
             return
-        for label, item in self.pending.items():
-            if item.kind == ev.kind and item.text == ev.text:
-                del self.pending[label]
-                self.pending_dirty = True
-                return
+        if label in self.history_labels:
+            key = self.history_labels.pop(label)
+            self.pager.failed(label)
+            self.seek.pop(key.casefold(), None)
+            self._line(key, [self.view(key).fmt.info(
+                f"Older messages could not be loaded: {ev.message}.", "error")])
+            return
+        if label is not None and label == self.search_label:
+            self.search_label = None
+            self.results.summary.configure(text=f"The search failed: {ev.message}.")
+            return
+        if label in self.join_labels:
+            room = self.join_labels.pop(label)
+            if self.dialog.visible:
+                self.dialog.say(f"Cannot join {room}: {ev.message}.", "error")
+            else:
+                self._line(None, [self.chat.fmt.info(f"\u2715 Cannot join {room}: {ev.message}",
+                                                     "error")])
+            return
+        if label in self.part_labels:
+            room = self.part_labels.pop(label)
+            self.sidebar_dirty = self.panes_dirty = True
+            self._line(None, [self.chat.fmt.info(f"\u2715 Cannot leave {room}: {ev.message}",
+                                                 "error")])
+            return
+        if label == self.rooms_label and self.dialog.visible:
+            self.dialog.say(f"The room list is not available: {ev.message}.", "error")
+            self.dialog.set_rooms([])
+            return
+        self.users_labels.pop(label, None)
+        self._line(None, [self.chat.fmt.info(f"\u2715 {ev.message} ({ev.code})", "error")])
+        if not self.joined:          # e.g. version_unsupported, at hello time
+            self.card.show()
+            self.card.say(f"The server refused the connection: {ev.message}.", "error")
 
-    def _state_changed(self, ev: Any, batch: list) -> None:
+    def _state_changed(self, ev: Any) -> None:
         state = ev.state.value
         self.state, self.detail = state, ev.detail
         self.retry_at = (time.monotonic() + ev.retry_in) if ev.retry_in is not None else None
@@ -390,53 +569,57 @@ class ChatApp:
                                   "\u201cpython python_server.py\u201d.", "error")
             elif not self.outage:
                 self.outage = True
-                self.userlist.set_online(False)
+                self.members.set_online(False)
                 lost = "" if self.bye_shown else f"Connection lost ({ev.detail}). "
-                batch.append(self.fmt.info(
+                self._line(None, [self.chat.fmt.info(
                     f"{lost}Reconnecting\u2026 messages you send meanwhile are delivered once "
-                    "the connection is back.", "system"))
+                    "the connection is back.", "system")])
             self.bye_shown = False
             self.pending_dirty = True
         elif state == "closed" and not self.closed:
             if self.joined:
-                batch.append(self.fmt.info(f"Disconnected: {ev.detail}.", "error"))
+                self._line(None, [self.chat.fmt.info(f"Disconnected: {ev.detail}.", "error")])
             elif self.card.level != "error":
                 self.card.say(f"Disconnected: {ev.detail}.", "error")
-            batch.extend(self._give_up_pending("the connection is closed"))
+            self._give_up_pending("the connection is closed", show=True)
             self.input.set_enabled(True)
             self.pending_dirty = True
         elif state == "connected":
             self.pending_dirty = True
 
-    def _welcome(self, w: p.Welcome, batch: list) -> None:
+    def _welcome(self, w: p.Welcome) -> None:
         first = not self.joined
         self.joined = True
         self.awaiting_name = False
         self.me = w.name
-        self.fmt.me = w.name
+        for view in (self.lobby, *self.views.values()):
+            view.fmt.me = w.name
+        self.results.fmt.me = w.name
         self.limits = dict(w.limits or {})
-        self.users = set(w.users)
-        self.users_dirty = True
-        self.replayed = {h["id"] for h in w.history if isinstance(h.get("id"), int)}
-        self.root.title(f"Parley \u2014 {w.name} @ {self.host}:{self.port}")
         if self.card.visible:
             self.card.hide()
         self.input.set_enabled(True)
-        self.userlist.set_online(True)
+        self.members.set_online(True)
+        self.sidebar_dirty = self.panes_dirty = self.pending_dirty = True
+        convs = self.session.conversations() if self.session is not None else []
+        if self.current is None or not any(core.same_conv(c.key, self.current) for c in convs):
+            keys = [c.key for c in convs]
+            general = next((k for k in keys if core.same_conv(k, p.GENERAL)), None)
+            target = general or (keys[0] if keys else None)
+            if target is not None:
+                self.switch(target, focus=first)
         if first:
             settings.save({"name": w.name, "host": self.host, "port": self.port,
                            "theme": self.theme.palette.name})
             others = len(w.users) - 1
             company = ("Nobody else is here yet." if others <= 0 else
                        f"{others} other{'s are' if others != 1 else ' is'} online.")
-            batch.append(self.fmt.info(
-                f"Welcome, {w.name}! You are connected to {self.host}:{self.port}. {company} "
-                "Type /help for commands.", "system"))
+            self._welcome_line = (f"Welcome, {w.name}! You are connected to {self.host}:"
+                                  f"{self.port}. {company} Type /help for commands.")
             self.input.focus()
         elif self.outage:
-            batch.append(self.fmt.info(f"Reconnected to {self.host}:{self.port}.", "system"))
+            self.info(f"Reconnected to {self.host}:{self.port}.", "system")
         self.outage = False
-        self.pending_dirty = True
 
     def _name_refused(self, ev: Any) -> None:
         self.awaiting_name = True
@@ -447,12 +630,332 @@ class ChatApp:
         self.card.focus_name()
         self.input.set_enabled(False)
 
+    # --- rooms ------------------------------------------------------------------------
+    def _room_info(self, ev: p.RoomInfo) -> None:
+        self._flush_batch()            # what came before it is in the views first
+        self.sidebar_dirty = self.panes_dirty = True
+        view = self.view(ev.room)
+        events = model.events_from_frames(ev.history)
+        if events:
+            self._merge(ev.room, events, more=True, from_pager=False)
+        if ev.label in self.join_labels:
+            self.join_labels.pop(ev.label)
+            if self.dialog.visible:
+                self.dialog.hide()
+            self.switch(ev.room)
+        elif view is self.chat:
+            self.panes_dirty = True
+
+    def open_room_dialog(self) -> None:
+        if not self.joined or self.session is None:
+            return
+        self.dialog.show()
+        try:
+            self.rooms_label = self.session.list_rooms()
+        except OfflineQueueFull as e:
+            self.dialog.say(f"The room list is not available: {e}.", "error")
+            self.dialog.set_rooms([])
+
+    def _dialog_closed(self) -> None:
+        self.input.focus()
+
+    def join_room(self, room: str) -> None:
+        """Join (or create) ``room``; already in it: just go there."""
+        session = self.session
+        if session is None:
+            return
+        if session.conversation(room) is not None:
+            self.dialog.hide()
+            self.switch(session.conversation(room).key)
+            return
+        try:
+            self.join_labels[session.join(room)] = room
+        except OfflineQueueFull as e:
+            self.dialog.say(f"Cannot join now: {e}.", "error")
+
+    def part_room(self, room: str) -> None:
+        if self.session is None:
+            return
+        self.part_labels[self.session.part(room)] = room
+
+    def set_topic(self, text: str) -> None:
+        key = self.current
+        if self.session is None or key is None or not model.is_room(key):
+            return
+        problem = model.topic_problem(text)
+        if problem:
+            self.info(problem, "error")
+            return
+        try:
+            self.session.set_topic(key, text)
+        except OfflineQueueFull as e:
+            self.info(f"The topic was not changed: {e}.", "error")
+
+    def load_members(self) -> None:
+        key = self.current
+        if self.session is None or key is None or not model.is_room(key):
+            return
+        self.members_requested.add(key.casefold())
+        self.members.note.configure(text="Loading the members\u2026")
+        self.session.request_users(key)
+
+    # --- direct messages ----------------------------------------------------------------
+    def open_dm(self, name: str) -> None:
+        """Start (or go back to) the direct conversation with ``name``."""
+        if self.session is None or core.same_conv(name, self.me):
+            return
+        key = self.session.open_dm(name)
+        self.sidebar_dirty = True
+        self.switch(key)
+
+    # --- switching ----------------------------------------------------------------------
+    def switch(self, key: str, focus: bool = True) -> None:
+        """Show conversation ``key``: its view, header, members; mark it read."""
+        session = self.session
+        conv = session.conversation(key) if session is not None else None
+        if conv is not None:
+            key = conv.key                       # the server's spelling
+        old = self.current
+        if old is not None and not core.same_conv(old, key):
+            oldview = self.views.get(old.casefold())
+            if oldview is not None:
+                oldview.remove_marker()
+                oldview.grid_remove()
+            self.marker_for.pop(old.casefold(), None)
+        self.lobby.grid_remove()
+        self.current = key
+        view = self.view(key)
+        view.grid(row=0, column=0, sticky="nsew")
+        if conv is not None and conv.unread > 0 and not core.same_conv(old, key):
+            self.marker_for[key.casefold()] = conv.read_id
+            self._try_marker(key)
+        self.input.set_placeholder(("Message " + key if model.is_room(key)
+                                    else f"Message {model.label_of(key)}")
+                                   + " \u00b7 /help for commands")
+        self.sidebar_dirty = self.panes_dirty = self.pending_dirty = True
+        self._refresh_panes()
+        if view.entry_count < FILL:
+            self.load_older(key)
+        self._schedule_read()
+        if focus and self.input._enabled:
+            self.input.focus()
+
+    def cycle(self, step: int) -> str:
+        """Alt+Up / Alt+Down: the previous / next conversation of the sidebar."""
+        keys = [r.key for r in self.convlist.rows if r.kind in ("room", "dm")]
+        if keys:
+            try:
+                i = [k.casefold() for k in keys].index((self.current or "").casefold())
+            except ValueError:
+                i = -1 if step > 0 else 0
+            self.switch(keys[(i + step) % len(keys)])
+        return "break"
+
+    def _try_marker(self, key: str) -> None:
+        read_id = self.marker_for.get(key.casefold())
+        if read_id is None or not core.same_conv(key, self.current):
+            return
+        view = self.view(key)
+        if view.show_marker(read_id, view.fmt.marker()):
+            self.marker_for.pop(key.casefold(), None)
+
+    # --- reading --------------------------------------------------------------------
+    def window_focused(self) -> bool:
+        try:
+            return self.root.focus_get() is not None
+        except (KeyError, tk.TclError):      # focus in a menu or a dialog of Tk's own
+            return True
+
+    def _schedule_read(self) -> None:
+        if self._read_after is None and not self.closed:
+            self._read_after = self.root.after(150, self._mark_read)
+
+    def _mark_read(self) -> None:
+        self._read_after = None
+        key, session = self.current, self.session
+        if key is None or session is None or not self.joined or not self.window_focused():
+            return
+        newest = self.view(key).newest_id
+        conv = session.conversation(key)
+        if newest is not None and conv is not None and newest > conv.read_id:
+            session.mark_read(key, newest)
+
+    # --- history ------------------------------------------------------------------------
+    def load_older(self, key: Optional[str], limit: int = PAGE, force: bool = False) -> bool:
+        """Ask for the page before the oldest entry shown (the view reached its top)."""
+        session = self.session
+        if key is None or session is None or not self.joined:
+            return False
+        if session.conversation(key) is None and not model.is_dm(key):
+            return False
+        view = self.view(key)
+        if view.trimmed:
+            view.trimmed = False
+            self.pager.forget(key)
+        if force and self.pager.at_beginning(key):
+            self.pager.forget(key)
+        if not self.pager.want(key):
+            return False
+        try:
+            label = session.history(key, before=view.oldest_id, limit=limit)
+        except (OfflineQueueFull, ValueError):
+            return False
+        self.pager.asked(key, label)
+        self.history_labels[label] = key
+        return True
+
+    def _history_page(self, ev: p.HistoryPage) -> None:
+        self._flush_batch()            # what came before it is in the views first
+        key = self.history_labels.pop(ev.label, None) if ev.label else None
+        if key is None:
+            key = ev.room or ("@" + ev.peer if ev.peer else None)
+            if key is None:
+                return
+        events = model.events_from_frames(ev.messages)
+        added = self._merge(key, events, ev.more, from_pager=True)
+        self.pager.answered(ev.label, ev.more, added)
+        view = self.view(key)
+        if self.pager.at_beginning(key) and not view.beginning_shown and not view.trimmed:
+            view.beginning_shown = True
+            view.prepend([view.fmt.beginning(key)])
+        self._try_marker(key)
+        target = self.seek.get(key.casefold())
+        if target is not None:
+            if view.show_id(target):
+                del self.seek[key.casefold()]
+            elif not self.load_older(key, SEEK_PAGE):
+                del self.seek[key.casefold()]
+        elif core.same_conv(key, self.current):
+            self._schedule_read()
+            # the view still fits on screen: keep filling it
+            self.root.after_idle(lambda: view.winfo_exists() and view._yscroll(
+                *map(str, view.text.yview())))
+
+    def _merge(self, key: str, events: list, more: bool, from_pager: bool) -> int:
+        """Put history events into a view: older ones above (keeping the view
+        still), newer ones below.  Returns how many older ones were new."""
+        view = self.view(key)
+        empty = view.oldest_id is None
+        events = [e for e in events if e.id not in view.ids]
+        older, newer = model.split_page(events, view.oldest_id, view.newest_id)
+        if older:
+            fmt = Formatter(me=self.me, emoji=self.emoji)
+            entries = [fmt.event(ev) for ev in older]
+            last_day = entries[-1].day
+            if last_day is not None and view.first_day is not None and last_day != view.first_day:
+                entries.append(fmt.day_divider(view.first_day))
+            view.prepend(entries)
+            view.first_day = next((e.day for e in entries if e.day is not None), view.first_day)
+        if newer:
+            self._append(key, [view.fmt.event(ev) for ev in newer])
+        return len(newer) if empty else len(older)
+
+    # --- search -------------------------------------------------------------------------
+    def _ctrl_f(self) -> str:
+        self.header.focus_search()
+        return "break"
+
+    def _ctrl_n(self) -> str:
+        self.open_room_dialog()
+        return "break"
+
+    def search(self, query: str, before: Optional[int] = None) -> None:
+        if self.session is None or not self.joined:
+            return
+        try:
+            label = self.session.search(query, before=before, limit=50)
+        except OfflineQueueFull as e:
+            self.info(f"Cannot search now: {e}.", "error")
+            return
+        self.search_label = label
+        self.search_query = query
+        self.search_append = before is not None
+        if not self.results.winfo_manager():
+            self.members.grid_remove()
+            self.results.grid(row=0, column=0, sticky="nsew")
+        if before is None:
+            self.results.set_results(query, [], False)
+            self.results.set_busy(query)
+        if self.header.search_var.get().strip() != query:
+            self.header.search_var.set(query)
+
+    def more_results(self) -> None:
+        if self.results.hits:
+            self.search(self.results.query, before=self.results.hits[-1].id)
+
+    def close_search(self) -> None:
+        self.search_label = None
+        self.results.grid_remove()
+        self.members.grid(row=0, column=0, sticky="nsew")
+        self.header.search_var.set("")
+        self.input.focus()
+
+    @property
+    def search_open(self) -> bool:
+        return bool(self.results.winfo_manager())
+
+    def open_hit(self, hit: SearchHit) -> None:
+        """A search result was clicked: go to its conversation and show it."""
+        if self.session is None:
+            return
+        key = hit.key
+        if model.is_dm(key):
+            key = self.session.open_dm(model.label_of(key))
+        elif self.session.conversation(key) is None:
+            self.info(f"You are not in {key} any more; /join {key} to read it.", "error")
+            return
+        self.switch(key, focus=False)
+        view = self.view(key)
+        if not view.show_id(hit.id):
+            self.seek[key.casefold()] = hit.id
+            if not self.pager.is_loading(key) and not self.load_older(key, SEEK_PAGE):
+                self.seek.pop(key.casefold(), None)
+
+    # --- the panes ----------------------------------------------------------------------
+    def _refresh_panes(self) -> None:
+        session = self.session
+        convs = session.conversations() if session is not None else []
+        online = session.users if session is not None else set()
+        if self.current is not None and self.joined and session is not None \
+                and session.conversation(self.current) is None and model.is_room(self.current):
+            # left (here or on another connection): go back to a room we are in
+            left = self.current
+            self.current = None
+            view = self.views.pop(left.casefold(), None)
+            if view is not None:
+                view.destroy()
+            self.pager.forget(left)
+            rooms = [c.key for c in convs if c.kind == "room"]
+            if rooms:
+                self.switch(rooms[0], focus=False)
+                return
+            self.lobby.grid(row=0, column=0, sticky="nsew")
+            self.lobby.append([self.lobby.fmt.info(
+                "You are not in any room now. Join one with + or /join #room.", "system")])
+            self.sidebar_dirty = self.panes_dirty = True
+        if self.sidebar_dirty:
+            self.sidebar_dirty = False
+            self.convlist.set_rows(model.sidebar_rows(convs, self.current, online))
+            unread, mentions = model.total_unread(convs, self.current)
+            if self.joined:
+                self.root.title(model.window_title(self.me, f"{self.host}:{self.port}",
+                                                   unread, mentions))
+        if self.panes_dirty:
+            self.panes_dirty = False
+            key = self.current
+            conv = session.conversation(key) if session is not None and key else None
+            self.header.set(model.header(key, conv, online))
+            panel = model.member_panel(key, conv, self.me)
+            self.members.set_panel(panel, self.me)
+            if panel.lazy and key and key.casefold() in self.members_requested:
+                self.members.note.configure(text="Loading the members\u2026")
+
     # --- the status bar -----------------------------------------------------------------
     def _refresh_status(self) -> None:
         left = None
         if self.retry_at is not None:
             left = max(0.0, self.retry_at - time.monotonic())
-        waiting = len(self.pending) if self.state != "connected" else 0
+        waiting = len(self.pending_shown) if self.state != "connected" else 0
         text, level = status_text(self.state, self.host, self.port, self.me, self.detail,
                                   left, waiting)
         if self.state == "connecting" and self.awaiting_name:
@@ -461,58 +964,131 @@ class ChatApp:
 
     # --- sending ------------------------------------------------------------------------
     def _render_pending(self) -> None:
-        if self.state == "connected":
-            note = "sending\u2026"
-        else:
-            note = "waiting for the connection"
-        entries = [self.fmt.pending(label, item.kind, item.text,
-                                    "sent" if item.acked else note)
-                   for label, item in self.pending.items()]
-        self.chat.set_pending(entries)
+        """Show each conversation's unacknowledged messages, dimmed, at its end."""
+        session = self.session
+        pending = session.pending_messages() if session is not None else []
+        note = "sending\u2026" if self.state == "connected" else "waiting for the connection"
+        shown: dict[str, tuple[str, str, str]] = {}
+        per_view: dict[str, list[Entry]] = {}
+        for label, ev in pending:
+            key = pending_key(ev)
+            kind = "me" if isinstance(ev, p.Me) else "say"
+            shown[label] = (key, kind, ev.text)
+            view = self.view(key)
+            per_view.setdefault(key.casefold(), []).append(
+                view.fmt.pending(label, kind, ev.text, note))
+        before = {k for k, _kind, _t in self.pending_shown.values()}
+        self.pending_shown = shown
+        for k in {x.casefold() for x in before} | set(per_view):
+            view = self.views.get(k)
+            if view is not None:
+                view.set_pending(per_view.get(k, []))
 
     def submit(self, raw: str) -> bool:
         """The input box's Enter: True if the text was used (the box is cleared)."""
-        cmd = parse_input(raw)
-        fmt = self.fmt
-        if cmd.action == "empty":
+        from .render import outgoing_text
+        cmd = core.parse(outgoing_text(raw), self.current)
+        name = cmd.name
+        if name == "empty":
             return False
-        if cmd.action == "exit":
+        if cmd.error:
+            self.chat.jump_to_end()
+            self.info(cmd.error, "error")
+            return name == "unknown"
+        if name == "exit":
             self.root.after_idle(self.close)
             return True
-        if cmd.action == "help":
+        if name == "help":
             self.chat.jump_to_end()
-            self.chat.append([fmt.info("\n".join(HELP))])
+            self.info(core.HELP + "\n" + GUI_HELP)
             return True
-        if cmd.action == "users":
-            self.chat.jump_to_end()
-            self.chat.append([fmt.users(self.users)])
-            return True
-        if cmd.action in ("unknown", "usage"):
-            self.chat.jump_to_end()
-            self.chat.append([fmt.info(cmd.text, "error")])
-            return cmd.action == "unknown"
-        limit = int(self.limits.get("max_text", 4000) or 4000)
-        if len(cmd.text) > limit:
-            self.chat.append([fmt.info(f"That message is {len(cmd.text)} characters long; the "
-                                       f"server accepts at most {limit}. Shorten it and send "
-                                       "again.", "error")])
+        if self.session is None or not self.joined:
+            self.info("Not connected to a server.", "error")
             return False
-        if self.session is None:
-            self.chat.append([fmt.info("Not connected to a server.", "error")])
+        session = self.session
+        try:
+            if name in ("say", "me", "msg"):
+                return self._send(cmd)
+            if name == "join":
+                self.join_room(cmd.target)
+            elif name == "part":
+                self.part_room(cmd.target)
+            elif name == "rooms":
+                self.open_room_dialog()
+            elif name == "topic":
+                if cmd.text is None:
+                    conv = session.conversation(cmd.target)
+                    topic = conv.topic if conv is not None and conv.topic else ""
+                    self.info(f"The topic of {cmd.target}: {topic}" if topic
+                              else f"{cmd.target} has no topic. /topic <text> sets one.")
+                else:
+                    self.set_topic(cmd.text)
+            elif name == "switch":
+                target = cmd.target
+                if model.is_dm(target):
+                    self.open_dm(model.label_of(target))
+                elif session.conversation(target) is None:
+                    self.info(f"You are not in {target}. /join {target} to join it.", "error")
+                    return False
+                else:
+                    self.switch(target)
+            elif name == "history":
+                n = cmd.args[0] if cmd.args else core.HISTORY_DEFAULT
+                if not self.load_older(self.current, limit=n, force=True):
+                    if self.pager.is_loading(self.current or ""):
+                        self.info("Older messages are on their way\u2026")
+                    else:
+                        self.info("Nothing older to load here.")
+            elif name == "search":
+                self.search(cmd.text)
+            elif name == "users":
+                if cmd.target:
+                    self.users_labels[session.request_users(cmd.target)] = None
+                else:
+                    self.chat.jump_to_end()
+                    self.chat.append([self.chat.fmt.users(session.users)])
+            else:                                     # pragma: no cover - a new command
+                self.info(f"/{name} is not available in this window.", "error")
+                return False
+        except OfflineQueueFull as e:
+            self.info(f"Not sent: {e}.", "error")
+            return False
+        return True
+
+    def _send(self, cmd: Any) -> bool:
+        session = self.session
+        if cmd.name == "msg":
+            self.open_dm(cmd.args[0])
+            if not cmd.text:
+                return True
+            kind, text, key = "say", cmd.text, cmd.target
+        else:
+            kind, text, key = cmd.name, cmd.text or "", cmd.target
+        if key is None:
+            self.info("Pick a conversation first.", "error")
+            return False
+        limit = int(self.limits.get("max_text", 4000) or 4000)
+        if len(text) > limit:
+            self.info(f"That message is {len(text)} characters long; the server accepts at "
+                      f"most {limit}. Shorten it and send again.", "error")
             return False
         try:
-            if cmd.action == "me":
-                label = self.session.me(cmd.text)
-            else:
-                label = self.session.say(cmd.text)
+            session.send(text, key, kind)
         except OfflineQueueFull as e:
-            self.chat.append([fmt.info(f"Not sent: {e}.", "error")])
+            self.info(f"Not sent: {e}.", "error")
             return False
-        self.pending[label] = Pending(cmd.action if cmd.action == "me" else "say", cmd.text)
-        self.chat.jump_to_end()
+        except ValueError as e:
+            self.info(f"Not sent: {e}.", "error")
+            return False
+        self.view(key).jump_to_end()
         self._render_pending()
         self._refresh_status()
         return True
+
+    @property
+    def pending(self) -> dict:
+        """Messages shown as not yet acknowledged: label -> (conversation, kind, text)."""
+        return self.pending_shown
 
     def _page(self, pages: int) -> str:
         self.chat.text.yview_scroll(pages, "pages")
@@ -525,7 +1101,7 @@ class ChatApp:
             self.input.insert(char)
 
     def _mention(self, name: str) -> None:
-        if self.input._enabled and name.casefold() != self.me.casefold():
+        if self.input._enabled and not core.same_conv(name, self.me):
             self.input.focus()
             self.input.insert(f"@{name} ")
 
@@ -535,10 +1111,12 @@ class ChatApp:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.root.after_cancel(self._poll_id)
-        except Exception:
-            pass
+        for after_id in (self._poll_id, self._read_after):
+            try:
+                if after_id is not None:
+                    self.root.after_cancel(after_id)
+            except Exception:
+                pass
         session, self.session = self.session, None
         try:
             self.root.withdraw()
