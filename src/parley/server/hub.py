@@ -163,6 +163,7 @@ class _Registration:
     new_session: bool
     outstanding: int = 0         # join writes not yet committed
     watermark: int = 0           # the newest id when it started following its rooms
+    own: set = field(default_factory=set)   # ids of its own joins: not in its catch-up
 
 
 @dataclass(eq=False)
@@ -192,7 +193,7 @@ class Hub:
                  recent: int = 200, readers: int = 2,
                  clock: Callable[[], float] = time.time):
         self.lock = threading.Lock()
-        self.store = store if store is not None else Store(":memory:")
+        self.store = store if store is not None else Store(":memory:", clock=clock)
         self.history = history
         self.join_history = join_history
         self.keep_bytes = outbox_bytes
@@ -413,7 +414,7 @@ class Hub:
         elif reg.last_id >= watermark:
             history = []
         else:
-            history, truncated = self._catch_up(user, reg.last_id, watermark, room_keys)
+            history, truncated = self._catch_up(user, reg.last_id, watermark, room_keys, reg.own)
         welcome = p.Welcome(
             version=p.PROTOCOL_VERSION, server=f"parley/{__version__}", name=user.name,
             users=users, last_id=watermark, token=getattr(user, "token", None) or "",
@@ -427,11 +428,15 @@ class Hub:
             self.readers.submit(self._send_unread, user, member, reg.new_session, watermark)
 
     def _catch_up(self, user: User, last_id: int, watermark: int,
-                  room_keys: list) -> tuple[list, bool]:
+                  room_keys: list, own: set) -> tuple[list, bool]:
         """(reader thread) Everything after ``last_id`` up to ``watermark`` in the
-        user's rooms and DMs, from the store."""
+        user's rooms and DMs, from the store (but its own joins of just now)."""
         try:
-            frames, truncated = self.store.since(last_id, room_keys, user.sid, self.history)
+            frames, truncated = self.store.since(last_id, room_keys, user.sid,
+                                                 self.history + len(own))
+            frames = [f for f in frames if f["id"] not in own]
+            if len(frames) > self.history:
+                frames, truncated = frames[-self.history:], True
         except Exception as e:     # the database failed: say so, send what is in memory
             log.error("catch-up for %s failed: %s", user.name, e)
             with self.lock:
@@ -788,6 +793,7 @@ class Hub:
                     continue
                 if sent.registration is not None:
                     reg = sent.registration
+                    reg.own.add(w.id)
                     reg.outstanding -= 1
                     if reg.outstanding == 0:
                         self._subscribe_all(reg)
