@@ -32,8 +32,11 @@ class FakeMember:
             self._drain(log, log.end)
             self.cursors.pop(log, None)
 
-    def push(self, frame, log=None, pos=0):
+    def push(self, frame, log=None, pos=0, first=False):
         with self.lock:
+            if first:
+                self.out.insert(0, json.loads(frame))
+                return
             if log is not None and log in self.cursors:
                 self._drain(log, pos)
             self.out.append(json.loads(frame))
@@ -319,11 +322,17 @@ def test_big_room_presence_coalesced_small_room_one_by_one(hub):
     members = [join(hub, f"u{i}") for i in range(5)]
     frames = watcher.frames()
     assert [f["name"] for f in frames if f["type"] == "join"] == ["u0", "u1"]
-    hub.flush_presence()
+    hub.flush_presence(now=1000.0)
     [pres] = [f for f in watcher.frames() if f["type"] == "presence"]
     assert (pres["count"], pres["joined"], pres["joined_count"]) == (6, ["u2", "u3", "u4"], 3)
-    hub.flush_presence()                             # nothing new: nothing sent
+    hub.flush_presence(now=1000.2)                   # nothing new: nothing sent
     assert watcher.frames() == []
+    hub.leave(members[0][0], members[0][1], p.QUIT)
+    hub.flush_presence(now=1000.5)                   # within a second of the last one
+    assert watcher.frames() == []
+    hub.flush_presence(now=1001.0)
+    [pres] = [f for f in watcher.frames() if f["type"] == "presence"]
+    assert (pres["count"], pres["left"], pres["left_count"]) == (5, ["u0"], 1)
     # a member list is left out of a big room's info
     assert members[-1][0].welcome["rooms"][0].get("members") is None
 

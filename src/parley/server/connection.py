@@ -122,9 +122,11 @@ class Connection:
         self.inbox.append((1, log, 0))
         self.worker.wake()
 
-    def push(self, frame: bytes, log: Optional[BroadcastLog] = None, pos: int = 0) -> None:
-        """Queue a frame for this client only (after frame ``pos`` of ``log``)."""
-        self.inbox.append((2, log, pos, frame))
+    def push(self, frame: bytes, log: Optional[BroadcastLog] = None, pos: int = 0,
+             first: bool = False) -> None:
+        """Queue a frame for this client only (after frame ``pos`` of ``log``;
+        with ``first``, before everything still queued: the welcome)."""
+        self.inbox.append((7 if first else 2, log, pos, frame))
 
     def hold(self) -> None:
         self.inbox.append((3,))
@@ -164,6 +166,9 @@ class Connection:
                 self.worker.close(self, p.QUIT, notify=False)
             elif kind == 6:
                 self.finishing = True
+            elif kind == 7:
+                self.private.appendleft(op[1:])
+                self.private_bytes += len(op[3])
 
     def owed(self) -> bool:
         if self.private:

@@ -54,7 +54,8 @@ class Member(Protocol):
 
     def subscribe(self, log: "BroadcastLog", pos: int) -> None: ...
     def unsubscribe(self, log: "BroadcastLog") -> None: ...
-    def push(self, frame: bytes, log: Optional["BroadcastLog"] = None, pos: int = 0) -> None: ...
+    def push(self, frame: bytes, log: Optional["BroadcastLog"] = None, pos: int = 0,
+             first: bool = False) -> None: ...
     def hold(self) -> None: ...
     def release(self) -> None: ...
     def replaced(self) -> None: ...
@@ -208,6 +209,7 @@ class Hub:
         self.readers = ThreadPoolExecutor(max(1, readers), thread_name_prefix="parley-read")
         self.on_append: Callable[[], None] = lambda: None   # wakes the I/O threads
         self._presence_dirty: set[Room] = set()
+        self._presence_sent = float("-inf")
         self._started = False
 
     # --- life cycle --------------------------------------------------------------
@@ -358,10 +360,14 @@ class Hub:
                 room.left_count += 1
         self._presence_dirty.add(room)
 
-    def flush_presence(self) -> None:
-        """Send each big room's coalesced joins and leaves (call about once a second)."""
+    def flush_presence(self, now: Optional[float] = None) -> None:
+        """Send each big room's coalesced joins and leaves, at most once a second."""
         if not self._presence_dirty:
             return
+        now = time.monotonic() if now is None else now
+        if now - self._presence_sent < 1.0:
+            return
+        self._presence_sent = now
         with self.lock:
             rooms, self._presence_dirty = self._presence_dirty, set()
             for room in rooms:
@@ -421,7 +427,7 @@ class Hub:
             limits=self.limits, history=history, truncated=True if truncated else None,
             caps=None if user.legacy else [p.CAP_ROOMS], instance=self.instance,
             rooms=[i.to_dict() for i in infos] if infos is not None else None)
-        member.push(p.encode(welcome))
+        member.push(p.encode(welcome), first=True)   # before anything pushed while on hold
         member.release()
         self.on_append()
         if not user.legacy:
