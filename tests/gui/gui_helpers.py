@@ -231,3 +231,33 @@ class Proxy:
         self.cut()
         self.thread.join(2)
         self.listener.close()
+
+
+def click(widget: tk.Misc, x: int, y: int, button: int = 1) -> None:
+    """A mouse click at (x, y) in ``widget`` (press and release, as a person's)."""
+    widget.update_idletasks()
+    rx, ry = widget.winfo_rootx() + x, widget.winfo_rooty() + y
+    widget.event_generate("<Motion>", x=x, y=y, rootx=rx, rooty=ry)
+    widget.event_generate(f"<ButtonPress-{button}>", x=x, y=y, rootx=rx, rooty=ry)
+    widget.event_generate(f"<ButtonRelease-{button}>", x=x, y=y, rootx=rx, rooty=ry)
+    widget.update()
+
+
+def double_click(widget: tk.Misc, x: int, y: int) -> None:
+    """Two clicks in a row at one place: Tk sees <Double-Button-1>."""
+    widget.update_idletasks()
+    rx, ry = widget.winfo_rootx() + x, widget.winfo_rooty() + y
+    for _ in range(2):
+        widget.event_generate("<ButtonPress-1>", x=x, y=y, rootx=rx, rooty=ry)
+        widget.event_generate("<ButtonRelease-1>", x=x, y=y, rootx=rx, rooty=ry)
+    widget.update()
+
+
+def rooms_client(connect, name: str, *rooms: str, srv=None):
+    """A raw protocol client with the rooms capability, in ``rooms`` besides #general."""
+    c = connect(srv=srv) if srv is not None else connect()
+    c.welcome = c.hello(name, rooms=True)
+    for room in rooms:
+        reply = c.request({"type": "join", "room": room}, "room")
+        assert reply.type == "room", reply
+    return c

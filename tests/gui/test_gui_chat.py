@@ -51,8 +51,8 @@ def test_receives_messages_mentions_and_user_list_changes(gui, server, connect):
     bob = connect("bob")
     app = gui("--port", str(port), "--name", "alice")
     wait_joined(app)
-    assert app.userlist.names == ["alice", "bob"]
-    assert app.online_label.cget("text") == "ONLINE \u2014 2"
+    assert app.members.names == ["alice", "bob"]
+    assert app.members.title.cget("text") == "MEMBERS \u2014 2"
 
     bob.send(p.Say(text="hi @alice, the docs are at https://example.com/docs"))
     bob.send(p.Me(text="waves"))
@@ -65,12 +65,12 @@ def test_receives_messages_mentions_and_user_list_changes(gui, server, connect):
     assert any("waves" in t for t in app.chat.tagged_text("action"))
 
     carol = connect("carol")
-    wait_until(app, lambda: app.userlist.names == ["alice", "bob", "carol"],
+    wait_until(app, lambda: app.members.names == ["alice", "bob", "carol"],
                what="carol in the user list")
     assert "\u2192 carol joined" in app.chat.messages_text()
-    assert app.online_label.cget("text") == "ONLINE \u2014 3"
+    assert app.members.title.cget("text") == "MEMBERS \u2014 3"
     carol.send(p.Bye(reason="quit"))
-    wait_until(app, lambda: app.userlist.names == ["alice", "bob"], what="carol gone")
+    wait_until(app, lambda: app.members.names == ["alice", "bob"], what="carol gone")
     assert "\u2190 carol left (quit)" in app.chat.messages_text()
     assert any("carol left" in t for t in app.chat.tagged_text("notice"))
 

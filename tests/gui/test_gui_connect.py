@@ -20,7 +20,7 @@ def test_a_taken_name_is_explained_and_another_one_works(gui, server, connect):
     press(app.card.name_entry, "Return")
     wait_joined(app)
     assert app.session is session                  # the same connection, a new hello
-    assert app.me == "bob2" and app.userlist.names == ["bob2", "bob"]
+    assert app.me == "bob2" and app.members.names == ["bob2", "bob"]
     bob.expect("join", name="bob2")
 
 

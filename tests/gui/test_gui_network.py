@@ -21,7 +21,7 @@ def test_server_restart_reconnects_and_delivers_what_was_typed_offline(gui, conn
         shown = app.chat.messages_text()
         assert "The server closed the connection: the server is shutting down." in shown
         assert "Reconnecting\u2026 messages you send meanwhile are delivered" in shown
-        assert app.userlist.online is False                  # presence dots greyed
+        assert app.members.online is False                  # presence dots greyed
 
         # the input stays usable; what is typed now waits, visibly
         assert app.input.send_button.instate(["!disabled"])
@@ -39,7 +39,7 @@ def test_server_restart_reconnects_and_delivers_what_was_typed_offline(gui, conn
                    what="reconnected and the offline message confirmed")
         assert app.status.text == f"Connected to 127.0.0.1:{port} as alice"
         assert f"Reconnected to 127.0.0.1:{port}" in app.chat.messages_text()
-        assert app.userlist.online is True
+        assert app.members.online is True
         assert app.chat.pending_text() == ""
         assert app.chat.messages_text().count("typed while offline") == 1
         # bob gets it live, or in his welcome's recent history if alice was quicker

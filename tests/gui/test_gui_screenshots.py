@@ -33,7 +33,7 @@ def test_screenshots_dark_and_light(gui, make_server, connect):
                       "same name and replays what was missed, so nothing is lost or shown twice.")
     wait_until(app, lambda: not app.pending, what="my second message")
     app.input.set("Looks good to me \U0001F44D")
-    wait_until(app, lambda: app.userlist.names == ["alice", "bob", "carol", "dave"],
+    wait_until(app, lambda: app.members.names == ["alice", "bob", "carol", "dave"],
                what="four users")
 
     dark = screenshot(app, "gui-dark")
