@@ -807,3 +807,33 @@ def test_reads_while_writing_from_other_threads(store):
             t.join()
     assert errors == [] and reads[0] > 0
     assert store.unread(A, "alice", ["#general"])[0]["count"] == store_mod.UNREAD_CAP
+
+
+def test_checkpoints_run_off_the_writer_thread(db_path, monkeypatch):
+    calls = []
+
+    class Recording(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if "wal_checkpoint" in sql:
+                calls.append(threading.current_thread().name)
+            return super().execute(sql, *args)
+
+    def connect(self):
+        conn = sqlite3.connect(self._uri, isolation_level=None, check_same_thread=False,
+                               factory=Recording)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    monkeypatch.setattr(Store, "_connect", connect)
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 0.01)
+    s = Store(db_path).open()
+    try:
+        assert s._wconn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
+            store_mod.WAL_AUTOCHECKPOINT
+        s.start()
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            put(s, say("something to checkpoint"))
+        assert calls and set(calls) == {"parley-store-checkpoint"}
+    finally:
+        s.close()
