@@ -505,17 +505,20 @@ class Hub:
         log.info("%s %s left (%s)", member.peer, user.name, reason)
 
     # --- requests ------------------------------------------------------------------
-    def _room_for(self, user: User, room: Optional[str]) -> "Room | p.Error":
-        """(locked) The room a request names, if the user is in it."""
+    def _room_for(self, user: User, room: Optional[str],
+                  label: Optional[str] = None) -> "Room | p.Error":
+        """(locked) The room a request names, if the user is in it; else the
+        error that answers the request (with its label)."""
         name = room or p.GENERAL
         problem = p.validate_room(name)
         if problem:
-            return p.Error(p.ROOM_INVALID, f"{problem} ({p.ROOM_RULES})")
+            return p.Error(p.ROOM_INVALID, f"{problem} ({p.ROOM_RULES})", label)
         r = self.rooms.get(name.casefold())
         if r is None:
-            return p.Error(p.NO_SUCH_ROOM, f"there is no room {name}; /join {name} creates it")
+            return p.Error(p.NO_SUCH_ROOM, f"there is no room {name}; /join {name} creates it",
+                           label)
         if r.key not in user.rooms:
-            return p.Error(p.NOT_MEMBER, f"you are not in {r.name}; join it first")
+            return p.Error(p.NOT_MEMBER, f"you are not in {r.name}; join it first", label)
         return r
 
     def say(self, member: Member, user: User, text: str, kind: str = "say",
@@ -543,9 +546,8 @@ class Hub:
                           sender_sid=user.sid, target=target.name, target_sid=target.sid,
                           text=text, label=label, ctx=_Sent(user, member, label))
             else:
-                r = self._room_for(user, room)
+                r = self._room_for(user, room, label)
                 if isinstance(r, p.Error):
-                    r.label = label
                     return r
                 w = Write(op="event", kind=kind, room=r.key, sender=user.name,
                           sender_sid=user.sid, text=text, label=label,
@@ -596,9 +598,8 @@ class Hub:
         if user.legacy:
             return p.Error(p.BAD_REQUEST, "a protocol 1 client cannot leave #general", label)
         with self.lock:
-            r = self._room_for(user, room)
+            r = self._room_for(user, room, label)
             if isinstance(r, p.Error):
-                r.label = label
                 return r
             del user.rooms[r.key]
             r.members.pop(user.key, None)
@@ -627,9 +628,8 @@ class Hub:
         if problem:
             return p.Error(problem[0], problem[1].replace("message", "topic"), label)
         with self.lock:
-            r = self._room_for(user, room)
+            r = self._room_for(user, room, label)
             if isinstance(r, p.Error):
-                r.label = label
                 return r
         self.store.submit(Write(op="event", kind="topic", room=r.key, sender=user.name,
                                 sender_sid=user.sid, text=topic, ctx=_Sent(user, member, label)))
@@ -672,9 +672,8 @@ class Hub:
             return p.Error(p.BAD_REQUEST, "give before or after, not both", label)
         with self.lock:
             if req.room is not None:
-                r = self._room_for(user, req.room)
+                r = self._room_for(user, req.room, label)
                 if isinstance(r, p.Error):
-                    r.label = label
                     return r
                 room_key, room_name = r.key, r.name
             readable = list(user.rooms)
@@ -720,9 +719,8 @@ class Hub:
             return p.Error(p.BAD_REQUEST, "read needs a room or with", label)
         with self.lock:
             if req.room is not None:
-                r = self._room_for(user, req.room)
+                r = self._room_for(user, req.room, label)
                 if isinstance(r, p.Error):
-                    r.label = label
                     return r
                 conv, shown = r.key, {"room": r.name}
             else:
