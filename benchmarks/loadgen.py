@@ -50,6 +50,9 @@ NL = b"\n"
 MARK = b"~B~"                      # in every benchmark message's text
 FMARK = b"~F~"                     # in every flood message's text
 MARK_RE = re.compile(rb"~B~(\d+)~")
+# a labelled say carries its send time in the label ("a<ns>-<seq>"): the ack's
+# latency needs no table of what is in flight
+ACK_RE = re.compile(rb'"type":"ack","label":"a(\d+)-')
 TEXT_BYTES = 100                   # length of a benchmark message's text
 MAX_TAIL = 4 * 1024 * 1024         # a partial line longer than this is dropped
 OUT_CAP = 8 * 1024 * 1024          # per-client unsent bytes before we drop sends
@@ -61,7 +64,8 @@ EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR, EPOLLHUP = select.EPOLLERR, select.EPOLLHUP
 
 # client states
-NEW, CONNECTING, HELLO, IRC_REG, IRC_JOIN, READY, CLOSED = range(7)
+NEW, CONNECTING, HELLO, IRC_REG, IRC_JOIN, READY, CLOSED, ROOMS = range(8)
+HANDSHAKING = (CONNECTING, HELLO, IRC_REG, IRC_JOIN, ROOMS)
 
 PARLEY, IRC = "parley", "irc"
 
@@ -79,19 +83,28 @@ def bench_text(seq: int, idx: int, now_ns: int) -> bytes:
     return head + b"x" * max(0, TEXT_BYTES - len(head))
 
 
-def say_frame(proto: str, text: bytes, label: Optional[str] = None) -> bytes:
+def say_frame(proto: str, text: bytes, label: Optional[str] = None,
+              room: Optional[str] = None, to: Optional[str] = None) -> bytes:
+    """A chat message in ``proto``: to #general (protocol 1), or with the rooms
+    cap to ``room`` or, as a direct message, ``to`` a user."""
     if proto == IRC:
         return b"PRIVMSG #bench :" + text + b"\r\n"
-    if label is None:
-        return b'{"type":"say","text":"' + text + b'"}\n'
-    return b'{"type":"say","text":"' + text + b'","label":"' + label.encode() + b'"}\n'
+    out = b'{"type":"say","text":"' + text + b'"'
+    if label is not None:
+        out += b',"label":"' + label.encode() + b'"'
+    if room is not None:
+        out += b',"room":"' + room.encode() + b'"'
+    elif to is not None:
+        out += b',"to":"' + to.encode() + b'"'
+    return out + b"}\n"
 
 
 class Client:
     __slots__ = ("idx", "name", "sock", "fd", "state", "tail", "sample", "track", "mode",
                  "t_start", "t_reg", "out", "mask", "last_id", "token", "seen", "base_id",
                  "marks", "bye", "seq", "sessions", "truncated", "flood_off", "retries",
-                 "closed_at", "close_reason", "gen", "slow_bytes", "dups", "hist")
+                 "closed_at", "close_reason", "gen", "slow_bytes", "dups", "hist",
+                 "caps", "rooms", "part_general", "post_room", "joins_left")
 
     def __init__(self, idx: int, name: str, mode: str, sample: bool, track: bool):
         self.idx, self.name, self.mode = idx, name, mode
@@ -120,6 +133,11 @@ class Client:
         self.slow_bytes = 0
         self.dups = 0
         self.hist = 0
+        self.caps = False             # hello with "caps":["rooms"]
+        self.rooms: list = []         # rooms to join after the welcome (cap rooms)
+        self.part_general = False     # leave #general after the welcome
+        self.post_room: Optional[str] = None   # where its messages go (None: #general)
+        self.joins_left = 0
 
 
 def _new_stats() -> dict:
@@ -131,6 +149,8 @@ def _new_stats() -> dict:
         "errors": {}, "byes": {}, "fail_reasons": {}, "lost_reasons": {},
         "lat": [], "connect_ns": [], "leaves": [], "flood_sent": 0, "flood_kicks": [],
         "rate_limited": 0, "reconnects": 0, "name_retries": 0, "flood_client_marks": 0,
+        "ack_lat": [], "expected": 0, "dms": 0, "welcomes": 0, "presence": 0,
+        "last_ack_ns": 0,
     }
 
 
@@ -253,8 +273,14 @@ class Worker:
         return {"pid": os.getpid()}
 
     def op_connect(self, clients: list) -> dict:
-        for idx, name, mode, sample, track in clients:
+        for idx, name, mode, sample, track, *opts in clients:
             c = Client(idx, name, mode, sample, track)
+            if opts and opts[0]:
+                o = opts[0]
+                c.caps = bool(o.get("caps"))
+                c.rooms = list(o.get("rooms") or [])
+                c.part_general = bool(o.get("part_general"))
+                c.post_room = o.get("post_room")
             self.clients[idx] = c
             self.pending.append(c)
         self._start_connects()
@@ -263,7 +289,7 @@ class Worker:
     def op_stats(self, reset: bool = False, lat: bool = False, clients: bool = False) -> dict:
         st = self.st
         out = {k: v for k, v in st.items() if k not in ("lat", "connect_ns", "leaves",
-                                                        "flood_kicks")}
+                                                        "flood_kicks", "ack_lat")}
         out["errors"], out["byes"] = dict(st["errors"]), dict(st["byes"])
         out["fail_reasons"], out["lost_reasons"] = dict(st["fail_reasons"]), dict(st["lost_reasons"])
         out["leaves"] = list(st["leaves"])
@@ -275,7 +301,8 @@ class Worker:
         if lat:
             out["lat"] = st["lat"]
             out["connect_ns"] = st["connect_ns"]
-            st["lat"], st["connect_ns"] = [], []
+            out["ack_lat"] = st["ack_lat"]
+            st["lat"], st["connect_ns"], st["ack_lat"] = [], [], []
         if clients:
             out["clients"] = {c.idx: {"name": c.name, "state": c.state, "marks": c.marks,
                                       "bye": c.bye, "mode": c.mode,
@@ -308,15 +335,27 @@ class Worker:
         return {"t_first": t_first}
 
     def op_steady(self, senders: Optional[list], rate: float, duration: float,
-                  label: bool = False) -> dict:
+                  label: bool = False, dm_frac: float = 0.0, dm_pool: Optional[list] = None,
+                  ack_lat: bool = False, room_sizes: Optional[dict] = None,
+                  tick: float = 0.0) -> dict:
         """Send ``rate`` messages/s for ``duration`` s, round-robin over
-        ``senders`` (None: any ready normal client, at random)."""
+        ``senders`` (None: any ready normal client, at random).
+
+        With the rooms cap: each message goes to its sender's ``post_room``, or
+        with probability ``dm_frac`` as a DM to a random ``u<i>``, i in
+        ``dm_pool``.  ``ack_lat``: every message is labelled with its send
+        time, and the ack's latency is recorded.  ``room_sizes`` (room -> members)
+        lets the worker count the deliveries it expects.  ``tick`` > 0 sends what
+        is due at most every ``tick`` s, one send per client (fewer system calls
+        at high rates)."""
         if rate <= 0 or duration <= 0:
             self.steady = None
             return {"ok": True}
         now = time.monotonic()
         self.steady = {"t0": now, "end": now + duration, "rate": rate, "k": 0,
-                       "senders": senders, "next": now, "label": label}
+                       "senders": senders, "next": now, "label": label,
+                       "dm_frac": dm_frac, "dm_pool": dm_pool or [], "ack_lat": ack_lat,
+                       "room_sizes": room_sizes, "tick": tick}
         return {"ok": True}
 
     def op_steady_stop(self) -> dict:
@@ -461,7 +500,7 @@ class Worker:
         self.at(time.monotonic() + self.reg_timeout, self._reg_deadline, c, c.gen)
 
     def _reg_deadline(self, c: Client, gen: int) -> None:
-        if c.gen == gen and c.state in (CONNECTING, HELLO, IRC_REG, IRC_JOIN):
+        if c.gen == gen and c.state in HANDSHAKING:
             self._fail(c, "registration timeout")
 
     def _connected(self, c: Client) -> None:
@@ -482,6 +521,8 @@ class Worker:
                 hello["last_id"] = c.last_id
             if c.token:
                 hello["token"] = c.token
+            if c.caps:
+                hello["caps"] = ["rooms"]
             self._send(c, json.dumps(hello, separators=(",", ":")).encode() + NL)
 
     def _registered(self, c: Client, now_ns: int) -> None:
@@ -503,7 +544,7 @@ class Worker:
             self._set_mask(c, EPOLLIN | EPOLLOUT)
 
     def _fail(self, c: Client, reason: str) -> None:
-        if c.state in (CONNECTING, HELLO, IRC_REG, IRC_JOIN):
+        if c.state in HANDSHAKING:
             self.inflight -= 1
         _inc(self.st["fail_reasons"], reason)
         self.st["failed"] += 1
@@ -512,7 +553,7 @@ class Worker:
     def _close(self, c: Client, reason: str, lost: bool = True) -> None:
         if c.sock is None:
             return
-        if c.state in (CONNECTING, HELLO, IRC_REG, IRC_JOIN) and lost:
+        if c.state in HANDSHAKING and lost:
             self.inflight -= 1
         if c.fd in self.by_fd:
             try:
@@ -645,6 +686,8 @@ class Worker:
     def _special(self, c: Client, data: bytes, end: int, now: int) -> None:
         st = self.st
         st["flood_marks"] += data.count(FMARK, 0, end)
+        if data.find(b'"presence"', 0, end) >= 0:
+            st["presence"] += data.count(b'{"type":"presence"', 0, end)
         for line in self._lines_with(data, end, b'"ping"'):
             try:
                 obj = json.loads(line)
@@ -680,6 +723,11 @@ class Worker:
                 _inc(st["byes"], c.bye)
         if data.find(b'"ack"', 0, end) >= 0:
             st["acks"] += data.count(b'"type":"ack"', 0, end)
+            st["last_ack_ns"] = now
+            if len(st["ack_lat"]) < MAX_LAT_SAMPLES:
+                lat = st["ack_lat"]
+                for m in ACK_RE.finditer(data, 0, end):
+                    lat.append(now - int(m.group(1)))
         if c.sample and data.find(b'"leave"', 0, end) >= 0 and len(st["leaves"]) < 10000:
             for line in self._lines_with(data, end, b'"leave"'):
                 try:
@@ -737,13 +785,29 @@ class Worker:
             return
         t = obj.get("type")
         if t == "welcome":
+            self.st["welcomes"] += 1
             if c.track:
                 self._welcome_track(c, obj)
             c.token = obj.get("token") or c.token
             lid = obj.get("last_id")
             if isinstance(lid, int) and (c.last_id is None or lid > c.last_id):
                 c.last_id = lid
+            if c.caps and (c.rooms or c.part_general):
+                # cap rooms: join its rooms (and leave #general) before it counts as ready
+                parts = [b'{"type":"join","room":"%s","label":"j%d"}\n' % (r.encode(), k)
+                         for k, r in enumerate(c.rooms)]
+                if c.part_general:
+                    parts.append(b'{"type":"part","room":"#general","label":"pg"}\n')
+                c.joins_left = len(parts)
+                c.state = ROOMS
+                self._send(c, b"".join(parts))
+                return
             self._registered(c, now)
+        elif c.state == ROOMS and t in ("room", "ack") and \
+                str(obj.get("label", "")).startswith(("j", "pg")):
+            c.joins_left -= 1
+            if c.joins_left <= 0:
+                self._registered(c, now)
         elif t == "error":
             code = str(obj.get("code"))
             _inc(self.st["errors"], code)
@@ -874,11 +938,17 @@ class Worker:
             self.st["late_skipped"] += due - s["k"] - 1
             s["k"] = due - 1
         senders = s["senders"]
+        pool = None
+        out: dict = {}                            # client -> frames due now (one send each)
+        st = self.st
+        dm_frac, dm_pool, ack_lat = s["dm_frac"], s["dm_pool"], s["ack_lat"]
+        sizes = s["room_sizes"]
         while s["k"] < due:
             s["k"] += 1
             if senders is None:
-                pool = [c for c in self.clients.values()
-                        if c.state == READY and c.mode == "normal"]
+                if pool is None:
+                    pool = [c for c in self.clients.values()
+                            if c.state == READY and c.mode == "normal"]
                 c = self.rng.choice(pool) if pool else None
             else:
                 c = self.clients.get(senders[s["k"] % len(senders)])
@@ -886,14 +956,35 @@ class Worker:
                 continue
             c.seq += 1
             ns = time.time_ns()
-            label = f"{c.idx}-{c.seq}" if s["label"] else None
-            self._send(c, say_frame(self.proto, bench_text(c.seq, c.idx, ns), label))
-            st = self.st
+            if ack_lat:
+                label = "a%d-%d" % (ns, c.seq)
+            else:
+                label = f"{c.idx}-{c.seq}" if s["label"] else None
+            room = to = None
+            if dm_frac and self.rng.random() < dm_frac:
+                j = self.rng.choice(dm_pool)
+                if j == c.idx:
+                    j = dm_pool[(dm_pool.index(j) + 1) % len(dm_pool)]
+                to = f"u{j}"
+                st["dms"] += 1
+                st["expected"] += 1 if j == c.idx else 2
+            else:
+                room = c.post_room
+                if sizes is not None:
+                    st["expected"] += sizes.get(room, 0)
+            frame = say_frame(self.proto, bench_text(c.seq, c.idx, ns), label, room, to)
+            lst = out.get(c)
+            if lst is None:
+                out[c] = [frame]
+            else:
+                lst.append(frame)
             st["sent"] += 1
             if not st["first_send_ns"]:
                 st["first_send_ns"] = ns
             st["last_send_ns"] = ns
-        s["next"] = s["t0"] + s["k"] / s["rate"]
+        for c, frames in out.items():
+            self._send(c, frames[0] if len(frames) == 1 else b"".join(frames))
+        s["next"] = max(s["t0"] + s["k"] / s["rate"], now + s["tick"])
 
     def _flood_write(self, c: Client) -> None:
         f = self.flood
@@ -995,7 +1086,7 @@ def _merge(results: list[dict]) -> dict:
     out: dict[str, Any] = {}
     for r in results:
         for k, v in r.items():
-            if k in ("last_mark_ns", "last_send_ns", "last_reg_ns"):
+            if k in ("last_mark_ns", "last_send_ns", "last_reg_ns", "last_ack_ns"):
                 out[k] = max(out.get(k, 0), v)
             elif k == "first_send_ns":
                 if v and (not out.get(k) or v < out[k]):
@@ -1112,16 +1203,25 @@ class LoadGen:
 
     # --- operations ---------------------------------------------------------
     def connect(self, idxs, modes: Optional[dict] = None, sample_every: int = 1,
-                track: bool = False, name_fmt: str = "u{}") -> None:
-        """Queue clients for connection (returns at once; see wait_registered)."""
+                track: bool = False, name_fmt: str = "u{}", caps: bool = False,
+                rooms_of=None, part_general: bool = False) -> None:
+        """Queue clients for connection (returns at once; see wait_registered).
+        ``caps``: hello with the rooms cap; ``rooms_of(i)`` the rooms client i
+        joins after its welcome (the first is where its messages go);
+        ``part_general``: it leaves #general too."""
         modes = modes or {}
         per: list[list] = [[] for _ in range(self.nworkers)]
         for i in idxs:
             wid = i % self.nworkers
             self.owner[i] = wid
             mode = modes.get(i, "normal")
+            opts = None
+            if caps:
+                rooms = list(rooms_of(i)) if rooms_of is not None else []
+                opts = {"caps": True, "rooms": rooms, "part_general": part_general,
+                        "post_room": rooms[0] if rooms else None}
             per[wid].append((i, name_fmt.format(i), mode,
-                             i % sample_every == 0 and mode == "normal", track))
+                             i % sample_every == 0 and mode == "normal", track, opts))
         self.call_all("connect", per_worker=[{"clients": p} for p in per])
 
     def stats(self, reset: bool = False, lat: bool = False, clients: bool = False) -> dict:
@@ -1143,7 +1243,9 @@ class LoadGen:
         firsts = [x["t_first"] for x in r if x["t_first"]]
         return min(firsts) if firsts else 0
 
-    def steady(self, senders, msgs_per_s: float, duration: float, label: bool = False) -> None:
+    def steady(self, senders, msgs_per_s: float, duration: float, label: bool = False,
+               **kw) -> None:
+        """See Worker.op_steady for ``kw`` (dm_frac, dm_pool, ack_lat, room_sizes, tick)."""
         if senders is None:
             per = [{"senders": None, "rate": msgs_per_s / self.nworkers} for _ in range(self.nworkers)]
         else:
@@ -1151,7 +1253,7 @@ class LoadGen:
             total = sum(len(p) for p in parts) or 1
             per = [{"senders": p or None, "rate": msgs_per_s * len(p) / total if p else 0.0}
                    for p in parts]
-        self.call_all("steady", per_worker=per, duration=duration, label=label)
+        self.call_all("steady", per_worker=per, duration=duration, label=label, **kw)
 
     def flood(self, idx: int, duration: float, reconnect: bool = True) -> None:
         wid = self.owner[idx]

@@ -29,8 +29,10 @@ import argparse
 import atexit
 import json
 import os
+import random
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,15 +119,21 @@ class ServerProc:
         self.cmd: list[str] = []
         self.proto = IRC if kind == "ngircd" else PARLEY
         self.conf = None
+        self.db_bytes = 0
+        self.data_dir: Optional[str] = None     # Parley's history: a temp dir, removed at stop
         if kind == "ngircd":
             self.conf = os.path.join(logdir, f"{tag}-ngircd.conf")
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, poll: float = 0.05) -> None:
         if self.kind == "parley":
             self.cmd = [sys.executable, parley_server_path(), "--host", "127.0.0.1", "--port", "0",
                         "--log-level", "warning"]
             if not self.flood_limits:
                 self.cmd += ["--rate", "100000", "--burst", "100000"]
+            if not any(a.split("=")[0] in ("--db", "--data-dir") for a in self.parley_args):
+                # persistence ON, in a throwaway directory (never the user's default)
+                self.data_dir = tempfile.mkdtemp(prefix="parley-bench-data-")
+                self.cmd += ["--data-dir", self.data_dir]
             self.cmd += self.parley_args
         elif self.kind == "textbook":
             self.cmd = [sys.executable, TEXTBOOK_SERVER, "--host", "127.0.0.1", "--port", "0"]
@@ -154,7 +162,7 @@ class ServerProc:
                     return
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(poll)
         tail = self.log_text()[-2000:]
         self.stop()
         raise RuntimeError(f"{self.kind} did not start (cmd: {' '.join(self.cmd)}):\n{tail}")
@@ -220,6 +228,10 @@ class ServerProc:
                 except ProcessLookupError:
                     pass
                 p.wait(5)
+        if self.data_dir is not None:
+            self.db_bytes = _dir_bytes(self.data_dir)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
         if self in _live:
             _live.remove(self)
 
@@ -249,6 +261,17 @@ class ServerProc:
             return (int(fields[11]) + int(fields[12])) / CLK_TCK
         except (OSError, IndexError, ValueError, AttributeError):
             return 0.0
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
 
 
 def _cleanup() -> None:
@@ -287,6 +310,218 @@ class Sampler:
                 self.max_rss = max(self.max_rss, st["rss_mb"])
             if st["threads"]:
                 self.max_threads = max(self.max_threads, st["threads"])
+
+
+# ---------------------------------------------------------------------------
+# a plain blocking client: probes, users, history and search timings
+# ---------------------------------------------------------------------------
+def probe(port: int, name: str, caps: bool = False, keep: bool = False,
+          timeout: float = 10.0) -> dict:
+    """Connect, hello, wait for the welcome.  ``welcome_s`` is the time from
+    connect() to the welcome line (None if it did not come within ``timeout``).
+    With ``keep`` the socket stays open in ``sock`` (else bye and close)."""
+    t0 = time.monotonic()
+    out: dict = {"welcome_s": None, "sock": None, "buf": b"", "users": None, "error": None}
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError as e:
+        out["error"] = f"connect: {e}"
+        return out
+    hello: dict = {"type": "hello", "version": 1, "name": name, "client": "bench-probe"}
+    if caps:
+        hello["caps"] = ["rooms"]
+    try:
+        s.sendall(json.dumps(hello).encode() + b"\n")
+        out["sock"] = s
+        obj = read_frame(out, lambda o: o.get("type") in ("welcome", "error"),
+                         t0 + timeout)
+        if obj is not None and obj.get("type") == "welcome":
+            out["welcome_s"] = time.monotonic() - t0
+            out["users"] = len(obj.get("users") or [])
+            if keep:
+                return out
+            s.sendall(b'{"type":"bye"}\n')
+        elif obj is not None:
+            out["error"] = obj.get("code")
+    except (OSError, ValueError) as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+    out["sock"] = None
+    s.close()
+    return out
+
+
+def read_frame(conn: dict, want, deadline: float) -> Optional[dict]:
+    """Read frames from ``conn["sock"]`` until ``want(frame)``; answer pings.
+    None at EOF or at the deadline."""
+    s = conn["sock"]
+    buf = conn["buf"]
+    while True:
+        nl = buf.find(b"\n")
+        while nl >= 0:
+            line, buf = buf[:nl], buf[nl + 1:]
+            if line.strip():
+                obj = json.loads(line)
+                if obj.get("type") == "ping":
+                    s.sendall(json.dumps({"type": "pong", "token": obj.get("token")}).encode()
+                              + b"\n")
+                elif want(obj):
+                    conn["buf"] = buf
+                    return obj
+            nl = buf.find(b"\n")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            conn["buf"] = buf
+            return None
+        s.settimeout(left)
+        try:
+            data = s.recv(262144)
+        except socket.timeout:
+            conn["buf"] = buf
+            return None
+        if not data:
+            conn["buf"] = buf
+            return None
+        buf += data
+
+
+def request(conn: dict, frame: dict, answer_type: str, timeout: float = 10.0) -> Optional[dict]:
+    """Send a labelled request; return its answer (or an error with its label)."""
+    label = frame["label"]
+    conn["sock"].sendall(json.dumps(frame).encode() + b"\n")
+    return read_frame(conn, lambda o: o.get("label") == label and
+                      o.get("type") in (answer_type, "error"), time.monotonic() + timeout)
+
+
+_users_seq = [0]
+
+
+def ask_users(conn: dict, timeout: float = 5.0) -> Optional[list]:
+    _users_seq[0] += 1
+    try:
+        r = request(conn, {"type": "users", "label": f"u{_users_seq[0]}"}, "users", timeout)
+    except (OSError, ValueError):
+        return None
+    return r.get("users") if r and r.get("type") == "users" else None
+
+
+def query_timings(conn: dict, info: Optional[dict], n: int) -> tuple[list, list]:
+    """History pages of 100 in a filled room and full-text searches, one at a
+    time; the seconds each took from request to answer (through the server)."""
+    if info is None or n <= 0:
+        return [], []
+    rng = random.Random(11)
+    room = info["query_room"]
+    r = request(conn, {"type": "join", "room": room, "label": "jq"}, "room", 30)
+    if r is None or r.get("type") != "room":
+        raise RuntimeError(f"could not join {room}: {r}")
+    hist, search = [], []
+    lo, hi = info["first_id"], info["last_id"]
+    for k in range(n):
+        before = rng.randint(lo + 1, hi + 1)
+        t = time.monotonic()
+        r = request(conn, {"type": "history", "room": room, "before": before, "limit": 100,
+                           "label": f"h{k}"}, "history", 30)
+        if r is None or r.get("type") != "history":
+            raise RuntimeError(f"history failed: {r}")
+        hist.append(time.monotonic() - t)
+    words = info["words"]
+    for k in range(n):
+        kind = k % 5
+        if kind in (0, 1):                       # a common word
+            q = words[rng.randrange(0, 50)]
+        elif kind in (2, 3):                     # any word
+            q = words[rng.randrange(0, len(words))]
+        else:                                    # two words, both required
+            q = f"{words[rng.randrange(0, 500)]} {words[rng.randrange(0, 500)]}"
+        t = time.monotonic()
+        r = request(conn, {"type": "search", "query": q, "limit": 50, "label": f"s{k}"},
+                    "results", 30)
+        if r is None or r.get("type") != "results":
+            raise RuntimeError(f"search {q!r} failed: {r}")
+        search.append(time.monotonic() - t)
+    return hist, search
+
+
+# ---------------------------------------------------------------------------
+# a big history, written straight into the store's schema
+# ---------------------------------------------------------------------------
+def _vocab(rng: random.Random, size: int) -> list[str]:
+    cons, vows = "bcdfghjklmnprstvwz", "aeiou"
+    words, seen = [], set()
+    while len(words) < size:
+        w = "".join(rng.choice(cons) + rng.choice(vows) for _ in range(rng.randint(2, 4)))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac: float = 0.1,
+            seed: int = 7) -> dict:
+    """Create a Parley database at ``path`` (schema by the store itself) holding
+    ``count`` chat messages: spread over #general and ``rooms`` rooms, a share
+    ``dm_frac`` as direct messages between ``users`` sessions; 8 to 16 words
+    each from a Zipf-distributed vocabulary.  Inserted with executemany, so
+    the store's triggers (full-text index, topics) run as for live writes."""
+    import hashlib
+    import sqlite3
+    if os.path.join(ROOT, "src") not in sys.path:
+        sys.path.insert(0, os.path.join(ROOT, "src"))
+    from parley.server.store import Store
+    st = Store(path)
+    st.open()
+    st.close()
+    rng = random.Random(seed)
+    words = _vocab(rng, 5000)
+    cum, acc = [], 0.0
+    for k in range(len(words)):
+        acc += 1.0 / (k + 1)
+        cum.append(acc)
+    keys = ["#general"] + [f"#r{k}" for k in range(rooms)]
+    now_ms = int(time.time() * 1000)
+    ts = now_ms - count * 20
+    sids = [f"{k:016x}" for k in range(users)]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")
+        first = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO rooms(key, name, topic, created) VALUES (?,?,'',?) "
+                         "ON CONFLICT(key) DO NOTHING", [(k, k, ts) for k in keys])
+        conn.executemany("INSERT INTO sessions(sid, name, token_hash, created, seen) "
+                         "VALUES (?,?,?,?,?)",
+                         [(sid, f"u{k}", hashlib.sha256(sid.encode()).digest(), ts, ts)
+                          for k, sid in enumerate(sids)])
+        conn.executemany("INSERT INTO memberships(sid, room) VALUES (?,?) ON CONFLICT DO NOTHING",
+                         [(sid, r) for k, sid in enumerate(sids)
+                          for r in ("#general", keys[1 + k % rooms])])
+        conn.execute("COMMIT")
+        i = first
+        chunk = 50000
+        choices, randrange, rand = rng.choices, rng.randrange, rng.random
+        while i < first + count:
+            rows = []
+            for _ in range(min(chunk, first + count - i)):
+                text = " ".join(choices(words, cum_weights=cum, k=8 + randrange(9)))
+                a = randrange(users)
+                if rand() < dm_frac:
+                    b = randrange(users)
+                    rows.append((i, ts, "say", None, f"u{a}", sids[a], f"u{b}", sids[b], text))
+                else:
+                    rows.append((i, ts, "say", keys[randrange(len(keys))], f"u{a}", sids[a],
+                                 None, None, text))
+                i += 1
+                ts += 20
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target,"
+                             " target_sid, text) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return {"first_id": first, "last_id": first + count - 1, "words": words,
+            "query_room": keys[2 % len(keys)]}
 
 
 # ---------------------------------------------------------------------------
@@ -356,9 +591,10 @@ class Bench:
         self.q_idle = 0.25 if self.quick else 1.0
         self.q_short = 0.2 if self.quick else 0.5
 
-    def server(self, kind: str, tag: str, flood_limits: bool = False) -> ServerProc:
+    def server(self, kind: str, tag: str, flood_limits: bool = False,
+               parley_args: Optional[list] = None) -> ServerProc:
         self.counter += 1
-        extra = list(self.args.parley_arg or [])
+        extra = list(parley_args or []) + list(self.args.parley_arg or [])
         srv = ServerProc(kind, self.logdir, f"{self.counter:02d}-{tag}", flood_limits, extra)
         srv.start()
         return srv
@@ -380,11 +616,13 @@ class Bench:
         return n - 1 if srv.proto == IRC else n
 
     def connect(self, lg: LoadGen, idxs, timeout: float, modes: Optional[dict] = None,
-                track: bool = False, sample: int = 100) -> dict:
+                track: bool = False, sample: int = 100, **kw) -> dict:
+        """Connect and register ``idxs``; ``kw``: caps, rooms_of, part_general."""
         idxs = list(idxs)
         t0 = time.time_ns()
         total_before = lg.stats()["registered"]
-        lg.connect(idxs, modes=modes, sample_every=max(1, len(idxs) // sample), track=track)
+        lg.connect(idxs, modes=modes, sample_every=max(1, len(idxs) // sample), track=track,
+                   **kw)
         s = lg.wait_registered(total_before + len(idxs), timeout)
         s["connect_s"] = (s["last_reg_ns"] - t0) / 1e9 if s["last_reg_ns"] else None
         s["connect_ns"] = lg.stats(lat=True)["connect_ns"]
@@ -430,13 +668,18 @@ class Bench:
 
     # --- S1 ----------------------------------------------------------------
     def s1(self, kind: str) -> None:
+        self._s1(kind, caps=False)
+        if kind == "parley":
+            self._s1(kind, caps=True)
+
+    def _s1(self, kind: str, caps: bool) -> None:
         n = 200 if self.quick else self.args.s1_clients
         rounds = 1 if self.quick else 3
-        srv = self.server(kind, "s1")
+        srv = self.server(kind, "s1-caps" if caps else "s1")
         lg = self.loadgen(srv)
         try:
             with Sampler(srv) as smp:
-                c = self.connect(lg, range(n), timeout=120)
+                c = self.connect(lg, range(n), timeout=120, caps=caps)
                 lg.wait_quiet(idle=self.q_short, timeout=60)
                 recip = self.recipients(srv, c["registered"])
                 senders = list(range(10))
@@ -473,7 +716,8 @@ class Bench:
                             f"; {busy:.2f} s of bursts used server CPU {cpu_s:.2f} s, loadgen"
                             f" CPU {lcpu_s:.2f} s (per million deliveries: server "
                             f"{cpu_s * per_m:.2f} s, loadgen {lcpu_s * per_m:.2f} s)")
-            self.add(Row("S1 fan-out burst", kind, n, med, p["p50"], p["p99"], p["max"],
+            self.add(Row("S1 fan-out burst" + (" (cap rooms)" if caps else ""), kind, n, med,
+                         p["p50"], p["p99"], p["max"],
                          st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
                          c["connect_s"], "; ".join(notes),
                          {"rates": rates, "lat_samples": p["n"]}))
@@ -483,15 +727,17 @@ class Bench:
 
     # --- S2 ----------------------------------------------------------------
     def steady_run(self, srv: ServerProc, lg: LoadGen, n_recv: int, msgs_s: float,
-                   duration: float, senders, also=None) -> dict:
+                   duration: float, senders, also=None, **kw) -> dict:
         """``msgs_s`` messages/s round-robin over ``senders`` for ``duration`` s;
-        ``also()`` starts at the same moment (the flooder)."""
+        ``also()`` starts at the same moment (the flooder); ``kw`` go to
+        LoadGen.steady.  With ``room_sizes`` the expected deliveries are
+        counted by the load generator, else ``n_recv`` per message."""
         lg.stats(reset=True, lat=True)
         cpu0, lcpu0 = srv.cpu(), lg.cpu()
         t0 = time.monotonic()
         if also is not None:
             also()
-        lg.steady(senders, msgs_s, duration)
+        lg.steady(senders, msgs_s, duration, **kw)
         time.sleep(duration)
         cpu1, lcpu1 = srv.cpu(), lg.cpu()
         wall = time.monotonic() - t0
@@ -500,7 +746,8 @@ class Bench:
         recip = self.recipients(srv, n_recv)
         span = ((got["last_mark_ns"] - got["first_send_ns"]) / 1e9
                 if got["last_mark_ns"] and got["first_send_ns"] else duration)
-        return {"sent": got["sent"], "marks": got["marks"], "expected": got["sent"] * recip,
+        expected = got["expected"] if kw.get("room_sizes") else got["sent"] * recip
+        return {"sent": got["sent"], "marks": got["marks"], "expected": expected,
                 "deliv_s": got["marks"] / max(span, duration), "lat": got["lat"],
                 "cpu": (cpu1 - cpu0) / wall, "lcpu": (lcpu1 - lcpu0) / wall,
                 "stats": got, "quiet": s.get("quiet")}
@@ -532,14 +779,25 @@ class Bench:
 
     # --- S3 ----------------------------------------------------------------
     def s3(self, kind: str) -> None:
+        self._s3(kind, caps=False)
+
+    def s3r(self, kind: str) -> None:
+        """S3 with clients that have the rooms cap (Parley only)."""
+        if kind != "parley":
+            log("    S3r needs the rooms cap: Parley only")
+            return
+        self._s3(kind, caps=True)
+
+    def _s3(self, kind: str, caps: bool) -> None:
         n = 500 if self.quick else self.args.s3_clients
         reg_timeout = 30.0 if self.quick else self.args.s3_timeout
-        srv = self.server(kind, "s3")
+        srv = self.server(kind, "s3r" if caps else "s3",
+                          parley_args=["--max-clients", str(max(20000, 2 * n))])
         lg = self.loadgen(srv)
         try:
             with Sampler(srv) as smp:
                 cpu0, lcpu0 = srv.cpu(), lg.cpu()
-                c = self.connect(lg, range(n), timeout=reg_timeout)
+                c = self.connect(lg, range(n), timeout=reg_timeout, caps=caps)
                 cpu_reg, lcpu_reg = srv.cpu() - cpu0, lg.cpu() - lcpu0
                 reg = c["registered"]
                 t_reg = time.monotonic()
@@ -567,7 +825,10 @@ class Bench:
                      f"{_f(cs['p99'] and cs['p99'] / 1e3, '{:.2f}')}/"
                      f"{_f(cs['max'] and cs['max'] / 1e3, '{:.2f}')} s; one message reached "
                      f"{got['marks']:,} clients ({recip:,} expected) in {_f(one, '{:.3f}')} s")
-            self.add(Row("S3 connect storm", kind, n, None, p["p50"], p["p99"], p["max"],
+            notes += (f"; welcomes {c['welcomes']:,}, presence frames {q.get('presence', 0):,}"
+                      f"; server peak RSS {_f(smp.max_rss)} MB")
+            self.add(Row("S3 connect storm" + (" (cap rooms)" if caps else ""), kind, n, None,
+                         p["p50"], p["p99"], p["max"],
                          st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
                          c["connect_s"], notes,
                          {"one_msg_s": one, "join_drain_s": drain, "connect": cs}))
@@ -820,6 +1081,287 @@ class Bench:
                      c["connect_s"], notes, {"samples": samples}))
         self.soak_samples = samples
 
+    # --- rooms: many clients over many rooms, plus direct messages -------------
+    def rooms(self, kind: str) -> None:
+        """1,000 clients with the rooms cap, 10 in each of 100 rooms (and all in
+        #general); every client sends; a share of the messages are DMs to a
+        random client.  Deliveries/s, delivery latency, ack latency."""
+        if kind != "parley":
+            log("    rooms and DMs need the rooms cap: Parley only")
+            return
+        a = self.args
+        n = 200 if self.quick else a.rooms_clients
+        nrooms = 20 if self.quick else a.rooms_count
+        duration = 2.0 if self.quick else a.rooms_seconds
+        rates = [float(x) for x in a.rooms_rates.split(",") if x.strip()]
+
+        def room_of(i: int) -> str:
+            return f"#r{i % nrooms}"
+
+        sizes: dict = {}
+        for i in range(n):
+            sizes[room_of(i)] = sizes.get(room_of(i), 0) + 1
+        srv = self.server(kind, "rooms")
+        lg = self.loadgen(srv)
+        try:
+            with Sampler(srv) as smp:
+                c = self.connect(lg, range(n), timeout=120, caps=True,
+                                 rooms_of=lambda i: [room_of(i)])
+                if c["registered"] < n:
+                    raise RuntimeError(f"only {c['registered']}/{n} registered: "
+                                       f"{c['fail_reasons']}")
+                lg.wait_quiet(idle=self.q_short, timeout=60)
+                for rate in rates:
+                    r = self.steady_run(srv, lg, 0, rate, duration, list(range(n)),
+                                        ack_lat=True, dm_frac=a.rooms_dm, dm_pool=list(range(n)),
+                                        room_sizes=sizes, tick=0.001)
+                    got = r["stats"]
+                    p = percentiles(r["lat"])
+                    pa = percentiles(got.get("ack_lat", []))
+                    st = srv.status()
+                    self.add(Row(f"Rooms {nrooms} rooms + {a.rooms_dm:.0%} DMs", kind, n,
+                                 r["deliv_s"], p["p50"], p["p99"], p["max"], st["rss_mb"],
+                                 st["hwm_mb"], smp.max_threads or st["threads"], c["connect_s"],
+                                 f"{rate:g} msg/s for {duration:g} s ({got['dms']:,} DMs); "
+                                 f"delivered {got['marks']:,}/{got['expected']:,}; acks "
+                                 f"{got['acks']:,}/{got['sent']:,}, ack p50/p99/max "
+                                 f"{_f(pa['p50'])}/{_f(pa['p99'])}/{_f(pa['max'])} ms; "
+                                 f"errors {got['errors'] or 0}; server CPU {r['cpu']:.0%}, "
+                                 f"loadgen CPU {r['lcpu']:.0%}"
+                                 f"{'' if r['quiet'] else '; NOT drained'}",
+                                 {"rate": rate, "ack": pa}))
+        finally:
+            lg.stop()
+            srv.stop()
+
+    # --- stored throughput: ack after commit ------------------------------------
+    def wait_acks(self, lg: LoadGen, target: int, timeout: float, idle: float = 3.0) -> dict:
+        deadline = time.monotonic() + timeout
+        last, last_change = -1, time.monotonic()
+        while True:
+            s = lg.stats()
+            now = time.monotonic()
+            if s["acks"] != last:
+                last, last_change = s["acks"], now
+            if s["acks"] >= target or now > deadline or now - last_change > idle:
+                return s
+            time.sleep(0.02)
+
+    def stored(self, kind: str) -> None:
+        """Many senders, each alone in its own room (one delivery per message,
+        so the store, not fan-out, is what is measured); every message is
+        labelled and acknowledged after its commit.  An offered-rate ladder for
+        sustained throughput, then a steady 2,000 msg/s for the ack latency."""
+        if kind != "parley":
+            log("    ack after commit: Parley only")
+            return
+        a = self.args
+        n = 50 if self.quick else a.stored_clients
+        duration = 1.5 if self.quick else a.stored_seconds
+        rates = [float(x) for x in a.stored_rates.split(",") if x.strip()]
+        plan = [(r, duration, "ladder") for r in rates] + \
+            [(a.stored_steady, 2.0 if self.quick else a.stored_steady_seconds, "steady")]
+        sizes = {f"#s{i}": 1 for i in range(n)}
+        srv = self.server(kind, "stored")
+        lg = self.loadgen(srv)
+        total_stored = 0
+        rows = []
+        try:
+            with Sampler(srv) as smp:
+                c = self.connect(lg, range(n), timeout=120, caps=True,
+                                 rooms_of=lambda i: [f"#s{i}"], part_general=True)
+                if c["registered"] < n:
+                    raise RuntimeError(f"only {c['registered']}/{n} registered: "
+                                       f"{c['fail_reasons']}")
+                lg.wait_quiet(idle=self.q_short, timeout=60)
+                for rate, secs, what in plan:
+                    lg.stats(reset=True, lat=True)
+                    cpu0, lcpu0 = srv.cpu(), lg.cpu()
+                    t0 = time.monotonic()
+                    lg.steady(list(range(n)), rate, secs, ack_lat=True, room_sizes=sizes,
+                              tick=0.002)
+                    time.sleep(secs)
+                    sent = lg.stats()["sent"]
+                    got = self.wait_acks(lg, sent, timeout=60)
+                    wall = time.monotonic() - t0
+                    cpu, lcpu = (srv.cpu() - cpu0) / wall, (lg.cpu() - lcpu0) / wall
+                    got = lg.stats(lat=True)
+                    total_stored += got["acks"]
+                    span = ((got["last_ack_ns"] - got["first_send_ns"]) / 1e9
+                            if got["last_ack_ns"] and got["first_send_ns"] else None)
+                    tail = ((got["last_ack_ns"] - got["last_send_ns"]) / 1e9
+                            if got["last_ack_ns"] and got["last_send_ns"] else None)
+                    acked_s = got["acks"] / span if span else None
+                    pa = percentiles(got["ack_lat"])
+                    st = srv.status()
+                    kept_up = (got["acks"] == got["sent"] and not got["late_skipped"]
+                               and tail is not None and tail < 0.5)
+                    row = Row(f"Stored {what} (ack after commit)", kind, n, acked_s, pa["p50"],
+                              pa["p99"], pa["max"], st["rss_mb"], st["hwm_mb"],
+                              smp.max_threads or st["threads"], c["connect_s"],
+                              f"offered {rate:,.0f} msg/s for {secs:g} s: sent {got['sent']:,}"
+                              f" (late, not sent: {got['late_skipped']:,}), acked "
+                              f"{got['acks']:,} = {_deliv(acked_s)} msg/s stored; last ack "
+                              f"{_f(tail, '{:.2f}')} s after the last send "
+                              f"({'kept up' if kept_up else 'DID NOT keep up'}); "
+                              f"delivered {got['marks']:,}; errors {got['errors'] or 0}; "
+                              f"server CPU {cpu:.0%}, loadgen CPU {lcpu:.0%}; "
+                              f"latency columns are the ACK latency",
+                              {"offered": rate, "kept_up": kept_up, "tail_s": tail})
+                    rows.append(row)
+                    self.add(row)
+        finally:
+            lg.stop()
+            srv.stop()
+        if total_stored:
+            log(f"    database after {total_stored:,} stored messages (and {n} sessions): "
+                f"{srv.db_bytes:,} bytes = {srv.db_bytes / total_stored:.0f} B/message")
+            for r in rows:
+                r.extra["db_bytes"] = srv.db_bytes
+                r.extra["stored"] = total_stored
+
+    # --- a mass disconnect ---------------------------------------------------------
+    def disconnect(self, kind: str) -> None:
+        """N users connected; every socket closed at once (no bye); a new client's
+        time to its welcome, probed right away and then every 0.25 s for 5 s;
+        and how long until the server's user list is back to the probes."""
+        if kind != "parley":
+            log("    mass disconnect: Parley only")
+            return
+        a = self.args
+        n = 500 if self.quick else a.disconnect_clients
+        for caps in [x.strip() == "caps" for x in a.disconnect_variants.split(",") if x.strip()]:
+            self._disconnect(kind, n, caps)
+
+    def _disconnect(self, kind: str, n: int, caps: bool) -> None:
+        srv = self.server(kind, "disc-caps" if caps else "disc",
+                          parley_args=["--max-clients", str(max(20000, 2 * n))])
+        lg = self.loadgen(srv)
+        probes: list = []
+        try:
+            with Sampler(srv) as smp:
+                c = self.connect(lg, range(n), timeout=self.args.s3_timeout, caps=caps)
+                q = lg.wait_quiet(idle=self.q_idle, timeout=self.args.s3_timeout)
+                st0 = srv.status()
+                base = probe(srv.port, "probe-before", caps=caps)
+                watcher = probe(srv.port, "watcher", caps=False, keep=True)
+                cpu0 = srv.cpu()
+                # every socket closed at once: the workers close theirs in parallel
+                t_close = time.monotonic()
+                for wid in range(lg.nworkers):
+                    lg._send(wid, "close")
+                k = 0
+                first = probe(srv.port, f"probe{k}", caps=caps)
+                probes.append((time.monotonic() - t_close, first))
+                for wid in range(lg.nworkers):
+                    lg._recv(wid, 60)
+                t_closed = time.monotonic() - t_close
+                users_empty = None
+                next_probe = t_close + 0.25
+                while time.monotonic() - t_close < 5.0:
+                    now = time.monotonic()
+                    if now >= next_probe:
+                        k += 1
+                        probes.append((now - t_close, probe(srv.port, f"probe{k}", caps=caps)))
+                        next_probe += 0.25
+                    if users_empty is None and watcher["sock"] is not None:
+                        users = ask_users(watcher, timeout=5.0)
+                        if users is not None and len(users) <= 2:
+                            users_empty = time.monotonic() - t_close
+                    time.sleep(0.02)
+                cpu = srv.cpu() - cpu0
+                if watcher["sock"] is not None:
+                    watcher["sock"].close()
+                st = srv.status()
+        finally:
+            lg.stop()
+            srv.stop()
+        waits = [p_["welcome_s"] for _, p_ in probes if p_["welcome_s"] is not None]
+        failed = sum(1 for _, p_ in probes if p_["welcome_s"] is None)
+        notes = (f"{c['registered']:,} connected in {_f(c['connect_s'], '{:.2f}')} s "
+                 f"({'rooms cap' if caps else 'protocol 1'})"
+                 f"{'' if q.get('quiet') else ' (joins NOT drained before the close)'}; all closed by the load generator "
+                 f"within {t_closed:.2f} s; a new client's welcome: right after the close "
+                 f"{_f(first['welcome_s'] and first['welcome_s'] * 1e3)} ms, then "
+                 f"{len(probes) - 1} probes over 5 s: max "
+                 f"{_f(max(waits) * 1e3 if waits else None)} ms, median "
+                 f"{_f(sorted(waits)[len(waits) // 2] * 1e3 if waits else None)} ms, failed "
+                 f"{failed}; before the disconnect {_f(base['welcome_s'] and base['welcome_s'] * 1e3)}"
+                 f" ms; the server's user list was down to the probes after "
+                 f"{_f(users_empty, '{:.2f}')} s; server CPU in those 5 s {cpu:.1f} s; "
+                 f"RSS {_f(st0['rss_mb'])} -> {_f(st['rss_mb'])} MB")
+        self.add(Row("Mass disconnect" + (" (cap rooms)" if caps else ""), kind, n, None,
+                     first["welcome_s"] and first["welcome_s"] * 1e3,
+                     None, max(waits) * 1e3 if waits else None, st["rss_mb"], st["hwm_mb"],
+                     smp.max_threads or st["threads"], c["connect_s"], notes,
+                     {"probes": [(t, p_["welcome_s"]) for t, p_ in probes],
+                      "users_empty_s": users_empty}))
+
+    # --- a big database: start time, RSS, pages and searches through the server --
+    def bigdb(self, kind: str) -> None:
+        if kind != "parley":
+            log("    a stored history: Parley only")
+            return
+        a = self.args
+        count = 20000 if self.quick else a.bigdb_messages
+        tmp = tempfile.mkdtemp(prefix="parley-bench-bigdb-")
+        try:
+            empty_dir = os.path.join(tmp, "empty")
+            big_dir = os.path.join(tmp, "big")
+            os.makedirs(empty_dir)
+            os.makedirs(big_dir)
+            t = time.monotonic()
+            info = fill_db(os.path.join(big_dir, "parley.db"), count, rooms=a.bigdb_rooms)
+            fill_s = time.monotonic() - t
+            size = _dir_bytes(big_dir)
+            log(f"    filled {count:,} messages in {fill_s:.1f} s: {size:,} bytes on disk "
+                f"({size / count:.0f} B/message)")
+            for label, d, n in (("empty", empty_dir, 0), ("1M" if count == 1_000_000
+                                                           else f"{count:,}", big_dir, count)):
+                starts, rss_start, rss_after, hist, search = [], [], [], [], []
+                for k in range(a.bigdb_starts):
+                    srv = ServerProc("parley", self.logdir, f"{self.counter:02d}-bigdb-{label}-{k}",
+                                     parley_args=["--data-dir", d])
+                    self.counter += 1
+                    t0 = time.monotonic()
+                    srv.start(poll=0.005)
+                    started = time.monotonic() - t0
+                    try:
+                        w = probe(srv.port, "starter", caps=True, keep=True)
+                        starts.append((started, started + (w["welcome_s"] or 0)))
+                        rss_start.append(srv.status()["rss_mb"])
+                        if k == 0 and w["sock"] is not None:
+                            h, s_ = query_timings(w, info if n else None, a.bigdb_queries)
+                            hist, search = h, s_
+                            rss_after.append(srv.status()["rss_mb"])
+                        if w["sock"] is not None:
+                            w["sock"].close()
+                    finally:
+                        srv.stop()
+                ph, ps = percentiles([x * 1e9 for x in hist]), percentiles([x * 1e9 for x in search])
+                st_s = sorted(x[0] for x in starts)
+                wl_s = sorted(x[1] for x in starts)
+                self.add(Row(f"Big database ({label})", kind, 1, None, ph["p50"], ph["p99"],
+                             ph["max"], rss_start[0] if rss_start else None,
+                             rss_after[0] if rss_after else None, None,
+                             st_s[len(st_s) // 2] if st_s else None,
+                             f"{n:,} stored messages; start to listening: "
+                             f"{', '.join(f'{x:.2f}' for x in st_s)} s, to a welcome "
+                             f"{', '.join(f'{x:.2f}' for x in wl_s)} s ({len(starts)} starts); "
+                             f"RSS after start {_f(rss_start[0] if rss_start else None)} MB, "
+                             f"after the queries {_f(rss_after[0] if rss_after else None)} MB"
+                             + (f"; history page of 100 ({ph['n']} pages): p50/p99/max "
+                                f"{_f(ph['p50'])}/{_f(ph['p99'])}/{_f(ph['max'])} ms; search "
+                                f"({ps['n']} queries, 50 results max): p50/p99/max "
+                                f"{_f(ps['p50'])}/{_f(ps['p99'])}/{_f(ps['max'])} ms; "
+                                f"{size / count:.0f} B/message on disk; latency columns are "
+                                f"the history page" if n else "")
+                             + "; peak column = RSS after the queries",
+                             {"starts": starts, "search": ps, "history": ph,
+                              "bytes": size if n else None, "fill_s": fill_s if n else None}))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     # --- scaling -----------------------------------------------------------
     def scale(self, kind: str) -> None:
         sizes = [10, 100, 1000] if self.quick else [10, 100, 1000, 10000]
@@ -876,6 +1418,27 @@ def main(argv: Optional[list] = None) -> int:
                     help="S6 disconnect probability per client per second "
                          "(default 0.002, i.e. one a second at 500 clients; 0.05 with --quick)")
     ap.add_argument("--scale-rate", type=float, default=20.0, help="msgs/s for the scaling table")
+    ap.add_argument("--rooms-clients", type=int, default=1000)
+    ap.add_argument("--rooms-count", type=int, default=100, help="rooms in the rooms scenario")
+    ap.add_argument("--rooms-dm", type=float, default=0.1, help="share of messages that are DMs")
+    ap.add_argument("--rooms-rates", default="2000,5000",
+                    help="messages/s (comma list, one row each) in the rooms scenario")
+    ap.add_argument("--rooms-seconds", type=float, default=10.0)
+    ap.add_argument("--stored-clients", type=int, default=200, help="senders in 'stored'")
+    ap.add_argument("--stored-rates", default="5000,10000,20000,30000",
+                    help="offered messages/s (comma list) for the sustained-throughput ladder")
+    ap.add_argument("--stored-seconds", type=float, default=5.0, help="length of each step")
+    ap.add_argument("--stored-steady", type=float, default=2000.0,
+                    help="messages/s of the ack-latency run")
+    ap.add_argument("--stored-steady-seconds", type=float, default=10.0)
+    ap.add_argument("--disconnect-clients", type=int, default=10000)
+    ap.add_argument("--disconnect-variants", default="p1,caps",
+                    help="p1 (protocol-1 clients), caps (rooms cap): comma list")
+    ap.add_argument("--bigdb-messages", type=int, default=1_000_000)
+    ap.add_argument("--bigdb-rooms", type=int, default=100)
+    ap.add_argument("--bigdb-starts", type=int, default=3, help="server starts per database")
+    ap.add_argument("--bigdb-queries", type=int, default=200,
+                    help="history pages and searches (each) through the server")
     ap.add_argument("--parley-arg", action="append",
                     help="extra argument for python_server.py (repeatable), e.g. "
                          "--parley-arg=--max-clients=20000")
