@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from parley import protocol as p  # noqa: E402
-from parley.client.session import Session, SessionState, StateChanged  # noqa: E402
+from parley.client.session import Session, SessionState, StateChanged  # noqa: E402,F401
 from parley.server.app import Server  # noqa: E402
 from parley.server.connection import Limits  # noqa: E402
 
@@ -128,6 +128,12 @@ class Peer:
     def messages(self, sender: Optional[str] = None) -> list[p.Message]:
         return [e for e in self.seen if isinstance(e, p.Message)
                 and (sender is None or e.sender == sender)]
+
+    def join_room(self, room: str) -> p.RoomInfo:
+        """Join ``room`` and wait until the server confirms it."""
+        label = self.session.join(room)
+        return self.wait_for(lambda e: isinstance(e, p.RoomInfo) and e.label == label,
+                             what=f"{self.name} in {room}")
 
     def say_all(self, texts: Iterable[str], timeout: float = WAIT) -> None:
         for t in texts:
@@ -388,7 +394,7 @@ def client_argv(port: int, *args: str) -> list[str]:
 
 # --- interactive-mode steps shared by the pty tests ------------------------------------------
 MODES = {"toolkit": [], "plain": ["--plain"]}      # prompt_toolkit, or the readline fallback
-PROMPT = "> "
+PROMPT = "#general> "
 
 
 def artifact_name(request) -> str:

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
+
+import pytest
 
 from cli_helpers import Limits, p, run_client
 
@@ -86,7 +90,7 @@ def test_name_required_when_stdin_is_piped(server):
     r = run_client(server.port, input="hello\n")
     assert r.returncode == 2
     assert "--name is required" in r.stderr
-    assert not server.hub.members          # it did not even connect
+    assert server.hub.count == 0           # it did not even connect
 
 
 def test_name_taken_exits_one_with_a_clear_message(server, peers):
@@ -127,3 +131,141 @@ def test_connection_refused_in_listen_mode():
         r = run_client(port, "--listen", timeout=10)
     assert r.returncode == 1
     assert "Is the server running" in r.stderr
+
+
+# --- rooms and direct messages ----------------------------------------------------------
+def by_id(peer, name: str) -> list[tuple]:
+    """What ``name`` sent, in the order it was sent (ids are given in commit order;
+    rooms are delivered independently, so arrival order across rooms may differ)."""
+    peer.wait_leave(name)
+    return [(m.room, m.to, m.kind, m.text)
+            for m in sorted(peer.messages(sender=name), key=lambda m: m.id)]
+
+
+def test_room_option_sends_every_line_to_the_room(server, peers):
+    watcher = peers(server.port, "watcher")
+    watcher.join_room("#ops")
+    r = run_client(server.port, "--name", "bot", "--room", "#ops",
+                   input="deploy started\n/me deploys\n//etc is fine\ndeploy done\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert by_id(watcher, "bot") == [("#ops", None, "say", "deploy started"),
+                                     ("#ops", None, "me", "deploys"),
+                                     ("#ops", None, "say", "/etc is fine"),
+                                     ("#ops", None, "say", "deploy done")]
+
+
+def test_room_option_creates_the_room_and_accepts_a_name_without_hash(server, peers):
+    watcher = peers(server.port, "watcher")
+    r = run_client(server.port, "--name", "bot", "--room", "builds", input="green\n")
+    assert r.returncode == 0, r.stderr
+    label = watcher.session.list_rooms()
+    rooms = watcher.wait_for(lambda e: isinstance(e, p.RoomList) and e.label == label)
+    assert [x["room"] for x in rooms.rooms] == ["#builds", "#general"]
+    info = watcher.join_room("#builds")
+    assert [h["text"] for h in info.history] == ["green"]
+
+
+def test_to_option_sends_direct_messages_nobody_else_sees(server, peers):
+    bob = peers(server.port, "bob")
+    carol = peers(server.port, "carol")
+    r = run_client(server.port, "--name", "bot", "--to", "bob", input="psst\n/me whispers\n")
+    assert r.returncode == 0, r.stderr
+    assert by_id(bob, "bot") == [(None, "bob", "say", "psst"), (None, "bob", "me", "whispers")]
+    carol.wait_leave("bot")
+    assert carol.messages(sender="bot") == []
+
+
+def test_to_nobody_exits_one(server):
+    r = run_client(server.port, "--name", "bot", "--to", "nobody", input="hello?\n")
+    assert r.returncode == 1
+    assert "no_such_user" in r.stderr
+
+
+@pytest.mark.parametrize("args,why", [
+    (["--room", "#bad!"], "room names may use only"),
+    (["--room", "#" + "x" * 33], "at most 32"),
+    (["--to", "no spaces"], "names may use only"),
+    (["--room", "#a", "--to", "bob"], "not allowed with"),
+    (["--all"], "--all goes with --listen"),
+])
+def test_bad_target_options_exit_two(server, args, why):
+    r = run_client(server.port, "--name", "bot", *args, input="hello\n")
+    assert r.returncode == 2
+    assert why in r.stderr
+    assert server.hub.count == 0
+
+
+def test_script_commands_move_between_conversations(server, peers):
+    watcher = peers(server.port, "watcher")
+    watcher.join_room("#ops")
+    script = ("in general\n/join #ops\nin ops\n/msg watcher psst\n/switch @watcher\nalso dm\n"
+              "/switch #general\nback\n/rooms\n/frobnicate\n")
+    r = run_client(server.port, "--name", "bot", input=script)
+    assert r.returncode == 0, r.stderr
+    assert "skipped '/rooms' (interactive only)" in r.stderr
+    assert "unknown command '/frobnicate'" in r.stderr
+    assert by_id(watcher, "bot") == [("#general", None, "say", "in general"),
+                                     ("#ops", None, "say", "in ops"),
+                                     (None, "watcher", "say", "psst"),
+                                     (None, "watcher", "say", "also dm"),
+                                     ("#general", None, "say", "back")]
+
+
+def test_usage_error_in_a_script_is_skipped_not_sent(server, peers):
+    watcher = peers(server.port, "watcher")
+    r = run_client(server.port, "--name", "bot", input="/switch #nowhere!\nstill sent\n")
+    assert r.returncode == 0, r.stderr             # a usage error is skipped, not sent
+    assert "not a room name" in r.stderr
+    assert by_id(watcher, "bot") == [("#general", None, "say", "still sent")]
+
+
+class SilentServer:
+    """Welcomes a client, then never acknowledges anything."""
+
+    def __init__(self):
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.got: list = []
+        self.conns: list = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        conn, _ = self.lsock.accept()
+        self.conns.append(conn)
+        decoder = p.FrameDecoder(p.CLIENT_FRAMES)
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                conn.close()
+                return
+            for f in decoder.feed(data):
+                self.got.append(f)
+                if isinstance(f, p.Hello):
+                    conn.sendall(p.encode(p.Welcome(
+                        version=1, server="silent", name=f.name, users=[f.name], last_id=0,
+                        token="t", limits={"rate": 100.0, "burst": 100}, caps=["rooms"],
+                        rooms=[p.RoomInfo(room="#general", count=1).to_dict()])))
+
+    def close(self) -> None:
+        self.lsock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_not_acknowledged_within_the_timeout_exits_one():
+    silent = SilentServer()
+    try:
+        started = time.monotonic()
+        r = run_client(silent.port, "--name", "bot", "--timeout", "1",
+                       input="one\ntwo\n", timeout=15)
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert r.returncode == 1
+    assert "2 of 2 messages were not acknowledged in time" in r.stderr
+    assert took < 8
+    assert [f.text for f in silent.got if isinstance(f, p.Say)] == ["one", "two"]

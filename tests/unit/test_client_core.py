@@ -236,3 +236,20 @@ def test_history_cursor_keeps_the_oldest_id_per_conversation():
         cur.seen("#A", i)
     cur.seen("@bob", 7)
     assert (cur.before("#a"), cur.before("@BOB")) == (40, 7)
+
+
+def test_event_conversation():
+    ec = core.event_conversation
+    assert ec(p.Message(id=1, ts="", sender="bob", text="x", room="#py"), "me") == "#py"
+    assert ec(p.Message(id=1, ts="", sender="bob", text="x", to="me"), "me") == "@bob"
+    assert ec(p.Message(id=1, ts="", sender="me", text="x", to="bob"), "ME") == "@bob"
+    assert ec(p.Join(id=1, ts="", name="bob"), "me") == GEN          # protocol 1
+    assert ec(p.Topic(id=1, ts="", room="#py", topic="t", by="bob"), "me") == "#py"
+    assert ec(p.RoomInfo(room="#py", count=1), "me") == "#py"
+    assert ec(p.Presence(room="#big", count=900), "me") == "#big"
+    assert ec(p.Unread(count=1, peer="bob"), "me") == "@bob"
+    assert ec(p.HistoryPage(messages=[], more=False, peer="bob"), "me") == "@bob"
+    assert ec(p.UserList(users=[], room="#py"), "me") == "#py"
+    assert ec(p.UserList(users=[]), "me") is None
+    assert ec(p.RoomList(rooms=[]), "me") is None
+    assert ec(p.Error(code="x", message="y"), "me") is None

@@ -2,23 +2,29 @@
 
 Three ways to use it:
 
-* interactive (stdin is a terminal): type to chat; incoming messages are
-  printed above the input line without garbling it (prompt_toolkit when it is
-  installed, otherwise readline with a redraw);
-* scripting (stdin is a pipe or file): every input line is sent as a message;
-  at the end of input the client waits until the server acknowledged each one,
-  then exits (0 if all were accepted);
-* ``--listen``: print incoming messages one per line (``--json`` for JSON
-  Lines) until interrupted.
+* interactive (stdin is a terminal): you are in one conversation at a time
+  (a room ``#general`` or a direct conversation ``@bob``), shown in the prompt
+  (``#general> ``); what you type goes there.  Lines of other conversations are
+  printed with a ``[#room]`` / ``[@bob]`` prefix.  /switch changes the
+  conversation, /help lists the commands.  Incoming lines are printed above
+  the input line without garbling it (prompt_toolkit when it is installed,
+  otherwise readline with a redraw);
+* scripting (stdin is a pipe or file): every input line is sent as a message
+  (to #general, ``--room #x`` or ``--to NAME``); at the end of input the client
+  waits until the server acknowledged each one, then exits (0 if all were
+  accepted);
+* ``--listen``: print what happens, one line per event (``--json``: every
+  frame as JSON Lines) in every conversation (``--all``, the default) or one
+  (``--room #x``, joined if needed; ``--to NAME``) until interrupted.
 
-All networking is in ``parley.client.session``; this module only renders
-events and turns what the user types into session calls.
+All networking is in ``parley.client.session`` and all parsing in
+``parley.client.core``; this module only renders events and turns what the
+user types into session calls.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import hashlib
+import collections
 import json
 import logging
 import os
@@ -26,52 +32,47 @@ import queue
 import re
 import sys
 import threading
+import time
 from typing import Callable, Optional
 
 from .. import __version__
 from .. import protocol as p
-from .session import (ConnectFailed, NameRefused, OfflineQueueFull, Session, SessionState,
-                      StateChanged)
+from . import core
+from .session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQueueFull,
+                      Session, SessionState, StateChanged)
 
-HELP = """Commands:
-  /users          who is online
-  /me <action>    send an action, shown as "* you <action>"
-  /help           this help
-  /exit           leave (Ctrl-D works too)
-  //text          send a message that starts with "/"
-Anything else is sent to everyone."""
+HELP = core.HELP
 
 TROUBLESHOOTING = """  Is the server running?  Start one with:  python python_server.py
   Check the address:      python python_client.py --host HOST --port PORT
   A firewall may also block the port."""
 
-# 256-colour palette readable on dark and light terminals
+# 256-colour palette readable on dark and light terminals, indexed by core.name_colour_index
 NAME_COLOURS = [39, 208, 141, 77, 203, 214, 45, 171, 113, 220, 75, 168]
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+TIME = "%H:%M:%S"
 
 
 def name_colour(name: str) -> int:
-    digest = hashlib.blake2s(name.casefold().encode("utf-8"), digest_size=2).digest()
-    return NAME_COLOURS[int.from_bytes(digest, "big") % len(NAME_COLOURS)]
+    return NAME_COLOURS[core.name_colour_index(name, len(NAME_COLOURS))]
 
 
 def local_time(ts: str) -> str:
     """Server UTC timestamp -> local HH:MM:SS."""
-    try:
-        t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
-    except ValueError:
-        return ts[11:19]
-    return t.replace(tzinfo=datetime.timezone.utc).astimezone().strftime("%H:%M:%S")
+    return core.local_time(ts, TIME)
 
 
 class Formatter:
-    """Turns events into terminal lines, coloured or not."""
+    """Turns events into terminal lines, coloured or not.  ``current`` is the
+    conversation on screen: lines of others get a ``[#room]`` prefix."""
 
-    def __init__(self, me: str = "", colour: bool = True, hints: bool = True):
+    def __init__(self, me: str = "", colour: bool = True, hints: bool = True,
+                 current: Optional[str] = p.GENERAL):
         self.me = me
         self.colour = colour
         self.hints = hints          # interactive: mention /help
         self.welcomed = False
+        self.current = current
 
     def _c(self, code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
@@ -83,29 +84,67 @@ class Formatter:
     def dim(self, text: str) -> str:
         return self._c("2", text)
 
+    def error(self, text: str) -> str:
+        return self._c("31", f"! {text}")
+
+    def notice(self, text: str) -> str:
+        return self._c("32", f"*** {text}")
+
     def text(self, text: str) -> str:
         text = _UNSAFE.sub("\ufffd", text).replace("\t", "    ")
-        lines = text.split("\n")
-        body = "\n    ".join(lines)
-        if self.me and re.search(rf"(?<![\w.-]){re.escape(self.me)}(?![\w-])", text, re.I):
+        body = "\n    ".join(text.split("\n"))
+        if core.mentions(text, self.me):
             body = self._c("1;33", body)          # a mention of me
         return body
 
-    def event(self, ev: object) -> Optional[str]:
+    def prefix(self, conv: Optional[str]) -> str:
+        if conv is None or core.same_conv(conv, self.current):
+            return ""
+        return self._c("36", core.conv_prefix(conv).rstrip()) + " "
+
+    def message(self, ev: p.Message, when: Optional[str] = None, conv: Optional[str] = "") -> str:
+        if conv == "":
+            conv = p.conversation(ev, self.me)
+        when = self.dim(when if when is not None else local_time(ev.ts))
+        if ev.kind == "me":
+            return f"{self.prefix(conv)}{when} * {self.name(ev.sender)} {self.text(ev.text)}"
+        return f"{self.prefix(conv)}{when} {self.name(ev.sender)}: {self.text(ev.text)}"
+
+    def history_frame(self, ev: p.Event) -> Optional[str]:
+        """A message, join, leave or topic (live or from a history page)."""
         if isinstance(ev, p.Message):
-            when = self.dim(local_time(ev.ts))
-            if ev.kind == "me":
-                return f"{when} * {self.name(ev.sender)} {self.text(ev.text)}"
-            return f"{when} {self.name(ev.sender)}: {self.text(ev.text)}"
+            return self.message(ev)
+        conv = p.conversation(ev, self.me)
         if isinstance(ev, p.Join):
-            return self.dim(f"{local_time(ev.ts)} → {ev.name} joined")
+            return self.prefix(conv) + self.dim(f"{local_time(ev.ts)} → {ev.name} joined")
         if isinstance(ev, p.Leave):
             why = p.LEAVE_REASONS.get(ev.reason, ev.reason)
-            return self.dim(f"{local_time(ev.ts)} ← {ev.name} left ({why})")
+            return self.prefix(conv) + self.dim(f"{local_time(ev.ts)} ← {ev.name} left ({why})")
+        if isinstance(ev, p.Topic):
+            what = f"set the topic: {ev.topic}" if ev.topic else "cleared the topic"
+            return self.prefix(conv) + self.dim(f"{local_time(ev.ts)} ") + \
+                f"{self.name(ev.by)} {self.text(what)}"
+        return None
+
+    def event(self, ev: object) -> Optional[str]:
+        if isinstance(ev, p.HISTORY_FRAMES):
+            return self.history_frame(ev)
         if isinstance(ev, p.UserList):
+            if ev.room:
+                return self.prefix(ev.room) + self.users(ev.users, f"in {ev.room}")
             return self.users(ev.users)
+        if isinstance(ev, p.Presence):
+            bits = []
+            if ev.joined_count:
+                bits.append(f"→ {ev.joined_count} joined ({', '.join(ev.joined)}"
+                            + ("…" if ev.joined_count > len(ev.joined) else "") + ")")
+            if ev.left_count:
+                bits.append(f"← {ev.left_count} left ({', '.join(ev.left)}"
+                            + ("…" if ev.left_count > len(ev.left) else "") + ")")
+            return self.prefix(ev.room) + self.dim(
+                "; ".join(bits + [f"{ev.count} in {ev.room}"]))
         if isinstance(ev, p.Error):
-            return self._c("31", f"! {ev.message} ({ev.code})")
+            return self.error(f"{ev.message} ({ev.code})")
         if isinstance(ev, p.Bye):
             return self._c("33", f"*** server: {ev.message or ev.reason}")
         if isinstance(ev, StateChanged):
@@ -120,24 +159,36 @@ class Formatter:
                 return self._c("32", "*** ") + self.users(ev.users)
             self.welcomed = True
             hint = self.dim("  Type /help for commands.") if self.hints else ""
-            return self._c("32", f"*** connected as {ev.name}. ") + self.users(ev.users) + hint
+            rooms = [r.get("room") for r in (ev.rooms or []) if isinstance(r.get("room"), str)]
+            where = f" You are in {', '.join(rooms)}." if len(rooms) > 1 else ""
+            return (self._c("32", f"*** connected as {ev.name}. ") + self.users(ev.users)
+                    + where + hint)
         return None
 
-    def users(self, users: list[str]) -> str:
+    def users(self, users: list[str], where: str = "online") -> str:
         names = sorted(users, key=str.casefold)
-        return f"{len(names)} online: " + ", ".join(self.name(n) for n in names)
+        return f"{len(names)} {where}: " + ", ".join(self.name(n) for n in names)
+
+    def room_info(self, ev: p.RoomInfo) -> str:
+        who = (self.users(ev.members, "here") if ev.members is not None
+               else f"{ev.count} here")
+        topic = f" — topic: {self.text(ev.topic)}" if ev.topic else ""
+        return self.prefix(ev.room) + self.notice(f"{ev.room}: ") + who + topic
 
 
 def json_line(ev: object) -> Optional[str]:
-    if isinstance(ev, (p.Message, p.Join, p.Leave, p.Error, p.Bye, p.UserList)):
-        return json.dumps(ev.to_dict(), ensure_ascii=False)
-    return None
+    """A server frame as one JSON line (the welcome without its secret token and
+    without its history, which follows as separate lines)."""
+    if not isinstance(ev, p.Event) or isinstance(ev, (p.Ping, p.Pong)):
+        return None
+    d = ev.to_dict()
+    if isinstance(ev, p.Welcome):
+        d.pop("token", None)
+        d.pop("history", None)
+    return json.dumps(d, ensure_ascii=False)
 
 
 # --- output that never garbles the input line ---------------------------------
-PROMPT = "> "
-
-
 def _readline_redisplay():
     """readline's own redraw (prompt, buffer and cursor where readline has it),
     or None where it cannot be reached."""
@@ -154,14 +205,15 @@ def _readline_redisplay():
 
 class PlainConsole:
     """input() with readline.  An incoming line is printed above the prompt and
-    readline redraws the half-typed line with the cursor where it was."""
+    readline redraws the half-typed line with the cursor where it was.
+    ``prompt()`` gives the prompt text (it shows the current conversation)."""
 
-    def __init__(self, colour: bool):
+    def __init__(self, colour: bool, prompt: Callable[[], str]):
         self.lock = threading.Lock()
         self.reading = False
-        # \001 and \002 tell readline the escape codes take no room on screen
-        self.input_prompt = "\001\x1b[1m\002" + PROMPT + "\001\x1b[0m\002" if colour else PROMPT
-        self.prompt = "\x1b[1m" + PROMPT + "\x1b[0m" if colour else PROMPT
+        self.colour = colour
+        self.prompt_text = prompt
+        self.shown = prompt()        # the prompt of the input() in progress
         try:
             import readline
             self.readline = readline
@@ -181,13 +233,17 @@ class PlainConsole:
                 self.redisplay()
             else:
                 typed = self.readline.get_line_buffer() if self.readline else ""
-                sys.stdout.write(self.prompt + typed)
+                shown = "\x1b[1m" + self.shown + "\x1b[0m" if self.colour else self.shown
+                sys.stdout.write(shown + typed)
                 sys.stdout.flush()
 
     def read(self) -> str:
         # Hold the lock while readline draws the prompt: its pre-input hook runs
         # once the prompt is on screen and only then lets incoming lines through,
         # so they can never cut into the prompt's own escape codes.
+        self.shown = self.prompt_text()
+        # \001 and \002 tell readline the escape codes take no room on screen
+        prompt = "\001\x1b[1m\002" + self.shown + "\001\x1b[0m\002" if self.colour else self.shown
         hooked = (self.readline is not None and sys.stdin.isatty() and sys.stdout.isatty())
         self.lock.acquire()
         if hooked:
@@ -196,7 +252,7 @@ class PlainConsole:
             self.reading = True
             self.lock.release()
         try:
-            return input(self.input_prompt)
+            return input(prompt)
         finally:
             if hooked:
                 self.readline.set_pre_input_hook(None)
@@ -210,18 +266,29 @@ class PlainConsole:
         self.lock.release()
 
 
-# --- the client ---# --- the client ---------------------------------------------------------------
+# --- the client ---------------------------------------------------------------
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="parley", description="Parley chat client for the terminal and for scripts.",
-        epilog="With stdin not a terminal, each input line is sent as a message and the "
-               "client exits once the server has acknowledged them all.")
+        epilog="With stdin not a terminal, each input line is sent as a message (to #general, "
+               "--room or --to) and the client exits once the server has acknowledged them "
+               "all: 0 if every line was accepted, 1 if not (or not within --timeout).")
     ap.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8888, help="server port (default 8888)")
     ap.add_argument("--name", help="your user name (asked for if absent)")
+    target = ap.add_mutually_exclusive_group()
+    target.add_argument("--room", metavar="#ROOM",
+                        help="scripting: send every line to this room (joined if needed); "
+                             "--listen: follow only this room; interactive: start in it")
+    target.add_argument("--to", metavar="NAME",
+                        help="scripting: send every line to NAME as a direct message; "
+                             "--listen: follow only the conversation with NAME")
+    target.add_argument("--all", action="store_true",
+                        help="--listen: follow every conversation you are in (the default)")
     ap.add_argument("--listen", action="store_true",
                     help="print incoming messages one per line until interrupted")
-    ap.add_argument("--json", action="store_true", help="with --listen: print JSON Lines")
+    ap.add_argument("--json", action="store_true",
+                    help="with --listen: print every frame as JSON Lines")
     ap.add_argument("--no-color", action="store_true",
                     help="no colours (also when NO_COLOR is set)")
     ap.add_argument("--plain", action="store_true",
@@ -231,7 +298,21 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--log-level", default="warning",
                     choices=["debug", "info", "warning", "error"], help="default warning")
     ap.add_argument("--version", action="version", version=f"parley {__version__}")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.room is not None:
+        room = args.room if args.room.startswith("#") else "#" + args.room
+        problem = p.validate_room(room)
+        if problem:
+            ap.error(f"--room {args.room}: {problem} ({p.ROOM_RULES})")
+        args.room = room
+    if args.to is not None:
+        problem = p.validate_name(args.to.lstrip("@"))
+        if problem:
+            ap.error(f"--to {args.to}: {problem}")
+        args.to = args.to.lstrip("@")
+    if args.all and not args.listen:
+        ap.error("--all goes with --listen")
+    return args
 
 
 class Client:
@@ -241,6 +322,11 @@ class Client:
         self.session: Optional[Session] = None
         self.failed = 0          # messages the server refused
         self.welcome: Optional[p.Welcome] = None
+        self.current = p.GENERAL                     # the conversation on screen
+        self.asked: dict[str, tuple] = {}            # label -> what we asked, to show the answer
+        self.cursor = core.HistoryCursor()           # /history goes on from here
+        self.unread_due = False                      # an unread summary is owed
+        self.backlog: collections.deque = collections.deque()   # events read ahead
 
     def err(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -291,6 +377,199 @@ class Client:
             elif isinstance(ev, StateChanged) and ev.state is SessionState.RECONNECTING:
                 self.err(f"Connection lost ({ev.detail}); retrying in {ev.retry_in:g} s…")
 
+    def next_event(self, timeout: Optional[float] = None):
+        """The next session event: first those read ahead by ``join_and_wait``."""
+        if self.backlog:
+            return self.backlog.popleft()
+        if timeout == 0:
+            return self.session.events.get_nowait()
+        return self.session.events.get(timeout=timeout)
+
+    def join_and_wait(self, room: str) -> Optional[str]:
+        """Scripting and --listen: join ``room`` unless already in it; None when
+        in, else why not.  Events read meanwhile are kept, in order, for later."""
+        s = self.session
+        if s.conversation(room) is not None:
+            return None
+        if not s.rooms_enabled:
+            return "this server has no rooms (only #general)"
+        label = s.join(room)
+        deadline = time.monotonic() + self.args.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return f"no answer to joining {room} within {self.args.timeout:g} s"
+            try:
+                ev = s.events.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if isinstance(ev, p.Error) and ev.label == label:
+                return f"{ev.message} ({ev.code})"
+            self.backlog.append(ev)
+            if isinstance(ev, p.RoomInfo) and ev.label == label:
+                return None
+            if isinstance(ev, StateChanged) and ev.state is SessionState.CLOSED:
+                return "the connection closed"
+
+    # --- rendering -------------------------------------------------------------
+    def prompt(self) -> str:
+        return f"{self.current}> "
+
+    def render(self, fmt: Formatter, ev: object) -> list[str]:
+        """Lines to show for one session event (interactive mode)."""
+        s = self.session
+        fmt.current = self.current
+        if isinstance(ev, p.Welcome):
+            fmt.me = ev.name
+        if isinstance(ev, p.Error) and ev.label is not None:
+            self.failed += 1
+            asked = self.asked.pop(ev.label, None)
+            if asked and asked[0] == "join" and core.same_conv(self.current, asked[1]):
+                self.current = asked[2]          # could not join: back to where we were
+                return [fmt.error(f"{ev.message} ({ev.code})"),
+                        fmt.notice(f"back in {self.current}")]
+        if isinstance(ev, p.HISTORY_FRAMES):
+            conv = p.conversation(ev, fmt.me)
+            if core.same_conv(conv, self.current):
+                self.cursor.seen(conv, ev.id)
+                s.mark_read(conv, ev.id)
+            elif not isinstance(ev, p.Message):
+                return []          # joins, leaves, topics of other rooms: not worth a line
+            return [fmt.history_frame(ev)]
+        if isinstance(ev, p.RoomInfo):
+            return self._room_info(fmt, ev)
+        if isinstance(ev, p.HistoryPage):
+            return self._history_page(fmt, ev)
+        if isinstance(ev, p.SearchResults):
+            return self._results(fmt, ev)
+        if isinstance(ev, p.RoomList):
+            return self._rooms(fmt, ev)
+        if isinstance(ev, p.Unread):
+            conv = core.event_conversation(ev, fmt.me)
+            if ev.count and not core.same_conv(conv, self.current):
+                self.unread_due = True
+            return []
+        if isinstance(ev, p.Presence) and not core.same_conv(ev.room, self.current):
+            return []
+        if isinstance(ev, (p.Ack, ConversationsChanged)):
+            return []
+        line = fmt.event(ev)
+        return [line] if line else []
+
+    def _room_info(self, fmt: Formatter, ev: p.RoomInfo) -> list[str]:
+        asked = self.asked.pop(ev.label, None) if ev.label else None
+        lines = []
+        if asked is None and ev.label is None:
+            lines.append(fmt.notice(f"you joined {ev.room} (on another connection)"))
+            return lines
+        if asked and core.same_conv(self.current, asked[1]):
+            self.current = ev.room                     # the server's spelling
+            fmt.current = ev.room
+        lines.append(fmt.room_info(ev))
+        newest = 0
+        for d in ev.history:
+            try:
+                frame = p.event_from_dict(d, p.SERVER_FRAMES)
+            except p.ProtocolError:
+                continue
+            line = fmt.history_frame(frame)
+            if line:
+                lines.append(line)
+                self.cursor.seen(ev.room, frame.id)
+                newest = max(newest, frame.id)
+        conv = self.session.conversation(ev.room)
+        if conv is not None and core.same_conv(ev.room, self.current):
+            self.session.mark_read(ev.room, max(newest, conv.last_id))
+        return lines
+
+    def _history_page(self, fmt: Formatter, ev: p.HistoryPage) -> list[str]:
+        asked = self.asked.pop(ev.label, None) if ev.label else None
+        conv = ev.room or ("@" + ev.peer if ev.peer else "?")
+        why = asked[0] if asked else "history"
+        read_id = asked[2] if asked and why == "switch" else None
+        frames = []
+        for d in ev.messages:
+            try:
+                frames.append(p.event_from_dict(d, p.SERVER_FRAMES))
+            except p.ProtocolError:
+                continue
+        frames = [f for f in frames if isinstance(f, p.HISTORY_FRAMES)]
+        lines = []
+        if not frames:
+            if why == "switch":
+                return [fmt.dim(f"--- no messages in {conv} yet ---")]
+            return [fmt.dim(f"--- nothing older in {conv} ---")]
+        if not ev.more:
+            lines.append(fmt.dim(f"--- the beginning of {conv} ---"))
+        elif why == "history":
+            lines.append(fmt.dim(f"--- {len(frames)} earlier in {conv} (/history for more) ---"))
+        else:
+            lines.append(fmt.dim(f"--- recent in {conv} (/history for more) ---"))
+        marked = False
+        for f in frames:
+            if read_id is not None and not marked and f.id > read_id and \
+                    not (isinstance(f, p.Message) and fmt.me.casefold() == f.sender.casefold()):
+                lines.append(fmt._c("33", "--- new since you were here ---"))
+                marked = True
+            line = fmt.history_frame(f)
+            if line:
+                lines.append(line)
+            self.cursor.seen(conv, f.id)
+        if why == "history":
+            lines.append(fmt.dim(f"--- end of the earlier messages in {conv} ---"))
+        return lines
+
+    def _results(self, fmt: Formatter, ev: p.SearchResults) -> list[str]:
+        self.asked.pop(ev.label, None)
+        n = len(ev.messages)
+        lines = [fmt.notice(f"{n} result{'s' if n != 1 else ''} for {ev.query!r}"
+                            + (" (the newest; narrow the search for older ones)"
+                               if ev.more else ""))]
+        saved, fmt.current = fmt.current, None        # every result shows its conversation
+        try:
+            for d in ev.messages:
+                try:
+                    m = p.event_from_dict(d, p.SERVER_FRAMES)
+                except p.ProtocolError:
+                    continue
+                if isinstance(m, p.Message):
+                    lines.append("  " + fmt.message(m, core.local_when(m.ts)))
+        finally:
+            fmt.current = saved
+        return lines
+
+    def _rooms(self, fmt: Formatter, ev: p.RoomList) -> list[str]:
+        self.asked.pop(ev.label, None)
+        s = self.session
+        lines = [fmt.notice(f"{len(ev.rooms)} room{'s' if len(ev.rooms) != 1 else ''}:")]
+        for r in ev.rooms:
+            name = r.get("room", "?")
+            conv = s.conversation(name) if isinstance(name, str) else None
+            mark = "*" if core.same_conv(name, self.current) else " "
+            bits = [f" {mark} {name}", f"{r.get('count', 0)} online"]
+            if conv is not None and (conv.unread or conv.mentions):
+                bits.append(f"{conv.unread} unread" + (
+                    f", {conv.mentions} mention{'s' if conv.mentions != 1 else ''}"
+                    if conv.mentions else ""))
+            bits.append("joined" if r.get("joined") else "not joined")
+            line = ", ".join(bits[1:])
+            line = f"{bits[0]}  ({line})"
+            if r.get("topic"):
+                line += f" — {r['topic']}"
+            lines.append(line)
+        dms = [c for c in s.conversations() if c.kind == "dm"]
+        if dms:
+            lines.append(fmt.notice("direct messages:"))
+            lines.extend(core.describe(c, core.same_conv(c.key, self.current)) for c in dms)
+        return lines
+
+    def _summary(self, fmt: Formatter) -> list[str]:
+        if not self.unread_due:
+            return []
+        self.unread_due = False
+        text = core.unread_summary(self.session.conversations(), self.current)
+        return [fmt._c("33", f"*** {text} (/switch to read, /rooms for all)")] if text else []
+
     # --- modes ---------------------------------------------------------------
     def run_interactive(self) -> int:
         s = self.session
@@ -298,10 +577,14 @@ class Client:
         colour = not (self.args.no_color or os.environ.get("NO_COLOR"))
         fmt = Formatter(s.name, colour)
         print(fmt.event(self.welcome), flush=True)
+        start = self.args.room or ("@" + self.args.to if self.args.to else None)
+        if start:
+            self.command(f"/switch {start}" if s.conversation(start) or start[0] == "@"
+                         else f"/join {start}", lambda line: print(line, flush=True), fmt)
         use_toolkit = not self.args.plain and os.environ.get("TERM") != "dumb"
         if use_toolkit:
             try:
-                import prompt_toolkit  # noqa: F401
+                import prompt_toolkit  # noqa: F401  (installed?)
             except ImportError:
                 use_toolkit = False
         try:
@@ -315,13 +598,6 @@ class Client:
         print("Bye.")
         return 0
 
-    def _render(self, fmt: Formatter, ev: object) -> Optional[str]:
-        if isinstance(ev, p.Welcome):
-            fmt.me = ev.name
-        if isinstance(ev, p.Error) and ev.label is not None:
-            self.failed += 1
-        return fmt.event(ev)
-
     def _ready_lines(self, fmt: Formatter, limit: int = 10_000) -> list[str]:
         """Render the events already waiting in the session's queue (up to ``limit``)."""
         lines: list[str] = []
@@ -329,16 +605,15 @@ class Client:
             try:
                 ev = self.session.events.get_nowait()
             except queue.Empty:
+                lines.extend(self._summary(fmt))
                 break
-            line = self._render(fmt, ev)
-            if line:
-                lines.append(line)
+            lines.extend(self.render(fmt, ev))
         return lines
 
     def _plain_loop(self, fmt: Formatter, colour: bool) -> None:
         """readline front end: a printer thread writes above the prompt."""
         s = self.session
-        console = PlainConsole(colour)
+        console = PlainConsole(colour, self.prompt)
         stop = threading.Event()
 
         def printer() -> None:
@@ -346,10 +621,14 @@ class Client:
                 try:
                     ev = s.events.get(timeout=0.2)
                 except queue.Empty:
+                    for line in self._summary(fmt):
+                        console.print(line)
                     continue
-                line = self._render(fmt, ev)
-                if line:
+                for line in self.render(fmt, ev):
                     console.print(line)
+                if s.events.empty():
+                    for line in self._summary(fmt):
+                        console.print(line)
 
         for line in self._ready_lines(fmt):   # the recent history, before the first prompt
             console.print(line)
@@ -377,7 +656,9 @@ class Client:
         from prompt_toolkit.formatted_text import ANSI
         from prompt_toolkit.history import InMemoryHistory
 
-        prompt = ANSI("\x1b[1m" + PROMPT + "\x1b[0m" if colour else PROMPT)
+        def prompt():
+            return ANSI("\x1b[1m" + self.prompt() + "\x1b[0m" if colour else self.prompt())
+
         ps: PromptSession = PromptSession(history=InMemoryHistory())
 
         def write(text: str) -> None:
@@ -408,57 +689,161 @@ class Client:
         """Act on one typed line; False to leave."""
         s = self.session
         assert s is not None
-        text = line.rstrip("\n")
-        if not text.strip():
+        cmd = core.parse(line, self.current)
+        if cmd.error:
+            show(fmt.error(cmd.error))
             return True
+        name = cmd.name
         try:
-            if text.startswith("//"):
-                s.say(text[1:])
-            elif text.startswith("/"):
-                cmd, _, rest = text.partition(" ")
-                cmd = cmd.lower()
-                if cmd in ("/exit", "/quit"):
-                    return False
-                if cmd == "/help":
-                    show(HELP)
-                elif cmd in ("/users", "/who"):
-                    show(fmt.users(sorted(s.users)))
-                elif cmd == "/me":
-                    if rest.strip():
-                        s.me(rest.strip())
-                    else:
-                        show("Usage: /me <action>, e.g. /me waves")
-                else:
-                    show(f"Unknown command {cmd}. Type /help for the list; "
-                         f"start with // to send a message beginning with '/'.")
-            else:
-                s.say(text)
+            if name == "empty":
+                pass
+            elif name == "exit":
+                return False
+            elif name == "help":
+                show(HELP)
+            elif name in ("say", "me"):
+                s.send(cmd.text, cmd.target, kind=name)
                 if not s.connected:
                     show(fmt.dim("(offline: the message will be sent when reconnected)"))
+            elif name == "msg":
+                if cmd.text:
+                    s.say(cmd.text, to=cmd.args[0])
+                    if not s.connected:
+                        show(fmt.dim("(offline: the message will be sent when reconnected)"))
+                else:
+                    self.switch(cmd.target, show, fmt)
+            elif name == "switch":
+                self.switch(cmd.target, show, fmt)
+            elif name == "join":
+                if not self._rooms_ok(show, fmt):
+                    return True
+                label = s.join(cmd.target)
+                self.asked[label] = ("join", cmd.target, self.current)
+                self.current = cmd.target            # the prompt follows at once
+            elif name == "part":
+                if not self._rooms_ok(show, fmt):
+                    return True
+                s.part(cmd.target)
+                if core.same_conv(cmd.target, self.current):
+                    others = [c.key for c in s.conversations()
+                              if not core.same_conv(c.key, cmd.target)]
+                    self.current = others[0] if others else p.GENERAL
+                    show(fmt.notice(f"left {cmd.target}; now in {self.current}"))
+                else:
+                    show(fmt.notice(f"left {cmd.target}"))
+            elif name == "rooms":
+                if not s.rooms_enabled:
+                    show(fmt.notice(f"this server has one room: {p.GENERAL}"))
+                    return True
+                self.asked[s.list_rooms()] = ("rooms",)
+            elif name == "topic":
+                if cmd.text is None:
+                    conv = s.conversation(cmd.target)
+                    topic = conv.topic if conv is not None else ""
+                    show(fmt.notice(f"{cmd.target} topic: {topic}" if topic
+                                    else f"{cmd.target} has no topic; /topic <text> sets it"))
+                elif self._rooms_ok(show, fmt):
+                    s.set_topic(cmd.target, cmd.text)
+            elif name == "users":
+                if cmd.target is None:
+                    show(fmt.users(sorted(s.users)))
+                elif self._rooms_ok(show, fmt):
+                    s.request_users(cmd.target)
+            elif name == "history":
+                if not self._rooms_ok(show, fmt):
+                    return True
+                before = self.cursor.before(cmd.target)
+                label = s.history(cmd.target, before=before, limit=cmd.args[0])
+                self.asked[label] = ("history", cmd.target, None)
+            elif name == "search":
+                if not self._rooms_ok(show, fmt):
+                    return True
+                self.asked[s.search(cmd.text)] = ("search",)
         except OfflineQueueFull as e:
-            show(f"! not sent: {e}")
+            show(fmt.error(f"not sent: {e}"))
         return True
 
+    def _rooms_ok(self, show: Callable[[str], None], fmt: Formatter) -> bool:
+        if self.session.rooms_enabled:
+            return True
+        show(fmt.error("this server does not support rooms, direct messages, history or search"))
+        return False
+
+    def switch(self, target: str, show: Callable[[str], None], fmt: Formatter) -> None:
+        """Make ``target`` the current conversation: mark it read, show its recent history."""
+        s = self.session
+        conv = s.conversation(target)
+        if conv is None and target.startswith("#"):
+            show(fmt.error(f"you are not in {target}; /join {target} joins it"))
+            return
+        if conv is None:
+            if not self._rooms_ok(show, fmt):
+                return
+            s.open_dm(target[1:])
+            conv = s.conversation(target)
+        self.current = conv.key
+        fmt.current = conv.key
+        if conv.kind == "room":
+            who = f"{conv.count} here" if conv.members is None else \
+                fmt.users(conv.members, "here")
+            topic = f" — topic: {fmt.text(conv.topic)}" if conv.topic else ""
+            show(fmt.notice(f"now in {conv.key}: ") + who + topic)
+        else:
+            online = "online" if conv.name.casefold() in {u.casefold() for u in s.users} \
+                else "not online"
+            show(fmt.notice(f"now talking with {fmt.name(conv.name)} ({online})"))
+        if s.rooms_enabled:
+            label = s.history(conv.key, limit=core.HISTORY_DEFAULT)
+            self.asked[label] = ("switch", conv.key, conv.read_id)
+        if conv.last_id:
+            s.mark_read(conv.key, conv.last_id)
+
+    # --- scripting -------------------------------------------------------------------------
     def run_script(self) -> int:
         s = self.session
         assert s is not None
+        target = p.GENERAL
+        if self.args.room:
+            problem = self.join_and_wait(self.args.room)
+            if problem:
+                self.err(f"parley: cannot join {self.args.room}: {problem}")
+                s.close()
+                return 1
+            conv = s.conversation(self.args.room)
+            target = conv.key if conv else self.args.room
+        elif self.args.to:
+            target = "@" + self.args.to
         sent = 0
         for raw in sys.stdin:
             line = raw.rstrip("\r\n")
-            if not line.strip():
+            cmd = core.parse(line, target)
+            if cmd.name == "empty":
                 continue
-            if line.startswith("/") and not line.startswith("//"):
-                cmd, _, rest = line.partition(" ")
-                if cmd.lower() in ("/exit", "/quit"):
-                    break
-                if cmd.lower() == "/me" and rest.strip():
-                    self._queue(s.me, rest.strip())
-                    sent += 1
+            if cmd.name == "exit":
+                break
+            if cmd.error and cmd.name == "unknown":
+                self.err(f"parley: skipped unknown command {line.split()[0]!r}")
+                continue
+            if cmd.error:
+                self.err(f"parley: skipped: {cmd.error}")
+                continue
+            if cmd.name in ("say", "me") or (cmd.name == "msg" and cmd.text):
+                conv = cmd.target
+                self._queue(lambda text, c=conv, k=("me" if cmd.name == "me" else "say"):
+                            s.send(text, c, kind=k), cmd.text)
+                sent += 1
+            elif cmd.name in ("join", "switch") and cmd.target.startswith("#"):
+                problem = self.join_and_wait(cmd.target)
+                if problem:
+                    self.err(f"parley: cannot join {cmd.target}: {problem}")
+                    self.failed += 1
                 else:
-                    self.err(f"parley: skipped unknown command {cmd!r}")
+                    target = cmd.target
+            elif cmd.name in ("msg", "switch"):
+                target = cmd.target
+            else:
+                self.err(f"parley: skipped {line.split()[0]!r} (interactive only)")
                 continue
-            self._queue(s.say, line[1:] if line.startswith("//") else line)
-            sent += 1
             self._drain_errors()
         ok = s.wait_idle(self.args.timeout)
         self._drain_errors()
@@ -480,7 +865,7 @@ class Client:
     def _drain_errors(self) -> None:
         while True:
             try:
-                ev = self.session.events.get_nowait()
+                ev = self.next_event(0)
             except queue.Empty:
                 return
             if isinstance(ev, p.Error):
@@ -489,20 +874,41 @@ class Client:
             elif isinstance(ev, StateChanged) and ev.state is SessionState.RECONNECTING:
                 self.err(f"parley: connection lost ({ev.detail}); reconnecting")
 
+    # --- listening -------------------------------------------------------------------------
     def run_listen(self) -> int:
         s = self.session
         assert s is not None
-        colour = sys.stdout.isatty() and not (self.args.no_color or os.environ.get("NO_COLOR"))
-        fmt = Formatter(s.name, colour, hints=False)
-        if not self.args.json:
-            print(fmt.event(self.welcome), flush=True)
+        a = self.args
+        colour = sys.stdout.isatty() and not (a.no_color or os.environ.get("NO_COLOR"))
+        follow = a.room or ("@" + a.to if a.to else None)       # None: everything
+        fmt = Formatter(s.name, colour, hints=False, current=follow or p.GENERAL)
         try:
+            if a.json:
+                print(json_line(self.welcome), flush=True)
+            else:
+                print(fmt.event(self.welcome), flush=True)
+            if a.room:
+                problem = self.join_and_wait(a.room)
+                if problem:
+                    self.err(f"parley: cannot join {a.room}: {problem}")
+                    return 1
+                conv = s.conversation(a.room)
+                follow = fmt.current = conv.key if conv else a.room
             while True:
-                ev = s.events.get()
+                ev = self.next_event()
                 if isinstance(ev, StateChanged) and ev.state is SessionState.CLOSED:
                     return 1
-                line = json_line(ev) if self.args.json else fmt.event(ev)
-                if line and not (isinstance(ev, p.Welcome) and self.args.json):
+                if isinstance(ev, p.Welcome):
+                    self.welcome = ev
+                if follow is not None:
+                    conv = core.event_conversation(ev, fmt.me)
+                    if conv is not None and not core.same_conv(conv, follow):
+                        continue
+                if a.json:
+                    line = json_line(ev)
+                else:
+                    line = self._listen_text(fmt, ev)
+                if line:
                     print(line, flush=True)
         except KeyboardInterrupt:
             return 0
@@ -510,6 +916,16 @@ class Client:
             return 0
         finally:
             s.close()
+
+    def _listen_text(self, fmt: Formatter, ev: object) -> Optional[str]:
+        if isinstance(ev, p.RoomInfo):
+            return fmt.room_info(ev)
+        if isinstance(ev, p.Topic):
+            return fmt.history_frame(ev)
+        if isinstance(ev, (p.Unread, p.Ack, p.RoomList, p.HistoryPage, p.SearchResults,
+                           ConversationsChanged)):
+            return None
+        return fmt.event(ev)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

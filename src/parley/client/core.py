@@ -298,6 +298,20 @@ def conversation_of(frame, me: str) -> Optional[str]:
     return p.conversation(frame, me)
 
 
+def event_conversation(ev, me: str) -> Optional[str]:
+    """The conversation any server event is about, or None for events about no
+    one conversation (welcome, rooms, results, users of the server, ack, error…)."""
+    if isinstance(ev, p.HISTORY_FRAMES):
+        return p.conversation(ev, me)
+    room = getattr(ev, "room", None)
+    if isinstance(ev, (p.RoomInfo, p.Presence, p.UserList, p.HistoryPage, p.Unread)):
+        if room:
+            return room
+        peer = getattr(ev, "peer", None)
+        return "@" + peer if peer else None
+    return None
+
+
 def same_conv(a: Optional[str], b: Optional[str]) -> bool:
     return a is not None and b is not None and a.casefold() == b.casefold()
 

@@ -30,7 +30,6 @@ reconnect unless the catch-up shows it already went through.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import enum
 import itertools
 import logging
