@@ -207,3 +207,17 @@ def test_help_lists_the_room_commands(tmux, server, peers, mode):
                   "/msg <name> [text]", "/switch <#room|@name>", "/history [n]",
                   "/search <words>", "/users [#room]", "/me <action>", "/exit", "//text"):
         assert usage in text, usage
+
+
+def test_room_option_starts_in_that_room(tmux, server, peers, mode):
+    bob = peers(server.port, "bob")
+    bob.join_room("#ops")
+    tmux.start(client_argv(server.port, "--name", "alice", "--room", "#ops", *mode))
+    join = bob.wait_for(lambda e: isinstance(e, p.Join) and e.name == "alice"
+                        and e.room == "#ops", what="alice joining #ops")
+    assert join.room == "#ops"
+    tmux.wait_text("*** #ops: 2 here: alice, bob")
+    prompt_is(tmux, "#ops")
+    tmux.wait_reading()
+    tmux.enter("in ops")
+    assert bob.wait_message("in ops", "alice").room == "#ops"

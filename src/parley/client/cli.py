@@ -430,6 +430,9 @@ class Client:
                         fmt.notice(f"back in {self.current}")]
         if isinstance(ev, p.HISTORY_FRAMES):
             conv = p.conversation(ev, fmt.me)
+            if isinstance(ev, (p.Join, p.Leave)) and ev.name.casefold() == fmt.me.casefold() \
+                    and getattr(ev, "reason", None) != p.PART:
+                return []          # my own coming and going (a reconnect's catch-up)
             if core.same_conv(conv, self.current):
                 self.cursor.seen(conv, ev.id)
                 s.mark_read(conv, ev.id)
@@ -568,7 +571,7 @@ class Client:
             return []
         self.unread_due = False
         text = core.unread_summary(self.session.conversations(), self.current)
-        return [fmt._c("33", f"*** {text} (/switch to read, /rooms for all)")] if text else []
+        return [fmt._c("33", f"*** {text} — /switch to read, /rooms for all")] if text else []
 
     # --- modes ---------------------------------------------------------------
     def run_interactive(self) -> int:

@@ -401,6 +401,10 @@ class Session:
         self._wake()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        elif self._thread.ident is None:          # never started: nothing else closes these
+            self.state = SessionState.CLOSED
+            for s in (self._wake_r, self._wake_w):
+                s.close()
 
     def reconnect_now(self) -> None:
         """Drop the current connection (as a network failure would); the session
