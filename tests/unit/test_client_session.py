@@ -574,13 +574,20 @@ def test_ids_from_another_database_are_not_dropped(server, harness):
     h, conn = connected(harness, last_id=100)
     conn.send(msg(101, "bob", "old server"))
     h.wait_type(p.Message, id=101)
+    h.s.mark_read("#general", 101)
+    assert conn.expect("read").id == 101
     conn.close()
     conn = server.accept()
     hello = conn.expect("hello")
-    assert hello.last_id == 101
+    assert (hello.last_id, hello.instance) == (101, "db1")
     conn.send(welcome(last_id=3, instance="db2"))
     conn.send(msg(4, "bob", "new server"))
     assert h.wait_type(p.Message, id=4).text == "new server"
+    # the old database's read position does not hide the new one's messages
+    c = h.s.conversation("#general")
+    assert (c.unread, c.read_id, c.last_id) == (1, 0, 4)
+    assert h.s.mark_read("#general", 4) is not None
+    assert conn.expect("read").id == 4
 
 
 def test_out_of_order_ids_across_rooms_are_kept(harness):

@@ -421,6 +421,9 @@ class Client:
         fmt.current = self.current
         if isinstance(ev, p.Welcome):
             fmt.me = ev.name
+            if self.welcome is not None and ev.instance != self.welcome.instance:
+                self.cursor = core.HistoryCursor()      # another database: other ids
+            self.welcome = ev
         if isinstance(ev, p.Error) and ev.label is not None:
             self.failed += 1
             asked = self.asked.pop(ev.label, None)

@@ -1040,6 +1040,13 @@ class Session:
             self._seen.clear()
             self._seen_order.clear()
             self._seen_floor = 0
+            with self._cond:             # nor are the read positions we knew
+                for c in self._convs.values():
+                    c.read_id = c.last_id = c.base_last = 0
+                    c.base_unread = c.base_mentions = 0
+                    c.local = []
+                self._reads.clear()
+                self._read_sent.clear()
         self.instance = w.instance
         self.name = w.name
         self.token = w.token
