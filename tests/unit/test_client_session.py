@@ -136,11 +136,11 @@ def msg(id: int, sender: str, text: str, room: Optional[str] = "#general",
 class Harness:
     """A session connected to the fake server, with an event log."""
 
-    def __init__(self, server: FakeServer, **kw):
+    def __init__(self, server: Optional[FakeServer], port: Optional[int] = None, **kw):
         kw.setdefault("backoff_initial", 0.05)
         kw.setdefault("backoff_max", 0.1)
-        self.s = Session("127.0.0.1", server.port, kw.pop("name", "alice"), client="tests",
-                         **kw)
+        self.s = Session("127.0.0.1", port or server.port, kw.pop("name", "alice"),
+                         client="tests", **kw)
         self.server = server
         self.seen: list = []
 
@@ -634,3 +634,57 @@ def test_close_sends_queued_read_markers_then_bye(harness):
     h.s.close()
     assert conn.expect("read").id == 12    # … but not lost when leaving
     conn.expect("bye")
+
+
+# --- against the real server ------------------------------------------------------------------
+def test_unread_and_read_positions_survive_a_reconnect_with_the_real_server():
+    from parley.server.app import Server
+    from parley.server.connection import Limits
+
+    srv = Server("127.0.0.1", 0, Limits(rate=1000, burst=1000), io_threads=1).start()
+    port = srv.address[1]
+    sessions = []
+
+    def open_session(name: str) -> Harness:
+        h = Harness(None, port, name=name)
+        sessions.append(h.s.start())
+        h.wait_type(p.Welcome)
+        return h
+
+    try:
+        alice, bob = open_session("alice"), open_session("bob")
+        for h in (alice, bob):
+            label = h.s.join("#py")
+            h.wait_type(p.RoomInfo, label=label)
+        bob.s.say("hi alice", room="#py")
+        bob.s.say("nothing for you", room="#py")
+        bob.s.say("psst", to="alice")
+        assert bob.s.wait_idle(WAIT)
+        alice.until(lambda: alice.s.conversation("#py").unread == 2
+                    and alice.s.conversation("@bob") is not None, "alice's unread")
+        py = alice.s.conversation("#py")
+        assert (py.unread, py.mentions) == (2, 1)
+        assert alice.s.conversation("@bob").unread == 1
+
+        # the server keeps the counts: after a reconnect they are still there
+        alice.s.reconnect_now()
+        alice.wait_type(StateChanged, state=SessionState.RECONNECTING)
+        alice.wait_type(p.Unread, peer="bob")
+        assert [(c.key, c.unread, c.mentions) for c in alice.s.conversations()] == [
+            ("#general", 0, 0), ("#py", 2, 1), ("@bob", 1, 0)]
+
+        # reading is stored too, and answered with an unread frame
+        py = alice.s.conversation("#py")
+        alice.s.mark_read("#py", py.last_id)
+        assert alice.s.conversation("#py").unread == 0                     # at once
+        u = alice.wait_type(p.Unread, room="#py")
+        assert (u.count, u.read_id) == (0, py.last_id)
+        alice.s.reconnect_now()
+        alice.wait_type(StateChanged, state=SessionState.RECONNECTING)
+        alice.wait_type(p.Unread, peer="bob")
+        assert [(c.key, c.unread) for c in alice.s.conversations()] == [
+            ("#general", 0), ("#py", 0), ("@bob", 1)]
+    finally:
+        for s in sessions:
+            s.close()
+        srv.stop(0.5)
