@@ -277,9 +277,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=8888, help="server port (default 8888)")
     ap.add_argument("--name", help="your user name (asked for if absent)")
     target = ap.add_mutually_exclusive_group()
-    target.add_argument("--room", metavar="#ROOM",
+    target.add_argument("--room", metavar="ROOM",
                         help="scripting: send every line to this room (joined if needed); "
-                             "--listen: follow only this room; interactive: start in it")
+                             "--listen: follow only this room; interactive: start in it. "
+                             "The '#' may be left out (a shell takes #... for a comment)")
     target.add_argument("--to", metavar="NAME",
                         help="scripting: send every line to NAME as a direct message; "
                              "--listen: follow only the conversation with NAME")
