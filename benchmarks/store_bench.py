@@ -37,7 +37,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from parley.server.store import Store, Write  # noqa: E402
+from parley.server.store import FTS_INSERT, Store, Write  # noqa: E402
 
 ROOMS = 100
 SESSIONS = 1000
@@ -123,22 +123,24 @@ def ms(x: float) -> str:
 
 
 def rss_now() -> tuple[int, int]:
-    """(current RSS, peak RSS) in kB."""
-    cur = 0
+    """(current RSS, peak RSS of this process image) in kB: VmRSS and VmHWM on
+    Linux (ru_maxrss would include the parent's size from before exec)."""
+    cur = peak = 0
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     cur = int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if sys.platform == "darwin":
-            peak //= 1024
-    except ImportError:                                 # pragma: no cover - Windows
-        peak = 0
+                elif line.startswith("VmHWM:"):
+                    peak = int(line.split()[1])
+    except OSError:                                     # not Linux
+        try:
+            import resource
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            if sys.platform == "darwin":
+                peak //= 1024
+        except ImportError:
+            pass
     return cur, peak
 
 
@@ -229,7 +231,8 @@ def bench_ack(path: str, rate: int, seconds: float, batch_wait: float, chat: Cha
 
 # --- the big database ----------------------------------------------------------------
 def fill(path: str, chat: Chat, upto: int, state: dict) -> None:
-    """Add rows straight into the database until it holds ``upto`` events."""
+    """Add rows straight into the database until it holds ``upto`` events
+    (and their messages to the search index, as the store's writer does)."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
@@ -256,6 +259,7 @@ def fill(path: str, chat: Chat, upto: int, state: dict) -> None:
         db.execute("BEGIN")
         db.executemany("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target, "
                        "target_sid, text, label) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        db.executemany(FTS_INSERT, [(r[0], r[8]) for r in rows if r[2] in ("say", "me")])
         db.execute("COMMIT")
         next_id += n
         done = next_id - 1
