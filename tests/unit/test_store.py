@@ -837,3 +837,24 @@ def test_checkpoints_run_off_the_writer_thread(db_path, monkeypatch):
         assert calls and set(calls) == {"parley-store-checkpoint"}
     finally:
         s.close()
+
+
+def test_reads_after_close_and_calls_from_on_commit(db_path):
+    s = Store(db_path).open()
+    problems = []
+
+    def on_commit(batch, error):
+        for call in (s.flush, s.close):
+            try:
+                call()
+            except RuntimeError as e:
+                problems.append(str(e))
+
+    s.start(on_commit)
+    put(s, say("x"))
+    assert len(problems) == 2 and "on_commit" in problems[0] and "on_commit" in problems[1]
+    s.history(None, room="#general")                   # this thread now has a connection
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.history(None, room="#general")
+    assert s.flush(0.1) is False

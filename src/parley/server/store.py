@@ -428,6 +428,9 @@ class Store:
         except StoreError:
             self._abort_open()
             raise
+        except OSError as e:                # e.g. no temporary directory for ":memory:"
+            self._abort_open()
+            raise StoreError(f"cannot open {self.path}: {e.strerror or e}") from None
         self.opened = True
         log.info("history in %s: schema v%d, last id %d, search %s", self.path,
                  SCHEMA_VERSION, self.last_id, "FTS5" if self.fts else "LIKE (no FTS5)")
@@ -619,6 +622,8 @@ class Store:
         """Commit what is queued, stop the writer, close everything, unlock."""
         if self._closed:
             return
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError("Store.close() called from on_commit (the writer thread)")
         self._closed = True
         if self._thread is not None:
             self._queue.put(_STOP)
@@ -715,8 +720,10 @@ class Store:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until everything submitted before this call is committed (and
         its on_commit has run).  False on timeout or if the writer is not running."""
-        if self._thread is None:
+        if self._thread is None or self._closed:
             return False
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Store.flush() called from on_commit would wait for itself")
         f = _Flush()
         self._queue.put(f)
         return f.done.wait(timeout)
@@ -850,11 +857,11 @@ class Store:
 
     # --- reads -------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
+        if not self.opened:
+            raise StoreError("the store is closed" if self._closed else "the store is not open")
         c = getattr(self._local, "conn", None)
         if c is not None:
             return c
-        if not self.opened:
-            raise StoreError("the store is not open")
         try:
             c = self._connect()
         except sqlite3.Error as e:
