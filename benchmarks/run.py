@@ -263,6 +263,18 @@ class ServerProc:
             return 0.0
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    total = sum(v[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
 def _dir_bytes(path: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -404,11 +416,13 @@ def ask_users(conn: dict, timeout: float = 5.0) -> Optional[list]:
     return r.get("users") if r and r.get("type") == "users" else None
 
 
-def query_timings(conn: dict, info: Optional[dict], n: int) -> tuple[list, list]:
+def query_timings(conn: dict, info: Optional[dict], n: int) -> tuple[list, list, dict]:
     """History pages of 100 in a filled room and full-text searches, one at a
-    time; the seconds each took from request to answer (through the server)."""
+    time; the seconds each took from request to answer (through the server),
+    and how many messages the answers held."""
+    got = {"history": 0, "results": 0}
     if info is None or n <= 0:
-        return [], []
+        return [], [], got
     rng = random.Random(11)
     room = info["query_room"]
     r = request(conn, {"type": "join", "room": room, "label": "jq"}, "room", 30)
@@ -424,6 +438,7 @@ def query_timings(conn: dict, info: Optional[dict], n: int) -> tuple[list, list]
         if r is None or r.get("type") != "history":
             raise RuntimeError(f"history failed: {r}")
         hist.append(time.monotonic() - t)
+        got["history"] += len(r.get("messages") or [])
     words = info["words"]
     for k in range(n):
         kind = k % 5
@@ -439,7 +454,8 @@ def query_timings(conn: dict, info: Optional[dict], n: int) -> tuple[list, list]
         if r is None or r.get("type") != "results":
             raise RuntimeError(f"search {q!r} failed: {r}")
         search.append(time.monotonic() - t)
-    return hist, search
+        got["results"] += len(r.get("messages") or [])
+    return hist, search, got
 
 
 # ---------------------------------------------------------------------------
@@ -458,11 +474,12 @@ def _vocab(rng: random.Random, size: int) -> list[str]:
 
 def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac: float = 0.1,
             seed: int = 7) -> dict:
-    """Create a Parley database at ``path`` (schema by the store itself) holding
-    ``count`` chat messages: spread over #general and ``rooms`` rooms, a share
-    ``dm_frac`` as direct messages between ``users`` sessions; 8 to 16 words
-    each from a Zipf-distributed vocabulary.  Inserted with executemany, so
-    the store's triggers (full-text index, topics) run as for live writes."""
+    """Make the Parley database at ``path`` (schema by the store itself) hold
+    ``count`` chat messages (adding to what it has): spread over #general and
+    ``rooms`` rooms, a share ``dm_frac`` as direct messages between ``users``
+    sessions; 8 to 16 words each from a Zipf-distributed vocabulary.  Inserted
+    with executemany; the full-text index is filled as the store fills it
+    (its insert trigger if the schema has one, else its FTS insert)."""
     import hashlib
     import sqlite3
     if os.path.join(ROOT, "src") not in sys.path:
@@ -471,6 +488,10 @@ def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac:
     st = Store(path)
     st.open()
     st.close()
+    try:
+        from parley.server.store import FTS_INSERT
+    except ImportError:
+        FTS_INSERT = "INSERT INTO events_fts(rowid, text) VALUES (?, ?)"
     rng = random.Random(seed)
     words = _vocab(rng, 5000)
     cum, acc = [], 0.0
@@ -486,11 +507,17 @@ def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")
         first = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        have = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        master = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        fts_by_hand = "events_fts" in master and "events_fts_ai" not in master
+        rng.seed(seed + have)
+        ts = now_ms - (count - have) * 20
+        count = max(0, count - have)
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO rooms(key, name, topic, created) VALUES (?,?,'',?) "
                          "ON CONFLICT(key) DO NOTHING", [(k, k, ts) for k in keys])
         conn.executemany("INSERT INTO sessions(sid, name, token_hash, created, seen) "
-                         "VALUES (?,?,?,?,?)",
+                         "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
                          [(sid, f"u{k}", hashlib.sha256(sid.encode()).digest(), ts, ts)
                           for k, sid in enumerate(sids)])
         conn.executemany("INSERT INTO memberships(sid, room) VALUES (?,?) ON CONFLICT DO NOTHING",
@@ -516,12 +543,14 @@ def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac:
             conn.execute("BEGIN")
             conn.executemany("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target,"
                              " target_sid, text) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            if fts_by_hand:
+                conn.executemany(FTS_INSERT, [(r[0], r[8]) for r in rows])
             conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    return {"first_id": first, "last_id": first + count - 1, "words": words,
-            "query_room": keys[2 % len(keys)]}
+    return {"first_id": 1, "last_id": first + count - 1, "words": words,
+            "query_room": keys[2 % len(keys)], "count": have + count}
 
 
 # ---------------------------------------------------------------------------
@@ -650,13 +679,24 @@ class Bench:
         for kind in (kinds if kinds is not None else self.servers()):
             log(f"--- {name} on {kind}")
             t = time.monotonic()
+            first_row = len(self.rows)
+            load0 = os.getloadavg()[0]
+            busy0, total0 = machine_busy()
             try:
                 fn(kind)
             except Exception as e:  # keep going: report, next server
                 import traceback
                 traceback.print_exc()
                 self.add(Row(name, kind, 0, notes=f"FAILED: {type(e).__name__}: {e}"[:300]))
-            log(f"    ({time.monotonic() - t:.1f} s)")
+            busy1, total1 = machine_busy()
+            ncpu = os.cpu_count() or 1
+            use = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+            machine = (f"machine during the scenario: {use:.0%} of {ncpu} CPUs busy (all "
+                       f"processes), load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+            for r in self.rows[first_row:]:
+                r.notes += "; " + machine
+                r.extra["machine_busy"] = use
+            log(f"    ({time.monotonic() - t:.1f} s; {machine})")
 
     def check_log(self, srv: ServerProc) -> str:
         text = srv.log_text()
@@ -734,12 +774,14 @@ class Bench:
         counted by the load generator, else ``n_recv`` per message."""
         lg.stats(reset=True, lat=True)
         cpu0, lcpu0 = srv.cpu(), lg.cpu()
+        m0 = machine_busy()[0]
         t0 = time.monotonic()
         if also is not None:
             also()
         lg.steady(senders, msgs_s, duration, **kw)
         time.sleep(duration)
         cpu1, lcpu1 = srv.cpu(), lg.cpu()
+        m1 = machine_busy()[0]
         wall = time.monotonic() - t0
         s = lg.wait_quiet(idle=self.q_idle, timeout=5 if self.quick else 30)
         got = lg.stats(lat=True)
@@ -750,6 +792,7 @@ class Bench:
         return {"sent": got["sent"], "marks": got["marks"], "expected": expected,
                 "deliv_s": got["marks"] / max(span, duration), "lat": got["lat"],
                 "cpu": (cpu1 - cpu0) / wall, "lcpu": (lcpu1 - lcpu0) / wall,
+                "other": max(0.0, (m1 - m0) - (cpu1 - cpu0) - (lcpu1 - lcpu0)) / wall,
                 "stats": got, "quiet": s.get("quiet")}
 
     def s2(self, kind: str) -> None:
@@ -772,7 +815,7 @@ class Bench:
                          c["connect_s"],
                          f"{msgs_s:.1f} msg/s for {duration:g} s; delivered "
                          f"{r['marks']:,}/{r['expected']:,}; server CPU {r['cpu']:.0%}, "
-                         f"loadgen CPU {r['lcpu']:.0%}"))
+                         f"loadgen CPU {r['lcpu']:.0%}, other processes {r['other']:.0%}"))
         finally:
             lg.stop()
             srv.stop()
@@ -1127,7 +1170,7 @@ class Bench:
                                  f"{got['acks']:,}/{got['sent']:,}, ack p50/p99/max "
                                  f"{_f(pa['p50'])}/{_f(pa['p99'])}/{_f(pa['max'])} ms; "
                                  f"errors {got['errors'] or 0}; server CPU {r['cpu']:.0%}, "
-                                 f"loadgen CPU {r['lcpu']:.0%}"
+                                 f"loadgen CPU {r['lcpu']:.0%}, other processes {r['other']:.0%}"
                                  f"{'' if r['quiet'] else '; NOT drained'}",
                                  {"rate": rate, "ack": pa}))
         finally:
@@ -1177,6 +1220,7 @@ class Bench:
                 for rate, secs, what in plan:
                     lg.stats(reset=True, lat=True)
                     cpu0, lcpu0 = srv.cpu(), lg.cpu()
+                    m0 = machine_busy()[0]
                     t0 = time.monotonic()
                     lg.steady(list(range(n)), rate, secs, ack_lat=True, room_sizes=sizes,
                               tick=0.002)
@@ -1185,6 +1229,7 @@ class Bench:
                     got = self.wait_acks(lg, sent, timeout=60)
                     wall = time.monotonic() - t0
                     cpu, lcpu = (srv.cpu() - cpu0) / wall, (lg.cpu() - lcpu0) / wall
+                    other = max(0.0, (machine_busy()[0] - m0) / wall - cpu - lcpu)
                     got = lg.stats(lat=True)
                     total_stored += got["acks"]
                     span = ((got["last_ack_ns"] - got["first_send_ns"]) / 1e9
@@ -1205,8 +1250,8 @@ class Bench:
                               f"{_f(tail, '{:.2f}')} s after the last send "
                               f"({'kept up' if kept_up else 'DID NOT keep up'}); "
                               f"delivered {got['marks']:,}; errors {got['errors'] or 0}; "
-                              f"server CPU {cpu:.0%}, loadgen CPU {lcpu:.0%}; "
-                              f"latency columns are the ACK latency",
+                              f"server CPU {cpu:.0%}, loadgen CPU {lcpu:.0%}, other processes "
+                              f"{other:.0%}; latency columns are the ACK latency",
                               {"offered": rate, "kept_up": kept_up, "tail_s": tail})
                     rows.append(row)
                     self.add(row)
@@ -1299,68 +1344,76 @@ class Bench:
 
     # --- a big database: start time, RSS, pages and searches through the server --
     def bigdb(self, kind: str) -> None:
+        """One database filled step by step (e.g. 0, 100,000, 1,000,000 messages);
+        at each step the server is started a few times on it: time to listen and
+        to a first welcome, RSS; then history pages and searches through the
+        server, one at a time."""
         if kind != "parley":
             log("    a stored history: Parley only")
             return
         a = self.args
-        count = 20000 if self.quick else a.bigdb_messages
+        steps = [20000] if self.quick else \
+            [int(float(x)) for x in a.bigdb_steps.split(",") if x.strip()]
         tmp = tempfile.mkdtemp(prefix="parley-bench-bigdb-")
         try:
-            empty_dir = os.path.join(tmp, "empty")
-            big_dir = os.path.join(tmp, "big")
-            os.makedirs(empty_dir)
-            os.makedirs(big_dir)
-            t = time.monotonic()
-            info = fill_db(os.path.join(big_dir, "parley.db"), count, rooms=a.bigdb_rooms)
-            fill_s = time.monotonic() - t
-            size = _dir_bytes(big_dir)
-            log(f"    filled {count:,} messages in {fill_s:.1f} s: {size:,} bytes on disk "
-                f"({size / count:.0f} B/message)")
-            for label, d, n in (("empty", empty_dir, 0), ("1M" if count == 1_000_000
-                                                           else f"{count:,}", big_dir, count)):
-                starts, rss_start, rss_after, hist, search = [], [], [], [], []
-                for k in range(a.bigdb_starts):
-                    srv = ServerProc("parley", self.logdir, f"{self.counter:02d}-bigdb-{label}-{k}",
-                                     parley_args=["--data-dir", d])
-                    self.counter += 1
-                    t0 = time.monotonic()
-                    srv.start(poll=0.005)
-                    started = time.monotonic() - t0
-                    try:
-                        w = probe(srv.port, "starter", caps=True, keep=True)
-                        starts.append((started, started + (w["welcome_s"] or 0)))
-                        rss_start.append(srv.status()["rss_mb"])
-                        if k == 0 and w["sock"] is not None:
-                            h, s_ = query_timings(w, info if n else None, a.bigdb_queries)
-                            hist, search = h, s_
-                            rss_after.append(srv.status()["rss_mb"])
-                        if w["sock"] is not None:
-                            w["sock"].close()
-                    finally:
-                        srv.stop()
-                ph, ps = percentiles([x * 1e9 for x in hist]), percentiles([x * 1e9 for x in search])
-                st_s = sorted(x[0] for x in starts)
-                wl_s = sorted(x[1] for x in starts)
-                self.add(Row(f"Big database ({label})", kind, 1, None, ph["p50"], ph["p99"],
-                             ph["max"], rss_start[0] if rss_start else None,
-                             rss_after[0] if rss_after else None, None,
-                             st_s[len(st_s) // 2] if st_s else None,
-                             f"{n:,} stored messages; start to listening: "
-                             f"{', '.join(f'{x:.2f}' for x in st_s)} s, to a welcome "
-                             f"{', '.join(f'{x:.2f}' for x in wl_s)} s ({len(starts)} starts); "
-                             f"RSS after start {_f(rss_start[0] if rss_start else None)} MB, "
-                             f"after the queries {_f(rss_after[0] if rss_after else None)} MB"
-                             + (f"; history page of 100 ({ph['n']} pages): p50/p99/max "
-                                f"{_f(ph['p50'])}/{_f(ph['p99'])}/{_f(ph['max'])} ms; search "
-                                f"({ps['n']} queries, 50 results max): p50/p99/max "
-                                f"{_f(ps['p50'])}/{_f(ps['p99'])}/{_f(ps['max'])} ms; "
-                                f"{size / count:.0f} B/message on disk; latency columns are "
-                                f"the history page" if n else "")
-                             + "; peak column = RSS after the queries",
-                             {"starts": starts, "search": ps, "history": ph,
-                              "bytes": size if n else None, "fill_s": fill_s if n else None}))
+            path = os.path.join(tmp, "parley.db")
+            for count in steps:
+                t = time.monotonic()
+                info = fill_db(path, count, rooms=a.bigdb_rooms)
+                fill_s = time.monotonic() - t
+                size = _dir_bytes(tmp)
+                log(f"    filled to {count:,} messages in {fill_s:.1f} s: {size:,} bytes on disk"
+                    + (f" ({size / count:.0f} B/message)" if count else ""))
+                self._bigdb_step(kind, tmp, count, info, size, fill_s)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _bigdb_step(self, kind: str, d: str, n: int, info: dict, size: int,
+                    fill_s: float) -> None:
+        a = self.args
+        starts, rss_start, rss_after, hist, search = [], [], [], [], []
+        got = {"history": 0, "results": 0}
+        for k in range(a.bigdb_starts):
+            self.counter += 1
+            srv = ServerProc("parley", self.logdir, f"{self.counter:02d}-bigdb-{n}-{k}",
+                             parley_args=["--data-dir", d])
+            t0 = time.monotonic()
+            srv.start(poll=0.005)
+            started = time.monotonic() - t0
+            try:
+                w = probe(srv.port, "starter", caps=True, keep=True)
+                starts.append((started, started + (w["welcome_s"] or float("nan"))))
+                rss_start.append(srv.status()["rss_mb"])
+                if k == 0 and w["sock"] is not None and n:
+                    hist, search, got = query_timings(w, info, a.bigdb_queries)
+                    rss_after.append(srv.status()["rss_mb"])
+                if w["sock"] is not None:
+                    w["sock"].close()
+            finally:
+                srv.stop()
+        ph = percentiles([x * 1e9 for x in hist])
+        ps = percentiles([x * 1e9 for x in search])
+        st_s = sorted(x[0] for x in starts)
+        wl_s = sorted(x[1] for x in starts)
+        notes = (f"{n:,} stored messages ({size:,} B on disk"
+                 + (f", {size / n:.0f} B/message" if n else "") + f"); start to listening: "
+                 f"{', '.join(f'{x:.2f}' for x in st_s)} s, to a first welcome "
+                 f"{', '.join(f'{x:.2f}' for x in wl_s)} s ({len(starts)} starts); RSS after "
+                 f"start {', '.join(_f(x) for x in rss_start)} MB")
+        if n:
+            notes += (f", after the queries {_f(rss_after[0] if rss_after else None)} MB; "
+                      f"history page of 100 ({ph['n']} pages, {got['history']:,} messages): "
+                      f"p50/p99/max {_f(ph['p50'])}/{_f(ph['p99'])}/{_f(ph['max'])} ms; search "
+                      f"({ps['n']} queries, at most 50 results, {got['results']:,} in all): "
+                      f"p50/p99/max "
+                      f"{_f(ps['p50'])}/{_f(ps['p99'])}/{_f(ps['max'])} ms; latency columns: "
+                      f"the history page; peak column: RSS after the queries")
+        self.add(Row(f"Big database ({n:,} messages)", kind, 1, None, ph["p50"], ph["p99"],
+                     ph["max"], rss_start[0] if rss_start else None,
+                     rss_after[0] if rss_after else None, None,
+                     st_s[len(st_s) // 2] if st_s else None, notes,
+                     {"starts": starts, "search": ps, "history": ph, "bytes": size,
+                      "fill_s": fill_s}))
 
     # --- scaling -----------------------------------------------------------
     def scale(self, kind: str) -> None:
@@ -1434,7 +1487,8 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--disconnect-clients", type=int, default=10000)
     ap.add_argument("--disconnect-variants", default="p1,caps",
                     help="p1 (protocol-1 clients), caps (rooms cap): comma list")
-    ap.add_argument("--bigdb-messages", type=int, default=1_000_000)
+    ap.add_argument("--bigdb-steps", default="0,100000,1000000",
+                    help="stored messages at each step of the big-database scenario")
     ap.add_argument("--bigdb-rooms", type=int, default=100)
     ap.add_argument("--bigdb-starts", type=int, default=3, help="server starts per database")
     ap.add_argument("--bigdb-queries", type=int, default=200,
