@@ -150,6 +150,12 @@ def screenshot(app: ChatApp, name: str) -> Path:
     return out
 
 
+def to_docs(shot: Path, name: str) -> None:
+    """With PARLEY_DOCS_SCREENSHOTS=1, copy a screenshot into docs/ (``name`` under it)."""
+    if os.environ.get("PARLEY_DOCS_SCREENSHOTS"):
+        shutil.copyfile(shot, ROOT / "docs" / name)
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()[:24]
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

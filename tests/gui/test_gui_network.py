@@ -1,7 +1,7 @@
 """Losing the connection: status, offline sending, reconnecting, catching up."""
 import re
 
-from gui_helpers import Proxy, press, screenshot, type_text, wait_joined, wait_until
+from gui_helpers import Proxy, press, screenshot, to_docs, type_text, wait_joined, wait_until
 
 from parley import protocol as p
 from parley.server.app import Server
@@ -31,7 +31,7 @@ def test_server_restart_reconnects_and_delivers_what_was_typed_offline(gui, conn
         assert "waiting for the connection" in app.chat.pending_text()
         wait_until(app, lambda: "1 message waiting to be sent" in app.status.text,
                    what="the waiting count in the status bar")
-        screenshot(app, "gui-offline")
+        to_docs(screenshot(app, "gui-offline"), "screenshots/offline.png")
 
         srv = Server("127.0.0.1", port, Limits(rate=1000, burst=1000)).start()
         bob = connect("bob", srv=srv)

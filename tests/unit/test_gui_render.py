@@ -420,8 +420,8 @@ def test_split_page_puts_older_above_and_newer_below_without_duplicates():
     older, newer = m.split_page(page, oldest=8, newest=11)
     assert [e.id for e in older] == [3, 4, 5]          # oldest first, deduplicated
     assert [e.id for e in newer] == [12]               # 10 is inside what is shown
-    older, newer = m.split_page(page, None, None)
-    assert older == [] and [e.id for e in newer] == [3, 4, 5, 10, 12]
+    older, newer = m.split_page(page, None, None)          # above the local lines
+    assert [e.id for e in older] == [3, 4, 5, 10, 12] and newer == []
 
 
 def test_events_from_frames_skips_garbage_and_orders_by_id():
@@ -574,7 +574,7 @@ def test_event_dispatches_and_ignores_what_is_not_a_conversation_line():
 def test_marker_beginning_and_day_divider_entries():
     f = Formatter(tz=UTC)
     mk = f.marker()
-    assert mk.kind == "marker" and r.MARKER_TEXT in mk.text and mk.lines == 2
+    assert mk.kind == "marker" and r.MARKER_TEXT in mk.text and mk.lines == 3
     assert mk.tagged("markerlabel") == r.MARKER_TEXT + "\n"
     assert f.beginning("#python").text == "This is the beginning of #python.\n"
     assert f.beginning("@bob").text == "This is the beginning of your conversation with bob.\n"

@@ -204,10 +204,11 @@ def split_page(events: Sequence[Any], oldest: Optional[int],
     """A page of history against what is shown (ids ``oldest``..``newest``):
     (older ones to insert above, newer ones to add below), each oldest first.
     What falls inside the shown range is already there (or a gap the live
-    stream has filled) and is dropped.  Nothing shown yet: all of it is "newer"."""
+    stream has filled) and is dropped.  Nothing with an id shown yet: all of it
+    is "older" (it goes above local lines such as the welcome)."""
     ordered = sorted({e.id: e for e in events}.values(), key=lambda e: e.id)
     if oldest is None or newest is None:
-        return [], ordered
+        return ordered, []
     return ([e for e in ordered if e.id < oldest], [e for e in ordered if e.id > newest])
 
 

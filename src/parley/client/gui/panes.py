@@ -624,8 +624,8 @@ class SearchPanel(ttk.Frame):
         self.text.grid(row=2, column=0, sticky="nsew")
         self.scroll = ttk.Scrollbar(self, orient="vertical", command=self.text.yview,
                                     style="SlimSidebar.Vertical.TScrollbar")
-        self.scroll.grid(row=2, column=1, sticky="ns")
-        self.text.configure(yscrollcommand=self.scroll.set)
+        self._scroll_shown = False
+        self.text.configure(yscrollcommand=self._yscroll)
         self.more_button = ttk.Button(self, text="Older results", style="Small.TButton",
                                       command=self._more, cursor="hand2", takefocus=0)
         self.columnconfigure(0, weight=1)
@@ -663,6 +663,16 @@ class SearchPanel(ttk.Frame):
                 + ["htime", "htext", "hterm", "empty"]:
             t.tag_configure(name, **tags[name])
             t.tag_raise(name)
+
+    def _yscroll(self, first: str, last: str) -> None:
+        self.scroll.set(first, last)
+        need = float(first) > 0.0 or float(last) < 1.0
+        if need != self._scroll_shown:
+            self._scroll_shown = need
+            if need:
+                self.scroll.grid(row=2, column=1, sticky="ns")
+            else:
+                self.scroll.grid_remove()
 
     def set_busy(self, query: str) -> None:
         self.query = query

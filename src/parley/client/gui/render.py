@@ -323,7 +323,8 @@ class Formatter:
     def marker(self) -> Entry:
         """The "new since you were here" line, above the first unread message."""
         self.break_group()
-        return Entry([("\n", ("rule",)), (MARKER_TEXT + "\n", ("markerlabel",))], "marker")
+        return Entry([("\n", ("rulegap",)), ("\n", ("rule",)),
+                      (MARKER_TEXT + "\n", ("markerlabel",))], "marker")
 
     def beginning(self, key: str) -> Entry:
         """The top of a conversation whose whole history is shown."""

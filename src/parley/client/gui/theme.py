@@ -172,10 +172,10 @@ class Theme:
         # the unread line: a text line this tall is a rule across the conversation
         try:
             self.rule_font = tkfont.nametofont("ParleyRule", root=root)
-            self.rule_font.configure(family=ui, size=-max(1, self.px(1)))
+            self.rule_font.configure(family=ui, size=-max(1, self.px(2)))
         except tk.TclError:
             self.rule_font = tkfont.Font(root, name="ParleyRule", family=ui,
-                                         size=-max(1, self.px(1)))
+                                         size=-max(1, self.px(2)))
         for named in ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont",
                       "TkCaptionFont", "TkTooltipFont"):
             try:

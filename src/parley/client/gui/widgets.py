@@ -178,8 +178,10 @@ class ChatView(ttk.Frame):
             "pending": dict(foreground=c.text_faint),
             "pnote": dict(foreground=c.text_faint, font=f["small"]),
             "topic": dict(foreground=c.text_dim, font=f["italic"]),
+            # the unread line: a gap, a 2-pixel line across, the words under it on the right
+            "rulegap": dict(font=theme.rule_font, spacing1=px(8), spacing3=0),
             "rule": dict(background=c.marker, lmargincolor=c.marker, font=theme.rule_font,
-                         spacing1=px(10), spacing3=0),
+                         spacing1=0, spacing3=0),
             "markerlabel": dict(foreground=c.marker, font=f["caps"], justify="right",
                                 spacing1=px(2), spacing3=px(6)),
             "beginning": dict(justify="center", foreground=c.text_faint, font=f["italic"],
@@ -192,7 +194,7 @@ class ChatView(ttk.Frame):
         # "pending" greys out everything, the selection is always visible.
         order = ["b1", "b2", "hdr", "own", "mention", "info", "system", "error", "action",
                  "notice", "arrow", "nname", "divider", "time", "badge", "name", "topic",
-                 "rule", "markerlabel", "beginning"]
+                 "rulegap", "rule", "markerlabel", "beginning"]
         order += [f"nc{i}" for i in range(len(c.names))]
         order += ["myname", "mword", "url", "pending", "pnote", "flash"]
         for name in order:

@@ -22,6 +22,7 @@ import threading
 import time
 import tkinter as tk
 import tkinter.font as tkfont
+from dataclasses import dataclass
 from tkinter import ttk
 from typing import Any, Optional
 
@@ -69,6 +70,18 @@ def emoji_mode(root: tk.Misc, requested: Optional[str]) -> str:
     if any(any(c in f for c in colour) for f in families):
         return "text"
     return "native"
+
+
+@dataclass
+class Sent:
+    """A message sent from this window, until it is shown as a message or refused:
+    enough to say which one the server refused, and to keep it on screen (dimmed)
+    between the server's ack and its copy of the message, whichever comes first."""
+    key: str
+    kind: str                  # say | me
+    text: str
+    id: Optional[int] = None   # from the ack
+    echoed: bool = False       # the server's copy is shown
 
 
 def pending_key(ev: Any) -> str:
@@ -125,7 +138,8 @@ class ChatApp:
         self.history_labels: dict[str, str] = {}    # label -> key (older history)
         self.marker_for: dict[str, int] = {}        # key -> read_id: show the unread line
         self.seek: dict[str, int] = {}              # key -> id of a search result to reach
-        self.pending_shown: dict[str, tuple[str, str, str]] = {}  # label -> key, kind, text
+        self.sent: dict[str, Sent] = {}             # label -> a message sent from here
+        self.pending_keys: set[str] = set()         # views showing pending lines
         self.join_labels: dict[str, str] = {}       # label -> room (joins from this window)
         self.part_labels: dict[str, str] = {}
         self.rooms_label: Optional[str] = None      # the room dialog's list request
@@ -353,13 +367,16 @@ class ChatApp:
         """Messages that will never be sent are shown as not sent, never just dropped:
         in their conversations (``show``), else returned."""
         out = []
-        for label, (key, kind, text) in list(self.pending_shown.items()):
-            entry = self.lobby.fmt.refused(kind, text, reason)
+        for label, item in list(self.sent.items()):
+            if item.id is not None or item.echoed:
+                continue                       # it went through
+            entry = self.lobby.fmt.refused(item.kind, item.text, reason)
             if show:
-                self._append(key, [entry])
+                self._append(item.key, [entry])
             else:
                 out.append(entry)
-        self.pending_shown.clear()
+        self.sent.clear()
+        self.pending_keys.clear()
         for view in self.views.values():
             view.set_pending([])
         return out
@@ -451,7 +468,7 @@ class ChatApp:
             self._batch_ids.add(ev.id)
             self._line(key, [view.fmt.event(ev)])
             if isinstance(ev, p.Message) and core.same_conv(ev.sender, me):
-                self.pending_dirty = True
+                self._echoed(ev, key)
             if isinstance(ev, (p.Join, p.Leave, p.Topic)):
                 self.panes_dirty = True
             self.sidebar_dirty = True
@@ -489,6 +506,12 @@ class ChatApp:
                 self._line(key, [view.fmt.users(ev.users, ev.room)])
         elif isinstance(ev, p.Ack):
             self.pending_dirty = True
+            item = self.sent.get(ev.label)
+            if item is not None:
+                if item.echoed or ev.id is None or ev.id in self.view(item.key).ids:
+                    del self.sent[ev.label]
+                else:
+                    item.id = ev.id            # shown dimmed until its copy arrives
             if ev.label in self.part_labels:
                 room = self.part_labels.pop(ev.label)
                 self.sidebar_dirty = self.panes_dirty = True
@@ -513,8 +536,9 @@ class ChatApp:
 
     def _error(self, ev: p.Error) -> None:
         label = ev.label
-        if label in self.pending_shown:
-            key, kind, text = self.pending_shown.pop(label)
+        if label in self.sent:
+            item = self.sent.pop(label)
+            key, kind, text = item.key, item.kind, item.text
             self.pending_dirty = True
             self._line(key, [self.view(key).fmt.refused(kind, text, ev.message)])
             if core.same_conv(key, self.current) and not self.input.get().strip():
@@ -717,6 +741,7 @@ class ChatApp:
             key = conv.key                       # the server's spelling
         old = self.current
         if old is not None and not core.same_conv(old, key):
+            self._mark_read(old)                 # what was on screen has been seen
             oldview = self.views.get(old.casefold())
             if oldview is not None:
                 oldview.remove_marker()
@@ -770,9 +795,13 @@ class ChatApp:
         if self._read_after is None and not self.closed:
             self._read_after = self.root.after(150, self._mark_read)
 
-    def _mark_read(self) -> None:
-        self._read_after = None
-        key, session = self.current, self.session
+    def _mark_read(self, key: Optional[str] = None) -> None:
+        """The conversation on screen (or ``key``) is read up to its newest entry,
+        if the window has the focus (a person is looking at it)."""
+        if key is None:
+            self._read_after = None
+            key = self.current
+        session = self.session
         if key is None or session is None or not self.joined or not self.window_focused():
             return
         newest = self.view(key).newest_id
@@ -835,7 +864,6 @@ class ChatApp:
         """Put history events into a view: older ones above (keeping the view
         still), newer ones below.  Returns how many older ones were new."""
         view = self.view(key)
-        empty = view.oldest_id is None
         events = [e for e in events if e.id not in view.ids]
         older, newer = model.split_page(events, view.oldest_id, view.newest_id)
         if older:
@@ -848,7 +876,7 @@ class ChatApp:
             view.first_day = next((e.day for e in entries if e.day is not None), view.first_day)
         if newer:
             self._append(key, [view.fmt.event(ev) for ev in newer])
-        return len(newer) if empty else len(older)
+        return len(older)
 
     # --- search -------------------------------------------------------------------------
     def _ctrl_f(self) -> str:
@@ -955,7 +983,7 @@ class ChatApp:
         left = None
         if self.retry_at is not None:
             left = max(0.0, self.retry_at - time.monotonic())
-        waiting = len(self.pending_shown) if self.state != "connected" else 0
+        waiting = len(self.pending) if self.state != "connected" else 0
         text, level = status_text(self.state, self.host, self.port, self.me, self.detail,
                                   left, waiting)
         if self.state == "connecting" and self.awaiting_name:
@@ -963,26 +991,52 @@ class ChatApp:
         self.status.set(text, level)
 
     # --- sending ------------------------------------------------------------------------
+    def _echoed(self, ev: p.Message, key: str) -> None:
+        """The server's copy of a message of mine is shown: its pending line goes."""
+        self.pending_dirty = True
+        if ev.label and ev.label in self.sent:
+            del self.sent[ev.label]
+            return
+        for label, item in self.sent.items():
+            if item.id == ev.id:
+                del self.sent[label]
+                return
+        for item in self.sent.values():     # the copy came before the ack: match it
+            if (not item.echoed and item.id is None and item.kind == ev.kind
+                    and item.text == ev.text and core.same_conv(item.key, key)):
+                item.echoed = True
+                return
+
+    def _pending_entries(self) -> list[tuple[str, str, str, str, str]]:
+        """(label, key, kind, text, note) of every message not shown as sent yet,
+        in the order they were sent: the session's queue (sending / waiting for
+        the connection), and those it has answered but the window not shown yet."""
+        session = self.session
+        queued = dict(session.pending_messages()) if session is not None else {}
+        note = "sending\u2026" if self.state == "connected" else "waiting for the connection"
+        out = []
+        for label, item in self.sent.items():
+            if not item.echoed:
+                out.append((label, item.key, item.kind, item.text,
+                            note if label in queued else "sent"))
+        for label, ev in queued.items():
+            if label not in self.sent:
+                kind = "me" if isinstance(ev, p.Me) else "say"
+                out.append((label, pending_key(ev), kind, ev.text, note))
+        return out
+
     def _render_pending(self) -> None:
         """Show each conversation's unacknowledged messages, dimmed, at its end."""
-        session = self.session
-        pending = session.pending_messages() if session is not None else []
-        note = "sending\u2026" if self.state == "connected" else "waiting for the connection"
-        shown: dict[str, tuple[str, str, str]] = {}
         per_view: dict[str, list[Entry]] = {}
-        for label, ev in pending:
-            key = pending_key(ev)
-            kind = "me" if isinstance(ev, p.Me) else "say"
-            shown[label] = (key, kind, ev.text)
+        for label, key, kind, text, note in self._pending_entries():
             view = self.view(key)
             per_view.setdefault(key.casefold(), []).append(
-                view.fmt.pending(label, kind, ev.text, note))
-        before = {k for k, _kind, _t in self.pending_shown.values()}
-        self.pending_shown = shown
-        for k in {x.casefold() for x in before} | set(per_view):
+                view.fmt.pending(label, kind, text, note))
+        for k in self.pending_keys | set(per_view):
             view = self.views.get(k)
             if view is not None:
                 view.set_pending(per_view.get(k, []))
+        self.pending_keys = set(per_view)
 
     def submit(self, raw: str) -> bool:
         """The input box's Enter: True if the text was used (the box is cleared)."""
@@ -1073,22 +1127,24 @@ class ChatApp:
                       f"most {limit}. Shorten it and send again.", "error")
             return False
         try:
-            session.send(text, key, kind)
+            label = session.send(text, key, kind)
         except OfflineQueueFull as e:
             self.info(f"Not sent: {e}.", "error")
             return False
         except ValueError as e:
             self.info(f"Not sent: {e}.", "error")
             return False
+        self.sent[label] = Sent(key, kind, text)
         self.view(key).jump_to_end()
         self._render_pending()
         self._refresh_status()
         return True
 
     @property
-    def pending(self) -> dict:
-        """Messages shown as not yet acknowledged: label -> (conversation, kind, text)."""
-        return self.pending_shown
+    def pending(self) -> dict[str, tuple[str, str, str]]:
+        """Messages shown dimmed, not yet confirmed: label -> (conversation, kind, text)."""
+        return {label: (key, kind, text)
+                for label, key, kind, text, _note in self._pending_entries()}
 
     def _page(self, pages: int) -> str:
         self.chat.text.yview_scroll(pages, "pages")
