@@ -345,3 +345,82 @@ def test_theme_switch_restyles_every_pane(gui, make_server, connect):
     assert all(colours()[k] != expected(dark)[k] for k in colours())   # every one changed
     assert str(hidden.text.tag_cget("name", "font"))                   # tags restyled too
     assert not app.errors
+
+
+def test_switching_between_big_conversations_is_instant(gui, make_server, connect):
+    import time
+    srv = make_server(rate=1000, burst=1000)
+    app = _open(gui, srv)
+    app.submit("/join #big")
+    wait_until(app, lambda: app.current == "#big", what="#big")
+    for n, key in enumerate(("#general", "#big")):
+        view = app.view(key)
+        view.append([view.fmt.message(p.Message(
+            id=10_000_000 + n * 10_000 + i, ts="2026-11-25T10:00:00.000Z", sender=f"user{i % 7}",
+            text=f"line {i} " + "lorem ipsum dolor sit amet " * (i % 5), room=key))
+            for i in range(2000)])
+    app.root.update()
+    took = []
+    for _ in range(3):
+        for key in ("#general", "#big"):
+            start = time.perf_counter()
+            app.switch(key)
+            app.root.update()
+            took.append(time.perf_counter() - start)
+            assert app.chat.entry_count >= 2000 and app.chat.winfo_ismapped()
+    print(f"\nswitching between two conversations of 2,000 messages: "
+          f"longest {max(took) * 1000:.1f} ms")
+    assert max(took) < 0.5                     # generous: a person would call it instant
+    assert not app.errors
+
+
+def test_only_a_focused_window_marks_messages_read(gui, make_server, connect):
+    srv = make_server(rate=1000, burst=1000)
+    bob = rooms_client(connect, "bob", srv=srv)
+    app = _open(gui, srv)
+    focused = [False]
+    app.window_focused = lambda: focused[0]    # the person is in another window
+    bob.send(p.Say(text="while you were away"))
+    wait_until(app, lambda: "while you were away" in app.chat.messages_text(), what="it")
+    wait_until(app, lambda: app.session.conversation("#general").unread == 1, what="unread")
+    app._mark_read()
+    assert app.session.conversation("#general").unread == 1
+    wait_until(app, lambda: app.root.title().startswith("(1) Parley"), what="the title")
+    focused[0] = True                              # back to the window
+    app.root.event_generate("<FocusIn>")
+    wait_until(app, lambda: app.session.conversation("#general").unread == 0, what="read")
+    wait_until(app, lambda: app.root.title().startswith("Parley"), what="the title")
+    assert not app.errors
+
+
+def test_messages_typed_offline_wait_dimmed_in_their_room(gui, make_server, connect):
+    from gui_helpers import Proxy
+    srv = make_server(rate=1000, burst=1000)
+    bob = rooms_client(connect, "bob", "#ops", srv=srv)
+    proxy = Proxy(srv.address)
+    try:
+        app = gui("--port", str(proxy.port), "--name", "alice")
+        wait_joined(app)
+        app.submit("/join #ops")
+        wait_until(app, lambda: app.current == "#ops", what="#ops")
+        proxy.cut()
+        wait_until(app, lambda: app.state == "reconnecting", what="the drop")
+        assert app.submit("queued for ops")
+        ops = app.chat
+        assert "queued for ops" in ops.pending_text()
+        assert "waiting for the connection" in ops.pending_text()
+        assert ops.text.tag_ranges("pending")
+        assert app.view("#general").pending_text() == ""
+        app.switch("#general")
+        assert app.submit("queued for general")
+        assert "queued for general" in app.chat.pending_text()
+        assert "queued for ops" not in app.chat.pending_text()
+        proxy.restore()
+        wait_until(app, lambda: app.state == "connected" and not app.pending, timeout=15,
+                   what="both sent")
+        assert ops.pending_text() == "" and ops.messages_text().count("queued for ops") == 1
+        assert app.chat.messages_text().count("queued for general") == 1
+        got = bob.expect("message", sender="alice", room="#ops")
+        assert got.text == "queued for ops"
+    finally:
+        proxy.close()

@@ -964,7 +964,9 @@ class ChatApp:
         if self.sidebar_dirty:
             self.sidebar_dirty = False
             self.convlist.set_rows(model.sidebar_rows(convs, self.current, online))
-            unread, mentions = model.total_unread(convs, self.current)
+            # the conversation on screen counts too while the person is elsewhere
+            unread, mentions = model.total_unread(
+                convs, self.current if self.window_focused() else None)
             if self.joined:
                 self.root.title(model.window_title(self.me, f"{self.host}:{self.port}",
                                                    unread, mentions))
