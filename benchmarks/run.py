@@ -275,6 +275,21 @@ def machine_busy() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
+def code_state() -> str:
+    """The commit the servers run, and whether the server's files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/parley/server",
+                                "src/parley/protocol.py", "python_server.py"], cwd=ROOT,
+                               text=True, capture_output=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "commit unknown"
+    dirty = [ln[3:] for ln in dirty if ln.strip()]
+    return f"commit {head or '?'}" + (f" with uncommitted changes in {', '.join(dirty)}"
+                                      if dirty else "")
+
+
 def _dir_bytes(path: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -1523,7 +1538,8 @@ def main(argv: Optional[list] = None) -> int:
     signal.alarm(int(budget))
 
     b = Bench(args)
-    log(f"logs and configs in {b.logdir}; budget {budget:.0f} s")
+    state = code_state()
+    log(f"logs and configs in {b.logdir}; budget {budget:.0f} s; server code: {state}")
     t0 = time.monotonic()
     print(table([]), flush=True)
     try:
@@ -1543,7 +1559,8 @@ def main(argv: Optional[list] = None) -> int:
         _cleanup()
     print()
     print(f"## Results ({'quick' if args.quick else 'full'} run, {time.monotonic() - t0:.0f} s,"
-          f" {os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+          f" {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, SQLite "
+          f"{__import__('sqlite3').sqlite_version}; Parley {state})")
     print()
     print(table(b.rows))
     if args.json:
