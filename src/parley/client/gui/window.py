@@ -964,6 +964,12 @@ class ChatApp:
         if self.sidebar_dirty:
             self.sidebar_dirty = False
             self.convlist.set_rows(model.sidebar_rows(convs, self.current, online))
+            if self.joined:          # the views of rooms left (elsewhere too) go
+                keep = {c.key.casefold() for c in convs}
+                for k in [k for k in self.views if k not in keep and model.is_room(k)
+                          and not core.same_conv(k, self.current)]:
+                    self.views.pop(k).destroy()
+                    self.pager.forget(k)
             # the conversation on screen counts too while the person is elsewhere
             unread, mentions = model.total_unread(
                 convs, self.current if self.window_focused() else None)
