@@ -47,3 +47,20 @@ def test_an_emoji_name_is_refused_with_an_explanation(gui, server):
     app.root.update()
     assert "won\u2019t work" in app.card.message.cget("text")
     assert app.card.visible and app.session is None
+
+
+def test_emoji_in_a_topic_and_in_search_results_are_safe(gui, make_server, connect):
+    from gui_helpers import rooms_client
+    srv = make_server(rate=1000, burst=1000)
+    bob = rooms_client(connect, "bob", srv=srv)
+    bob.request({"type": "topic", "room": "#general", "topic": "launch day \U0001F680"}, "ack")
+    bob.request({"type": "say", "text": "rocket \U0001F680 ready"}, "ack")
+    app = gui("--port", str(srv.address[1]), "--name", "alice", "--emoji", "text")
+    wait_joined(app)
+    wait_until(app, lambda: app.header.topic_text.startswith("launch day"), what="the topic")
+    assert app.header.topic_text == "launch day \u2039rocket\u203a"
+    app.search("rocket")
+    wait_until(app, lambda: app.results.hits, what="the search")
+    assert "rocket \u2039rocket\u203a ready" in app.results.results_text()
+    app.root.update()
+    assert not app.errors

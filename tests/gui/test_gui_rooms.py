@@ -170,7 +170,15 @@ def test_scrolling_to_the_top_loads_older_history_above_in_order(gui, make_serve
     wait_until(app, lambda: "old 159" in view.messages_text() and not app.pager.loading,
                what="the recent messages")
     shown = [int(n) for n in re.findall(r"old (\d{3})", view.messages_text())]
-    assert shown == list(range(shown[0], 160)) and shown[0] > 0      # not everything yet
+    assert shown == list(range(shown[0], 160)) and shown[0] > 20     # not everything yet
+
+    # /history 20: twenty more, and the view goes up to them
+    assert app.submit("/history 20")
+    wait_until(app, lambda: f"old {shown[0] - 1:03d}" in view.messages_text()
+               and not app.reveal, what="/history")
+    app.root.update()
+    top = view.text.get("@0,0", "@0,%d" % view.text.winfo_height())
+    assert f"old {shown[0] - 20:03d}" in top
 
     for _ in range(10):
         if "old 000" in view.messages_text():

@@ -5,7 +5,6 @@ is the dark one)."""
 from gui_helpers import (ARTIFACTS, png_size, rooms_client, screenshot, to_docs, wait_joined,
                          wait_until)
 
-from parley import protocol as p
 from parley.client.gui.render import MARKER_TEXT
 
 

@@ -138,6 +138,7 @@ class ChatApp:
         self.history_labels: dict[str, str] = {}    # label -> key (older history)
         self.marker_for: dict[str, int] = {}        # key -> read_id: show the unread line
         self.seek: dict[str, int] = {}              # key -> id of a search result to reach
+        self.reveal: set[str] = set()               # keys: show the next older page (/history)
         self.sent: dict[str, Sent] = {}             # label -> a message sent from here
         self.pending_keys: set[str] = set()         # views showing pending lines
         self.join_labels: dict[str, str] = {}       # label -> room (joins from this window)
@@ -848,6 +849,10 @@ class ChatApp:
             view.beginning_shown = True
             view.prepend([view.fmt.beginning(key)])
         self._try_marker(key)
+        if key.casefold() in self.reveal:
+            self.reveal.discard(key.casefold())
+            view.text.yview_moveto(0.0)
+            view._moved()
         target = self.seek.get(key.casefold())
         if target is not None:
             if view.show_id(target):
@@ -1096,7 +1101,9 @@ class ChatApp:
                     self.switch(target)
             elif name == "history":
                 n = cmd.args[0] if cmd.args else core.HISTORY_DEFAULT
-                if not self.load_older(self.current, limit=n, force=True):
+                if self.load_older(self.current, limit=n, force=True):
+                    self.reveal.add(self.current.casefold())    # scroll up to them
+                else:
                     if self.pager.is_loading(self.current or ""):
                         self.info("Older messages are on their way\u2026")
                     else:
