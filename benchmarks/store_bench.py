@@ -8,7 +8,8 @@ Figures, against the targets of issue 7:
   write   sustained messages/s stored with ack after commit     (target >= 20,000/s)
   ack     submit -> on_commit latency at a steady 2,000/s        (target p99 <= 20 ms)
   page    history page of 100, random room and `before`         (target p99 <= 10 ms)
-  search  one common / rare word over ~5 rooms + own DMs        (target p99 <= 50 ms)
+  search  one common / medium / rare word over ~5 rooms + own DMs (target p99 <= 50 ms);
+          also a common word in one quiet room, and words over 20 rooms
   open    Store.open() of the full database, fresh process       (target <= 2 s)
   rss     process RSS after open + reads, at 1/10 and full size  (target: independent of size)
   disk    bytes per message on disk, by table and index
@@ -37,7 +38,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from parley.server.store import FTS_INSERT, Store, Write  # noqa: E402
+from parley.server.store import FTS_INSERT, Store, Write, _scope  # noqa: E402
 
 ROOMS = 100
 SESSIONS = 1000
@@ -142,6 +143,23 @@ def rss_now() -> tuple[int, int]:
         except ImportError:
             pass
     return cur, peak
+
+
+def contention() -> str:
+    """How busy the machine is (other processes compete for the CPU): the
+    load average and Linux's CPU pressure (share of time something waited)."""
+    parts = []
+    try:
+        parts.append("load %.1f" % os.getloadavg()[0])
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = f.readline().split()[1]              # avg10=NN.NN
+        parts.append(f"CPU pressure {some.split('=')[1]}%")
+    except (OSError, IndexError):
+        pass
+    return ", ".join(parts) or "unknown"
 
 
 def section(title: str) -> None:
@@ -259,7 +277,8 @@ def fill(path: str, chat: Chat, upto: int, state: dict) -> None:
         db.execute("BEGIN")
         db.executemany("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target, "
                        "target_sid, text, label) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-        db.executemany(FTS_INSERT, [(r[0], r[8]) for r in rows if r[2] in ("say", "me")])
+        db.executemany(FTS_INSERT, [(r[0], r[8], _scope(r[3], r[5], r[7]))
+                                    for r in rows if r[2] in ("say", "me")])
         db.execute("COMMIT")
         next_id += n
         done = next_id - 1
@@ -351,6 +370,23 @@ def probe_inside(path: str, n_queries: int, seed: int) -> dict:
             found += len(frames)
         searches[label] = lat
         hits[label] = found / max(1, len(lat))
+    # search in ONE room (the /search of a room), the quietest rooms, common words:
+    # the case where walking a common word's matches to find a small room's is slow
+    quiet = chat.rooms[-10:]
+    lat = []
+    for _ in range(n_queries // 2):
+        t = time.perf_counter()
+        s.search(chat.sids[0], rng.choice(common), quiet, room=rng.choice(quiet), limit=50)
+        lat.append(time.perf_counter() - t)
+    searches["1 quiet room"] = lat
+    hits["1 quiet room"] = float("nan")
+    lat = []
+    for _ in range(n_queries // 2):                     # a user in 20 rooms
+        t = time.perf_counter()
+        s.search(chat.sids[0], rng.choice(common + mid), rng.sample(chat.rooms, 20), limit=50)
+        lat.append(time.perf_counter() - t)
+    searches["20 rooms"] = lat
+    hits["20 rooms"] = float("nan")
     phrase = []
     for _ in range(n_queries // 4):
         rooms = rng.sample(chat.rooms, 5)
@@ -383,7 +419,7 @@ def probe_inside(path: str, n_queries: int, seed: int) -> dict:
 
 
 def show_probe(r: dict) -> None:
-    print(f"   open            {ms(r['open'])}   (last id {r['last_id']:,})")
+    print(f"   open            {ms(r['open'])}   (last id {r['last_id']:,}; {contention()})")
     print(f"   RSS             {r['rss_open_kb'] / 1024:.1f} MB after open, "
           f"{r['rss_after_kb'] / 1024:.1f} MB after the queries (peak {r['rss_peak_kb'] / 1024:.1f} MB; "
           f"interpreter alone {r['rss_start_kb'] / 1024:.1f} MB)")
@@ -394,8 +430,10 @@ def show_probe(r: dict) -> None:
         print(f"   {name:<17} p50 {ms(st['p50'])}  p99 {ms(st['p99'])}  max {ms(st['max'])}  "
               f"(n={st['n']})")
     for k, st in r["search"].items():
-        print(f"   search {k:<10} p50 {ms(st['p50'])}  p99 {ms(st['p99'])}  max {ms(st['max'])}  "
-              f"({r['hits'][k]:.1f} hits a page, n={st['n']})")
+        h = r["hits"][k]
+        h = "" if h != h else f"{h:.1f} hits a page, "
+        print(f"   search {k:<12} p50 {ms(st['p50'])}  p99 {ms(st['p99'])}  max {ms(st['max'])}  "
+              f"({h}n={st['n']})")
 
 
 def main() -> None:
@@ -421,6 +459,7 @@ def main() -> None:
             shutil.rmtree(d, ignore_errors=True)
             r = bench_write(os.path.join(d, "parley.db"), args.write_seconds, bw, chat)
             results[f"write_empty_bw{bw}"] = r
+            print(f"   [{contention()}]")
             print(f"   batch_wait={bw * 1000:.0f} ms: {r['rate']:,.0f} messages/s "
                   f"({r['acked']:,} in {args.write_seconds:.0f} s; {r['batches']:,} commits, "
                   f"{r['avg_batch']:.0f} a commit on average, at most {r['max_batch']})")
@@ -434,7 +473,7 @@ def main() -> None:
             results[f"ack_empty_bw{bw}"] = r
             print(f"   ack at {r['rate']:,.0f}/s, batch_wait={bw * 1000:.0f} ms: p50 {ms(r['p50'])}  "
                   f"p99 {ms(r['p99'])}  p99.9 {ms(r['p999'])}  max {ms(r['max'])}  "
-                  f"({r['avg_batch']:.1f} a commit, {r['errors']} failed)")
+                  f"({r['avg_batch']:.1f} a commit, {r['errors']} failed; {contention()})")
 
         section(f"a database of {args.messages:,} events")
         big = os.path.join(base, "big", "parley.db")
@@ -482,7 +521,7 @@ def main() -> None:
             r = bench_ack(big, args.ack_rate, args.ack_seconds, bw, chat)
             results["ack_full"] = r
             print(f"   ack at {r['rate']:,.0f}/s: p50 {ms(r['p50'])}  p99 {ms(r['p99'])}  "
-                  f"p99.9 {ms(r['p999'])}  max {ms(r['max'])}")
+                  f"p99.9 {ms(r['p999'])}  max {ms(r['max'])}  ({contention()})")
         t = time.perf_counter()
         s = Store(big).open()
         reopen = time.perf_counter() - t

@@ -657,8 +657,11 @@ def test_since_newest_limit_with_truncation_and_own_labels(store):
 
 
 # --- reads: search ------------------------------------------------------------------
-@pytest.fixture
-def corpus(store):
+@pytest.fixture(params=["scope tokens", "sql filter"])
+def corpus(store, request, monkeypatch):
+    """Each search test runs twice: with FTS5 keeping to the scope (few rooms)
+    and with the scope checked in SQL only (many rooms)."""
+    monkeypatch.setattr(store_mod, "SCOPE_TERMS", 1000 if request.param == "scope tokens" else 0)
     put(store,
         say("pip install parley", room="#python"),                  # 1
         say("the café is open", room="#general"),                   # 2
@@ -858,3 +861,72 @@ def test_reads_after_close_and_calls_from_on_commit(db_path):
     with pytest.raises(StoreError, match="closed"):
         s.history(None, room="#general")
     assert s.flush(0.1) is False
+
+
+def test_search_index_follows_deletes_and_updates(store):
+    put(store, say("alpha one"), say("alpha two", room="#x"), dm("alpha dm", "bob", B, "alice", A))
+    db = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        db.execute("DELETE FROM events WHERE id = 1")
+        db.execute("UPDATE events SET text = 'beta two' WHERE id = 2")
+        db.execute("UPDATE events SET target_sid = ? WHERE id = 3", (C,))
+        db.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")
+
+        def fts(q):           # the index itself, not joined with events
+            return [r[0] for r in db.execute(
+                "SELECT rowid FROM events_fts WHERE events_fts MATCH ? ORDER BY rowid", (q,))]
+
+        assert fts("alpha") == [3] and fts("beta") == [2]
+        assert fts("scope : u" + C.encode().hex()) == [3]
+        assert fts("scope : u" + A.encode().hex()) == []
+        assert fts("scope : r" + b"#x".hex()) == [2]
+    finally:
+        db.close()
+    assert store.search(A, "alpha", ["#general", "#x"]) == ([], False)
+    assert ids(store.search(A, "beta", ["#general", "#x"])[0]) == [2]
+    assert ids(store.search(C, "alpha", [])[0]) == [3]
+
+
+def test_an_older_index_layout_is_rebuilt(db_path):
+    with Store(db_path) as s:
+        s.start()
+        put(s, say("kept in the index"), dm("private words", "bob", B, "alice", A))
+    db = sqlite3.connect(db_path, isolation_level=None)
+    try:                      # the index as an early version kept it: text only, by trigger
+        db.executescript("""
+            DROP TRIGGER events_fts_ad; DROP TRIGGER events_fts_au; DROP TABLE events_fts;
+            CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', content_rowid='id');
+            INSERT INTO events_fts(rowid, text) SELECT id, text FROM events;
+            CREATE TRIGGER events_fts_ai AFTER INSERT ON events BEGIN
+                INSERT INTO events_fts(rowid, text) VALUES (new.id, new.text); END;""")
+    finally:
+        db.close()
+    with Store(db_path) as s:
+        s.start()
+        put(s, say("kept too"))
+        assert ids(s.search(A, "kept", ["#general"])[0]) == [3, 1]      # once each
+        assert ids(s.search(A, "private", [], peer="bob")[0]) == [2]
+        db = sqlite3.connect(db_path)
+        try:
+            assert db.execute("SELECT count(*) FROM sqlite_master "
+                              "WHERE name = 'events_fts_ai'").fetchone()[0] == 0
+        finally:
+            db.close()
+
+
+def test_search_index_is_merged_while_idle_not_in_commits(store):
+    db = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        assert db.execute("SELECT v FROM events_fts_config WHERE k = 'automerge'").fetchone() == (0,)
+        for i in range(12):                           # twelve commits: twelve index segments
+            put(store, say(f"segment {i}"))
+        deadline = time.monotonic() + 10
+        while store._unmerged and time.monotonic() < deadline:
+            store.flush(1)
+        assert store._unmerged == 0
+        before = db.total_changes                     # FTS5: a delta < 2 means nothing merged
+        db.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('merge', 500)")
+        assert db.total_changes - before < 2
+        assert ids(store.search(A, "segment", ["#general"], limit=20)[0]) == list(range(12, 0, -1))
+    finally:
+        db.close()
