@@ -111,6 +111,19 @@ def test_badges_count_unread_and_switching_shows_the_unread_line(gui, make_serve
     app.switch("#python")
     assert not app.chat.marker_shown
 
+    # the sidebar's context menu: mark as read without opening it
+    app.submit("/switch #general")
+    bob.send(p.Say(text="one more", room="#python"))
+    wait_until(app, lambda: app.convlist.badge_of("#python") == "1", what="a new badge")
+    app.convlist.fill_menu("#python")
+    menu = app.convlist.menu
+    labels = [menu.entrycget(i, "label") for i in range(menu.index("end") + 1)
+              if menu.type(i) == "command"]
+    assert labels == ["Open", "Mark as read", "Leave #python"]
+    menu.invoke(1)
+    wait_until(app, lambda: app.convlist.badge_of("#python") == "", what="marked read")
+    assert app.current == "#general"
+
     # a direct message shows up under DIRECT MESSAGES with its badge
     app.submit("/switch #general")
     bob.send(p.Say(text="psst", to="alice"))

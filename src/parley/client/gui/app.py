@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", help="your user name; given, the client connects at once")
     ap.add_argument("--theme", choices=["dark", "light"], help="colour theme (default: dark)")
     ap.add_argument("--scrollback", "--max-lines", dest="scrollback", type=int, default=2000,
-                    metavar="N", help="messages kept in the conversation view (default 2000)")
+                    metavar="N", help="messages kept in view per conversation (default 2000)")
     ap.add_argument("--font-size", type=float, default=10.0, metavar="PT",
                     help="base font size in points (default 10)")
     ap.add_argument("--scale", type=float, metavar="F",

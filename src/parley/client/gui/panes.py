@@ -53,15 +53,21 @@ class ConversationList(ttk.Frame):
     """Rooms and direct messages, one row each, with a badge for what is unread.
 
     ``on_select(key)`` when a row is clicked, ``on_add()`` for the "+" of the
-    Rooms header."""
+    Rooms header; a row's context menu offers ``on_read(key)`` (mark as read)
+    and, for rooms, ``on_leave(key)``."""
 
     def __init__(self, master: tk.Misc, theme: Theme, on_select: Callable[[str], None],
-                 on_add: Callable[[], None], emoji: str = "native"):
+                 on_add: Callable[[], None], emoji: str = "native",
+                 on_read: Optional[Callable[[str], None]] = None,
+                 on_leave: Optional[Callable[[str], None]] = None):
         super().__init__(master, style="Sidebar.TFrame")
         self.theme = theme
         self.emoji = emoji
         self.on_select = on_select
         self.on_add = on_add
+        self.on_read = on_read
+        self.on_leave = on_leave
+        self.menu = tk.Menu(self, tearoff=0)
         self.rows: list[SidebarRow] = []
         self._spans: list[tuple[int, int]] = []        # y0, y1 of each row
         self._hover: Optional[int] = None
@@ -80,6 +86,7 @@ class ConversationList(ttk.Frame):
         for seq in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
             cv.bind(seq, self._wheel)
         cv.bind("<Button-1>", self._click)
+        cv.bind("<Button-3>", self._context)
         cv.bind("<Motion>", self._motion)
         cv.bind("<Leave>", lambda e: self._set_hover(None, False))
         cv.bind("<Configure>", lambda e: self._redraw())
@@ -88,7 +95,11 @@ class ConversationList(ttk.Frame):
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self._images.clear()
-        self.canvas.configure(background=theme.palette.sidebar)
+        c = theme.palette
+        self.canvas.configure(background=c.sidebar)
+        self.menu.configure(background=c.field, foreground=c.text, activebackground=c.accent,
+                            activeforeground=c.on_accent, borderwidth=1, relief="solid",
+                            font=theme.fonts["body"], activeborderwidth=0)
         self._redraw()
 
     def set_rows(self, rows: list[SidebarRow]) -> None:
@@ -236,6 +247,28 @@ class ConversationList(ttk.Frame):
             return
         if i is not None and self.rows[i].kind in ("room", "dm"):
             self.on_select(self.rows[i].key)
+
+    def _context(self, event: tk.Event) -> None:
+        i = self._index_at(event.y)
+        if i is None or self.rows[i].kind not in ("room", "dm"):
+            return
+        self.fill_menu(self.rows[i].key)
+        try:
+            self.menu.tk_popup(event.x_root, event.y_root)
+        finally:
+            self.menu.grab_release()
+
+    def fill_menu(self, key: str) -> None:
+        row = self.rows[self.row_index(key)]
+        m = self.menu
+        m.delete(0, "end")
+        m.add_command(label="Open", command=lambda: self.on_select(row.key))
+        m.add_command(label="Mark as read", state="normal" if row.badge else "disabled",
+                      command=lambda: self.on_read and self.on_read(row.key))
+        if row.kind == "room":
+            m.add_separator()
+            m.add_command(label=f"Leave {row.key}",
+                          command=lambda: self.on_leave and self.on_leave(row.key))
 
     def _motion(self, event: tk.Event) -> None:
         i = self._index_at(event.y)

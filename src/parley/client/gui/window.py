@@ -220,7 +220,8 @@ class ChatApp:
         self.side_rule = tk.Frame(side, height=1, background=th.palette.border)
         self.side_rule.grid(row=1, column=0, sticky="ew", padx=px(16), pady=(px(8), px(4)))
         self.convlist = ConversationList(side, th, on_select=self.switch,
-                                         on_add=self.open_room_dialog, emoji=self.emoji)
+                                         on_add=self.open_room_dialog, emoji=self.emoji,
+                                         on_read=self.mark_all_read, on_leave=self.part_room)
         self.convlist.grid(row=2, column=0, sticky="nsew")
 
         self.divider = tk.Frame(main, width=1, background=th.palette.border)
@@ -809,6 +810,13 @@ class ChatApp:
         conv = session.conversation(key)
         if newest is not None and conv is not None and newest > conv.read_id:
             session.mark_read(key, newest)
+
+    def mark_all_read(self, key: str) -> None:
+        """The sidebar's "Mark as read": everything in ``key``, shown or not."""
+        conv = self.session.conversation(key) if self.session is not None else None
+        if conv is not None and conv.last_id > conv.read_id:
+            self.session.mark_read(conv.key, conv.last_id)
+            self.sidebar_dirty = True
 
     # --- history ------------------------------------------------------------------------
     def load_older(self, key: Optional[str], limit: int = PAGE, force: bool = False) -> bool:
