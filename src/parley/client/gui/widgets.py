@@ -1,15 +1,17 @@
 """The Parley window's building blocks (Tk thread only).
 
-* ``ChatView``: the conversation, a read-only ``tk.Text`` fed with the
+* ``ChatView``: one conversation, a read-only ``tk.Text`` fed with the
   segments built by ``render.Formatter``; batches, trimming, pending lines,
+  older history inserted above without moving the view, the unread line,
   auto-scroll with a "new messages" indicator, links, copy and a context menu.
-* ``UserList``: the online users with round avatars, on a ``tk.Canvas``.
 * ``MessageInput``: the growing input box (Enter sends, Shift+Enter new line,
   Up/Down recall) with a placeholder and the Send button.
 * ``StatusBar``: a coloured dot and a sentence.
 * ``ConnectCard``: the connect dialog, shown over the window until joined.
 
-No widget here touches the network; ``app.ChatApp`` wires them to a session.
+The panes around the conversation (sidebar, members, header, search, room
+dialog) are in ``panes.py``.  No widget touches the network; ``window.ChatApp``
+wires them to a session.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import threading
 import tkinter as tk
 import webbrowser
 from tkinter import ttk
-from typing import Callable, Iterable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from . import render
 from .model import first_unread
@@ -583,112 +585,6 @@ class ChatView(ttk.Frame):
             m.tk_popup(event.x_root, event.y_root)
         finally:
             m.grab_release()
-
-
-# --- who is online ----------------------------------------------------------------------
-class UserList(ttk.Frame):
-    """Online users: avatar, name, "you" on mine.  ``names`` is what is shown."""
-
-    def __init__(self, master: tk.Misc, theme: Theme,
-                 on_pick: Optional[Callable[[str], None]] = None):
-        super().__init__(master, style="Sidebar.TFrame")
-        self.theme = theme
-        self.on_pick = on_pick
-        self.names: list[str] = []
-        self.me = ""
-        self.online = True            # False while disconnected: presence dots go grey
-        self._images: dict[tuple[int, str, bool], tk.PhotoImage] = {}
-        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0, width=1, height=1)
-        self.scroll = ttk.Scrollbar(self, orient="vertical", command=self.canvas.yview,
-                                    style="SlimSidebar.Vertical.TScrollbar")
-        self.canvas.configure(yscrollcommand=self._yscroll)
-        self.canvas.grid(row=0, column=0, sticky="nsew")
-        self.columnconfigure(0, weight=1)
-        self.rowconfigure(0, weight=1)
-        self._scroll_shown = False
-        for seq in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
-            self.canvas.bind(seq, self._wheel)
-        self.canvas.bind("<Double-Button-1>", self._double)
-        self.canvas.bind("<Configure>", lambda e: self._redraw())
-        self.apply_theme(theme)
-
-    def apply_theme(self, theme: Theme) -> None:
-        self.theme = theme
-        self._images.clear()
-        self.canvas.configure(background=theme.palette.sidebar)
-        self._redraw()
-
-    def set_users(self, users: Iterable[str], me: str = "") -> None:
-        names = render.sorted_users(users, me)
-        if names == self.names and me == self.me:
-            return
-        self.names, self.me = names, me
-        self._redraw()
-
-    def set_online(self, online: bool) -> None:
-        if online != self.online:
-            self.online = online
-            self._redraw()
-
-    @property
-    def row_height(self) -> int:
-        return self.theme.px(36)
-
-    def _avatar(self, index: int) -> tk.PhotoImage:
-        key = (index, self.theme.palette.name, self.online)
-        img = self._images.get(key)
-        if img is None:
-            c = self.theme.palette
-            img = avatar_image(self, self.theme.px(28), self.theme.name_colour(index),
-                               c.sidebar, c.ok if self.online else c.text_faint)
-            self._images[key] = img
-        return img
-
-    def _redraw(self) -> None:
-        cv = self.canvas
-        cv.delete("all")
-        th, c, px = self.theme, self.theme.palette, self.theme.px
-        row = self.row_height
-        x0 = px(14)
-        d = px(28)
-        for i, name in enumerate(self.names):
-            y = i * row + row // 2
-            idx = render.name_colour_index(name)
-            cv.create_image(x0, y, image=self._avatar(idx), anchor="w")
-            cv.create_text(x0 + d / 2, y, text=render.initial(name), fill=th.avatar_text(idx),
-                           font=th.fonts["avatar"], anchor="center")
-            mine = bool(self.me) and name.casefold() == self.me.casefold()
-            label = cv.create_text(x0 + d + px(10), y, text=name, anchor="w",
-                                   fill=c.text, font=th.fonts["bold" if mine else "body"],
-                                   tags=("name",))
-            if mine:
-                bbox = cv.bbox(label)
-                cv.create_text((bbox[2] if bbox else x0 + d + px(60)) + px(6), y, text="you",
-                               anchor="w", fill=c.text_faint, font=th.fonts["small"])
-        cv.configure(scrollregion=(0, 0, 1, max(1, len(self.names) * row + px(8))))
-
-    def _yscroll(self, first: str, last: str) -> None:
-        self.scroll.set(first, last)
-        need = float(first) > 0.0 or float(last) < 1.0
-        if need != self._scroll_shown:
-            self._scroll_shown = need
-            if need:
-                self.scroll.grid(row=0, column=1, sticky="ns")
-            else:
-                self.scroll.grid_remove()
-
-    def _wheel(self, event: tk.Event) -> None:
-        if not self._scroll_shown:
-            return
-        if event.num == 4 or getattr(event, "delta", 0) > 0:
-            self.canvas.yview_scroll(-2, "units")
-        else:
-            self.canvas.yview_scroll(2, "units")
-
-    def _double(self, event: tk.Event) -> None:
-        i = int(self.canvas.canvasy(event.y) // self.row_height)
-        if 0 <= i < len(self.names) and self.on_pick is not None:
-            self.on_pick(self.names[i])
 
 
 # --- typing -------------------------------------------------------------------------------
