@@ -14,6 +14,9 @@ def test_server_restart_reconnects_and_delivers_what_was_typed_offline(gui, conn
     try:
         app = gui("--port", str(port), "--name", "alice")
         wait_joined(app)
+        for i in range(6):                  # ids the next server will use again
+            assert app.submit(f"before restart {i}")
+        wait_until(app, lambda: not app.pending, what="sent before the restart")
         srv.stop(grace=0.5)
         wait_until(app, lambda: app.state == "reconnecting", what="the drop to be noticed")
         wait_until(app, lambda: "Connection lost" in app.status.text, what="the status bar")
@@ -42,6 +45,15 @@ def test_server_restart_reconnects_and_delivers_what_was_typed_offline(gui, conn
         assert app.members.online is True
         assert app.chat.pending_text() == ""
         assert app.chat.messages_text().count("typed while offline") == 1
+        # a new database: the old ids mean nothing now, new messages are not taken
+        # for ones already shown
+        assert "history starts afresh" in app.chat.messages_text()
+        assert "before restart" not in app.chat.messages_text()
+        for i in range(4):
+            bob.send(p.Say(text=f"after restart {i}"))
+        wait_until(app, lambda: "after restart 3" in app.chat.messages_text(),
+                   what="bob's messages")
+        assert all(f"after restart {i}" in app.chat.messages_text() for i in range(4))
         # bob gets it live, or in his welcome's recent history if alice was quicker
         seen = [h.get("text") for h in bob.welcome.history]
         if "typed while offline" not in seen:

@@ -130,6 +130,7 @@ class ChatApp:
         self.outage = False           # a "connection lost" line is shown
         self.bye_shown = False        # the server said why it is closing the connection
         self.limits: dict = {}
+        self.instance: Optional[str] = None         # the database the ids belong to
 
         # what the window shows (the session owns the rest)
         self.current: Optional[str] = None          # the conversation on screen
@@ -341,6 +342,7 @@ class ChatApp:
         self.server_label.configure(text=f"{host}:{port}")
         self.joined = False
         self.awaiting_name = False
+        self.instance = None
         self.state, self.detail, self.retry_at = "connecting", "", None
         self.card.say(f"Connecting to {host}:{port}\u2026")
         opts = dict(client="parley-gui", retry_first=True)
@@ -613,7 +615,26 @@ class ChatApp:
         elif state == "connected":
             self.pending_dirty = True
 
+    def _forget_history(self) -> None:
+        """The server's ids now belong to another database: what is shown is cleared
+        (the same ids will mean other messages), then loaded again."""
+        self._flush_batch()
+        for view in self.views.values():
+            view.destroy()
+        self.views.clear()
+        self.current = None
+        self.pager.reset()
+        self.history_labels.clear()
+        self.marker_for.clear()
+        self.seek.clear()
+        for item in self.sent.values():
+            item.id = None
+
     def _welcome(self, w: p.Welcome) -> None:
+        fresh = self.instance is not None and w.instance != self.instance
+        self.instance = w.instance
+        if fresh:
+            self._forget_history()
         first = not self.joined
         self.joined = True
         self.awaiting_name = False
@@ -643,6 +664,10 @@ class ChatApp:
             self._welcome_line = (f"Welcome, {w.name}! You are connected to {self.host}:"
                                   f"{self.port}. {company} Type /help for commands.")
             self.input.focus()
+        elif fresh:
+            self.info(f"Reconnected to {self.host}:{self.port}. The server\u2019s history "
+                      "starts afresh (another database): what was shown before is cleared.",
+                      "system")
         elif self.outage:
             self.info(f"Reconnected to {self.host}:{self.port}.", "system")
         self.outage = False
