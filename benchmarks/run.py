@@ -290,6 +290,21 @@ def code_state() -> str:
                                       if dirty else "")
 
 
+_LEFT_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* (\S+) left \((\w+)\)", re.M)
+
+
+def server_leaves(text: str, names: set) -> list:
+    """(time_ns, name, 'reason (server log)') of ``names`` leaving, from Parley's
+    info-level log lines '<asctime> … <peer> <name> left (<reason>)'."""
+    import datetime
+    out = []
+    for m in _LEFT_RE.finditer(text):
+        if m.group(2) in names:
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            out.append((int(t * 1e9), m.group(2), f"{m.group(3)} (server log)"))
+    return out
+
+
 def _dir_bytes(path: str) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -489,24 +504,17 @@ def _vocab(rng: random.Random, size: int) -> list[str]:
 
 def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac: float = 0.1,
             seed: int = 7) -> dict:
-    """Make the Parley database at ``path`` (schema by the store itself) hold
-    ``count`` chat messages (adding to what it has): spread over #general and
-    ``rooms`` rooms, a share ``dm_frac`` as direct messages between ``users``
-    sessions; 8 to 16 words each from a Zipf-distributed vocabulary.  Inserted
-    with executemany; the full-text index is filled as the store fills it
-    (its insert trigger if the schema has one, else its FTS insert)."""
+    """Make the Parley database at ``path`` hold ``count`` chat messages (adding
+    to what it has), written through the store's own API (``Store.submit``, its
+    writer thread and group commit), so the schema, the full-text index and
+    whatever else the store keeps are exactly what a live server writes: spread
+    over #general and ``rooms`` rooms, a share ``dm_frac`` as direct messages
+    between ``users`` sessions; 8 to 16 words each from a Zipf-distributed
+    vocabulary."""
     import hashlib
-    import sqlite3
     if os.path.join(ROOT, "src") not in sys.path:
         sys.path.insert(0, os.path.join(ROOT, "src"))
-    from parley.server.store import Store
-    st = Store(path)
-    st.open()
-    st.close()
-    try:
-        from parley.server.store import FTS_INSERT
-    except ImportError:
-        FTS_INSERT = "INSERT INTO events_fts(rowid, text) VALUES (?, ?)"
+    from parley.server.store import Store, Write
     rng = random.Random(seed)
     words = _vocab(rng, 5000)
     cum, acc = [], 0.0
@@ -514,58 +522,41 @@ def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac:
         acc += 1.0 / (k + 1)
         cum.append(acc)
     keys = ["#general"] + [f"#r{k}" for k in range(rooms)]
-    now_ms = int(time.time() * 1000)
-    ts = now_ms - count * 20
     sids = [f"{k:016x}" for k in range(users)]
-    conn = sqlite3.connect(path, isolation_level=None)
+    st = Store(path)
+    st.open()
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
-        first = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
-        have = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-        master = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        fts_by_hand = "events_fts" in master and "events_fts_ai" not in master
+        have = st.last_id
         rng.seed(seed + have)
-        ts = now_ms - (count - have) * 20
-        count = max(0, count - have)
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO rooms(key, name, topic, created) VALUES (?,?,'',?) "
-                         "ON CONFLICT(key) DO NOTHING", [(k, k, ts) for k in keys])
-        conn.executemany("INSERT INTO sessions(sid, name, token_hash, created, seen) "
-                         "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
-                         [(sid, f"u{k}", hashlib.sha256(sid.encode()).digest(), ts, ts)
-                          for k, sid in enumerate(sids)])
-        conn.executemany("INSERT INTO memberships(sid, room) VALUES (?,?) ON CONFLICT DO NOTHING",
-                         [(sid, r) for k, sid in enumerate(sids)
-                          for r in ("#general", keys[1 + k % rooms])])
-        conn.execute("COMMIT")
-        i = first
-        chunk = 50000
+        st.start(None)
+        if not have:
+            for k in keys:
+                st.submit(Write(op="room", room=k, name=k))
+            for k, sid in enumerate(sids):
+                st.submit(Write(op="session", sid=sid, name=f"u{k}",
+                                token_hash=hashlib.sha256(sid.encode()).digest()))
         choices, randrange, rand = rng.choices, rng.randrange, rng.random
-        while i < first + count:
-            rows = []
-            for _ in range(min(chunk, first + count - i)):
+        todo = max(0, count - have)
+        while todo > 0:
+            for _ in range(min(20000, todo)):
                 text = " ".join(choices(words, cum_weights=cum, k=8 + randrange(9)))
                 a = randrange(users)
                 if rand() < dm_frac:
                     b = randrange(users)
-                    rows.append((i, ts, "say", None, f"u{a}", sids[a], f"u{b}", sids[b], text))
+                    st.submit(Write(op="event", kind="say", room=None, sender=f"u{a}",
+                                    sender_sid=sids[a], target=f"u{b}", target_sid=sids[b],
+                                    text=text))
                 else:
-                    rows.append((i, ts, "say", keys[randrange(len(keys))], f"u{a}", sids[a],
-                                 None, None, text))
-                i += 1
-                ts += 20
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target,"
-                             " target_sid, text) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-            if fts_by_hand:
-                conn.executemany(FTS_INSERT, [(r[0], r[8]) for r in rows])
-            conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    st.submit(Write(op="event", kind="say", room=keys[randrange(len(keys))],
+                                    sender=f"u{a}", sender_sid=sids[a], text=text))
+                todo -= 1
+            if not st.flush(600):
+                raise RuntimeError("the store did not commit the fill within 600 s")
+        last = st.last_id
     finally:
-        conn.close()
-    return {"first_id": 1, "last_id": first + count - 1, "words": words,
-            "query_room": keys[2 % len(keys)], "count": have + count}
+        st.close()
+    return {"first_id": 1, "last_id": last, "words": words,
+            "query_room": keys[2 % len(keys)], "count": last}
 
 
 # ---------------------------------------------------------------------------
@@ -938,7 +929,10 @@ class Bench:
         bad_names = {f"u{n}", f"u{n + 1}"}
         results = {}
         for variant in ("without", "with"):
-            srv = self.server(kind, f"s4-{variant}")
+            # Parley at info level logs who left and why ("u1000 left (sendq_exceeded)"):
+            # in a big room the others only get a coalesced presence frame, without reasons
+            srv = self.server(kind, f"s4-{variant}",
+                              parley_args=["--log-level", "info"] if variant == "with" else None)
             lg = self.loadgen(srv)
             try:
                 with Sampler(srv) as smp:
@@ -965,10 +959,12 @@ class Bench:
             finally:
                 lg.stop()
                 srv.stop()
+            if kind == "parley" and variant == "with":
+                results[variant]["server_leaves"] = server_leaves(srv.log_text(), bad_names)
         a, b = results["without"], results["with"]
         drop = (1 - b["deliv_s"] / a["deliv_s"]) if a["deliv_s"] and b["deliv_s"] else None
         bad = {}
-        for when, who, why in b["leaves"]:
+        for when, who, why in sorted(b["leaves"] + b.get("server_leaves", [])):
             if who in bad_names and who not in bad:
                 bad[who] = f"left '{why}' at {(when - b['t_start']) / 1e9:.1f} s"
         for d in b["drained"].values():
@@ -1489,7 +1485,7 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--rooms-clients", type=int, default=1000)
     ap.add_argument("--rooms-count", type=int, default=100, help="rooms in the rooms scenario")
     ap.add_argument("--rooms-dm", type=float, default=0.1, help="share of messages that are DMs")
-    ap.add_argument("--rooms-rates", default="2000,5000",
+    ap.add_argument("--rooms-rates", default="1000,2000,5000",
                     help="messages/s (comma list, one row each) in the rooms scenario")
     ap.add_argument("--rooms-seconds", type=float, default=10.0)
     ap.add_argument("--stored-clients", type=int, default=200, help="senders in 'stored'")
