@@ -944,7 +944,10 @@ class Bench:
                     recip = self.recipients(srv, n)    # the stalled ones count nothing
 
                     def bad_gone() -> bool:
-                        return bad_names <= {who for _, who, _ in lg.stats()["leaves"]}
+                        gone = {who for _, who, _ in lg.stats()["leaves"]}
+                        if srv.kind == "parley":     # protocol-1 clients see no presence frames
+                            gone |= {who for _, who, _ in server_leaves(srv.log_text(), bad_names)}
+                        return bad_names <= gone
 
                     r = self.burst_rounds(srv, lg, recip, duration, idle,
                                           max_duration if modes else 0.0,
