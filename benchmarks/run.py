@@ -2,23 +2,37 @@
 
     python3 benchmarks/run.py --quick                 # smoke run, about a minute
     python3 benchmarks/run.py                         # S1-S5 + scaling + 10-minute soak
+    python3 benchmarks/run.py --scenario issue7       # rooms, storage, storms, big database
     python3 benchmarks/run.py --scenarios s1,s2 --servers parley,textbook
     python3 benchmarks/run.py --scenarios s6 --soak-minutes 1
 
 Servers (each scenario starts a fresh process per server, on 127.0.0.1, port 0):
-  parley    python_server.py at the repository root (skipped if absent)
+  parley    python_server.py at the repository root (skipped if absent), with
+            its history in a temporary --data-dir (persistence on; the
+            directory is removed when the server stops)
   textbook  benchmarks/textbook_server.py: thread per client, sendall under a lock
-  ngircd    /usr/sbin/ngircd with a generated config (skipped if absent)
+  ngircd    /usr/sbin/ngircd with a generated config (skipped if absent:
+            apt-get install ngircd)
 
-Scenarios:
-  s1     fan-out burst: N clients, 10 send a burst of 25 messages each
+Scenarios (clients speak protocol 1 unless the rooms cap is said):
+  s1     fan-out burst: N clients, 10 send a burst of 25 messages each (Parley
+         twice: protocol-1 clients, then rooms-cap clients)
   s2     latency at a steady 20,000 deliveries/s
   s3     10,000 clients connect and register; then one message to all
+  s3r    the same with rooms-cap clients (Parley only)
   s4     slow consumers: bursts with one client that never reads and one
          that reads a byte a second, against the same run without them
   s5     flood: one client sends as fast as it can while the others chat
   s6     soak (Parley only): churn with resume, every id accounted for
   scale  cost at 10 / 100 / 1,000 / 10,000 clients for a fixed message rate
+  rooms  1,000 rooms-cap clients in 100 rooms (and #general), 10% of the
+         messages DMs: deliveries/s, delivery and ack latency per rate
+  stored every message labelled, acked after its commit: an offered-rate
+         ladder (sustained msg/s stored) and ack latency at 2,000 msg/s
+  disconnect  10,000 clients close their sockets at once: a new client's
+         time to its welcome (protocol 1 and rooms cap)
+  bigdb  a database filled to 0 / 100,000 / 1,000,000 messages: server start
+         time, RSS, history pages and searches through the server
 
 Nothing here asserts: the suite prints figures (and, with --json, saves them).
 Every wait is bounded; servers and workers are killed on exit.
@@ -1458,13 +1472,22 @@ class Bench:
             srv.stop()
 
 
+GROUPS = {
+    "issue7": ["s1", "rooms", "stored", "s3", "s3r", "disconnect", "bigdb"],
+    "all": ["s1", "s2", "s3", "s3r", "s4", "s5", "scale", "rooms", "stored", "disconnect",
+            "bigdb", "s6"],
+}
+
+
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 2)[2])
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     ap.add_argument("--scenarios", default="s1,s2,s3,s4,s5,scale,s6",
-                    help="comma list of s1..s6, scale (default: all)")
+                    help="comma list of s1..s6, s3r, scale, rooms, stored, disconnect, bigdb, "
+                         "or a group: issue7 (" + ",".join(GROUPS["issue7"]) + "), all "
+                         "(default: s1-s6 and scale)")
     ap.add_argument("--servers", default=None,
                     help="comma list (default parley,textbook,ngircd; parley,textbook "
                          "with --quick)")
@@ -1522,7 +1545,9 @@ def main(argv: Optional[list] = None) -> int:
     loadgen.raise_nofile()
     if args.parley_server:
         os.environ["PARLEY_BENCH_SERVER"] = os.path.abspath(args.parley_server)
-    scen = [s.strip().lower() for s in args.scenarios.split(",") if s.strip()]
+    scen = []
+    for name in (x.strip().lower() for x in args.scenarios.split(",") if x.strip()):
+        scen.extend(GROUPS.get(name, [name]))
     soak = args.soak_minutes if args.soak_minutes is not None else (0.1 if args.quick else 10)
     budget = args.budget or (600 if args.quick else 3600) + soak * 60 * ("s6" in scen)
 
