@@ -299,9 +299,15 @@ def code_state() -> str:
                                text=True, capture_output=True, timeout=10).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return "commit unknown"
+    try:
+        last = subprocess.run(["git", "log", "-1", "--format=%h", "--", "src/parley/server",
+                               "src/parley/protocol.py"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        last = ""
     dirty = [ln[3:] for ln in dirty if ln.strip()]
-    return f"commit {head or '?'}" + (f" with uncommitted changes in {', '.join(dirty)}"
-                                      if dirty else "")
+    return (f"commit {head or '?'} (server last changed in {last or '?'})"
+            + (f" with uncommitted changes in {', '.join(dirty)}" if dirty else ""))
 
 
 _LEFT_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* (\S+) left \((\w+)\)", re.M)
