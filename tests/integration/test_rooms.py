@@ -1,4 +1,6 @@
 """Rooms, direct messages, history, search and unread over real sockets."""
+import time
+
 import pytest
 
 from parley import protocol as p
@@ -240,3 +242,39 @@ def test_big_room_presence_is_coalesced(make_server, connect):
     assert presence and presence[-1].count == 7
     assert sum(f.joined_count for f in presence) == 4
     assert presence[0].joined[:2] == ["user2", "user3"]
+
+
+def test_one_send_is_in_id_order_across_rooms_and_dms(make_server, connect):
+    """A client resumes from the highest id it saw: so ids must never arrive out
+    of order, or a cut in the middle of a send would lose the lower ones."""
+    srv = make_server(rate=1000, burst=1000)
+    a, b = connect(srv=srv), connect(srv=srv)
+    a.hello("alice", rooms=True)
+    b.hello("bob", rooms=True)
+    for room in ("#r1", "#r2", "#r3"):
+        a.request({"type": "join", "room": room}, "room")
+        b.request({"type": "join", "room": room}, "room")
+    a.frames(0.3)
+    # hold bob's I/O thread's view still by sending everything in one go from alice
+    burst = []
+    for i in range(60):
+        target = [{"room": "#r1"}, {"room": "#r2"}, {"room": "#r3"}, {"to": "bob"},
+                  {"room": "#general"}][i % 5]
+        burst.append(p.encode_dict(dict({"type": "say", "text": f"m{i}", "label": f"L{i}"},
+                                        **target)))
+    a.send(b"".join(burst))
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < 60 and not b.eof and time.monotonic() < deadline:
+        got += [f for f in b.frames(0.2) if f.type == "message"]
+    ids = [f.id for f in got]
+    assert len(ids) == 60 and ids == sorted(ids)
+    # and the sender sees each of its messages before that message's ack
+    seen, acked = set(), []
+    for f in a.frames(0.5):
+        if f.type == "message":
+            seen.add(f.id)
+        elif f.type == "ack":
+            assert f.id in seen, f"ack {f.label} came before its message"
+            acked.append(f.label)
+    assert len(acked) == 60

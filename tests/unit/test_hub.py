@@ -360,8 +360,8 @@ def test_concurrent_says_get_unique_increasing_ids(hub):
 
 def test_broadcast_log_trims_and_reports_lag():
     log = BroadcastLog(keep_bytes=100)
-    for _ in range(50):
-        log.append(b"x" * 9 + b"\n")
+    for i in range(50):
+        log.append(b"x" * 9 + b"\n", i)
     assert log.total == 500
     assert log.total - log.base_offset <= 200       # bounded memory
     assert log.total - log.base_offset >= 100       # but keeps what a reader may need
@@ -369,3 +369,4 @@ def test_broadcast_log_trims_and_reports_lag():
     assert log.lag(log.end - 3) == 30
     assert log.lag(0) is None                       # trimmed away
     assert log.slice(log.end - 2, log.end) == b"xxxxxxxxx\n" * 2
+    assert log.ids == list(range(50 - len(log.frames), 50))   # trimmed with their frames

@@ -383,7 +383,7 @@ class IOWorker(threading.Thread):
             for lg, s in snaps.items():
                 end, base = lg.end, lg.base
                 lo = min(max(s[0], base), end)
-                s[:] = [lo, end, lg.frames[lo - base:end - base]]
+                s[:] = [lo, end, lg.frames[lo - base:end - base], lg.ids[lo - base:end - base]]
             lags = []
             for c in blocked:
                 lag = len(c.pending or b"") + c.private_bytes
@@ -408,43 +408,50 @@ class IOWorker(threading.Thread):
                         and len(c.pending) > outbox:
                     self._too_slow(c)
 
-    @staticmethod
-    def _run(c: Connection, lg: BroadcastLog, snap: list, stop: int) -> bytes:
-        """Frames of ``lg`` from ``c``'s cursor up to ``stop``; moves the cursor."""
-        lo, end, frames = snap
-        cur = c.cursors[lg]
-        stop = min(stop, end)
-        if cur >= stop:
-            return b""
-        c.cursors[lg] = stop
-        run = frames[cur - lo:stop - lo]
-        if c.legacy:
-            run = [f for f in run if not f.startswith(_LEGACY_HIDDEN)]
-        return b"".join(run)
-
     def _owed_bytes(self, c: Connection, snaps: dict, shared: dict) -> Optional[bytes]:
+        """Everything ``c`` is owed now, in id order across its logs (so a client
+        that saw id N has seen every lower id meant for it: its catch-up after a
+        cut can start from N), with each private frame in its place."""
+        active = []
         for lg, cur in c.cursors.items():
-            if cur < snaps[lg][0]:
+            lo, end = snaps[lg][0], snaps[lg][1]
+            if cur < lo:
                 return None                 # trimmed away: far too slow
-        if not c.private and len(c.cursors) == 1 and not c.legacy:
-            (lg, cur), = c.cursors.items()
-            key = (lg, cur)
+            if cur < end:
+                active.append(lg)
+        if not c.private and len(active) == 1 and not c.legacy:
+            lg = active[0]                  # the common case: one room, shared bytes
+            lo, end, frames, _ids = snaps[lg]
+            key = (lg, c.cursors[lg])
             data = shared.get(key)
             if data is None:
-                data = shared[key] = self._run(c, lg, snaps[lg], snaps[lg][1])
-            else:
-                c.cursors[lg] = snaps[lg][1]
+                data = shared[key] = b"".join(frames[key[1] - lo:end - lo])
+            c.cursors[lg] = end
             return data
-        parts = []
+        items = []                          # (sort id, rank, sequence, bytes)
+        seq = 0
+        hidden = _LEGACY_HIDDEN if c.legacy else None
+        for lg in active:
+            lo, end, frames, ids = snaps[lg]
+            cur = c.cursors[lg]
+            for i in range(cur - lo, end - lo):
+                frame = frames[i]
+                if hidden is None or not frame.startswith(hidden):
+                    items.append((ids[i], 0, seq, frame))
+                seq += 1
+            c.cursors[lg] = end
         while c.private:
             lg, pos, frame = c.private.popleft()
-            if lg is not None and lg in c.cursors:
-                parts.append(self._run(c, lg, snaps[lg], pos))
-            parts.append(frame)
+            if lg is not None and lg in snaps and pos > snaps[lg][0]:
+                lo, end, frames, ids = snaps[lg]
+                after = ids[min(pos, end) - 1 - lo]     # right after the frame it follows
+                items.append((after, 1, seq, frame))
+            else:
+                items.append((-1, 0, seq, frame))       # welcome, replies: first, in order
+            seq += 1
         c.private_bytes = 0
-        for lg in list(c.cursors):
-            parts.append(self._run(c, lg, snaps[lg], snaps[lg][1]))
-        return b"".join(parts)
+        items.sort()                        # (the sequence number is unique: bytes never compared)
+        return b"".join(t[3] for t in items)
 
     def _too_slow(self, c: Connection) -> None:
         self.close(c, p.SENDQ, f"more than {self.limits.outbox} bytes queued for you")

@@ -74,6 +74,7 @@ class BroadcastLog:
         self.name = name
         self.keep_bytes = keep_bytes
         self.frames: list[bytes] = []
+        self.ids: list[int] = []      # ids[i - base]: the id frame i sorts by (its message id)
         self.ends: list[int] = []     # ends[i - base]: total bytes up to and including frame i
         self.base = 0
         self.base_offset = 0          # total bytes before frame ``base``
@@ -86,8 +87,11 @@ class BroadcastLog:
     def end(self) -> int:
         return self.base + len(self.frames)
 
-    def append(self, frame: bytes) -> None:
+    def append(self, frame: bytes, id: int) -> None:
+        """Add an encoded frame; ``id`` orders it among other logs' frames (a frame
+        without an id of its own, such as presence, takes the newest id so far)."""
         self.frames.append(frame)
+        self.ids.append(id)
         self.total += len(frame)
         self.ends.append(self.total)
         if self.total - self.base_offset > 2 * self.keep_bytes:
@@ -106,6 +110,7 @@ class BroadcastLog:
         if lo:
             self.base_offset = self.ends[lo - 1]
             del self.frames[:lo]
+            del self.ids[:lo]
             del self.ends[:lo]
             self.base += lo
 
@@ -149,6 +154,7 @@ class User:
     labels: "collections.OrderedDict[str, int]" = field(default_factory=collections.OrderedDict)
     legacy: bool = False
     token: str = ""             # kept in memory only, to tell a resuming client again
+    dm_log: Optional[BroadcastLog] = None    # its direct messages, followed by its connections
 
     @property
     def key(self) -> str:
@@ -304,7 +310,8 @@ class Hub:
                     th = token_hash(token)
                 if legacy:
                     rooms = [p.GENERAL]
-                user = User(sid, name, th, [member], legacy=legacy, token=token)
+                user = User(sid, name, th, [member], legacy=legacy, token=token,
+                            dm_log=BroadcastLog(self.keep_bytes, "@" + name))
                 self.users[key] = user
                 reg = _Registration(user, member, last_id, resumed=False,
                                     new_session=stored is None)
@@ -376,7 +383,7 @@ class Hub:
                                        joined=room.joined, left=room.left,
                                        joined_count=room.joined_count,
                                        left_count=room.left_count)
-                    room.log.append(p.encode(frame))
+                    room.log.append(p.encode(frame), self.last_id)
                 room.joined, room.left = [], []
                 room.joined_count = room.left_count = 0
         self.on_append()
@@ -386,6 +393,8 @@ class Hub:
         member = reg.member
         for room in reg.user.rooms.values():
             member.subscribe(room.log, room.log.end)
+        dms = reg.user.dm_log
+        member.subscribe(dms, dms.end)
         reg.watermark = self.last_id
 
     def _finish_registration(self, reg: _Registration) -> None:
@@ -784,15 +793,16 @@ class Hub:
                     if w.kind == "topic":
                         room.topic = w.text or ""
                     room.recent.append(frame)
-                    room.log.append(data)
+                    room.log.append(data, w.id)
                     after = (room.log, room.log.end)
-                else:
+                else:                  # a DM: into the logs of both people (once if to oneself)
                     after = (None, 0)
-                    for key in (w.sender.casefold(), (w.target or "").casefold()):
+                    for key in {w.sender.casefold(), (w.target or "").casefold()}:
                         u = self.users.get(key)
                         if u is not None and u.sid in (w.sender_sid, w.target_sid):
-                            for c in u.conns:
-                                c.push(data)
+                            u.dm_log.append(data, w.id)
+                            if u.sid == w.sender_sid:
+                                after = (u.dm_log, u.dm_log.end)
                 if sent is None:
                     continue
                 if sent.registration is not None:
