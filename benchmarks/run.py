@@ -696,7 +696,7 @@ class Bench:
                 log(f"skip parley: {parley_server_path()} does not exist")
                 continue
             if k == "ngircd" and not os.path.exists(NGIRCD):
-                log(f"skip ngircd: {NGIRCD} does not exist")
+                log(f"skip ngircd: {NGIRCD} does not exist (Debian: apt-get install ngircd)")
                 continue
             out.append(k)
         return out
