@@ -56,11 +56,12 @@ class Server:
         self.store = Store(db)
         self.hub = Hub(self.store, history=self.limits.history,
                        join_history=self.limits.join_history,
-                       outbox_bytes=max(2 * self.limits.outbox, 8 << 20),
+                       outbox_bytes=2 * self.limits.outbox,   # per room log (trimmed past twice that)
                        limits=self.limits.public(), presence_limit=self.limits.presence_limit)
         self.workers = [IOWorker(i, self.hub, self.limits, selector_factory)
                         for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
+        self.hub.on_grow = self._grew
         self.listener: Optional[socket.socket] = None
         self._accept_thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
@@ -74,6 +75,10 @@ class Server:
     def _wake_all(self) -> None:
         for w in self.workers:
             w.wake()
+
+    def _grew(self, logs: list) -> None:
+        for w in self.workers:
+            w.logs_grew(logs)
 
     def start(self) -> "Server":
         """Listen (OSError), open the store (StoreError), start the threads."""

@@ -114,35 +114,39 @@ class Connection:
         return self.session.name
 
     # --- hub.Member (any thread) -----------------------------------------------------
+    def _post(self, op: tuple) -> None:
+        self.inbox.append(op)
+        self.worker.dirty.append(self)      # (after the op: the worker sees both)
+
     def subscribe(self, log: BroadcastLog, pos: int) -> None:
-        self.inbox.append((0, log, pos))
+        self._post((0, log, pos))
         self.worker.wake()
 
     def unsubscribe(self, log: BroadcastLog) -> None:
-        self.inbox.append((1, log, 0))
+        self._post((1, log, 0))
         self.worker.wake()
 
     def push(self, frame: bytes, log: Optional[BroadcastLog] = None, pos: int = 0,
              first: bool = False) -> None:
         """Queue a frame for this client only (after frame ``pos`` of ``log``;
         with ``first``, before everything still queued: the welcome)."""
-        self.inbox.append((7 if first else 2, log, pos, frame))
+        self._post((7 if first else 2, log, pos, frame))
 
     def hold(self) -> None:
-        self.inbox.append((3,))
+        self._post((3,))
 
     def release(self) -> None:
-        self.inbox.append((4,))
+        self._post((4,))
         self.worker.wake()
 
     def replaced(self) -> None:
         """The same user resumed on a new connection: drop this one quietly."""
-        self.inbox.append((5,))
+        self._post((5,))
         self.worker.wake()
 
     def finish(self) -> None:
         """Everything this client sent is stored and acknowledged: close after sending."""
-        self.inbox.append((6,))
+        self._post((6,))
         self.worker.wake()
 
     # --- the I/O thread ----------------------------------------------------------------
@@ -156,8 +160,10 @@ class Connection:
                 self.private_bytes += len(op[3])
             elif kind == 0:
                 self.cursors[op[1]] = op[2]
+                self.worker.followers.setdefault(op[1], set()).add(self)
             elif kind == 1:
                 self.cursors.pop(op[1], None)
+                self.worker.unfollow(self, op[1])
             elif kind == 3:
                 self.held = True
             elif kind == 4:
@@ -191,6 +197,10 @@ class IOWorker(threading.Thread):
         self.selector = selector_factory()
         self.conns: set[Connection] = set()
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
+        # which connections to visit in a flush: not all of them, only those
+        self.dirty: collections.deque = collections.deque()     # with inbox items (any thread)
+        self.grown: collections.deque = collections.deque()     # logs appended to (any thread)
+        self.followers: dict[BroadcastLog, set] = {}            # log -> my connections on it
         self.waker = Waker()
         self.selector.register(self.waker.r, selectors.EVENT_READ, None)
         self.running = True
@@ -200,6 +210,18 @@ class IOWorker(threading.Thread):
     # --- called from other threads ----------------------------------------------
     def wake(self) -> None:
         self.waker.wake()
+
+    def logs_grew(self, logs) -> None:
+        """(any thread) These logs have new frames: visit their followers."""
+        self.grown.extend(logs)
+        self.wake()
+
+    def unfollow(self, c: "Connection", log: BroadcastLog) -> None:
+        fs = self.followers.get(log)
+        if fs is not None:
+            fs.discard(c)
+            if not fs:
+                del self.followers[log]
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._calls.append(fn)
@@ -348,6 +370,7 @@ class IOWorker(threading.Thread):
         c.pending = None
         if c.blocked:
             c.blocked = False
+            self.dirty.append(c)        # what it was owed meanwhile goes in the next flush
             if c.read_eof:
                 self._unregister(c)
             else:
@@ -355,11 +378,30 @@ class IOWorker(threading.Thread):
         return True
 
     # --- fan-out ------------------------------------------------------------------
-    def flush(self) -> None:
-        """Send every ready connection what it is owed, one send() each."""
+    def flush(self, everyone: bool = False) -> None:
+        """Send every ready connection what it is owed, one send() each.  Visits
+        only the connections that may be owed something: with new private frames
+        (``dirty``) or following a log that grew; ``everyone`` visits all."""
+        if everyone:
+            candidates = set(self.conns)
+            self.dirty.clear()
+            self.grown.clear()
+        else:
+            candidates = set()
+            dirty, grown, followers = self.dirty, self.grown, self.followers
+            while dirty:
+                candidates.add(dirty.popleft())
+            seen = set()
+            while grown:
+                lg = grown.popleft()
+                if lg not in seen:
+                    seen.add(lg)
+                    fs = followers.get(lg)
+                    if fs:
+                        candidates.update(fs)
         ready = []
         blocked = []
-        for c in list(self.conns):
+        for c in candidates:
             if c.inbox:
                 c.apply_inbox()
             if c.draining_until is not None or c.closed or c.held:
@@ -419,13 +461,16 @@ class IOWorker(threading.Thread):
                 return None                 # trimmed away: far too slow
             if cur < end:
                 active.append(lg)
-        if not c.private and len(active) == 1 and not c.legacy:
+        if not c.private and len(active) == 1:
             lg = active[0]                  # the common case: one room, shared bytes
             lo, end, frames, _ids = snaps[lg]
-            key = (lg, c.cursors[lg])
+            key = (lg, c.cursors[lg], c.legacy)
             data = shared.get(key)
             if data is None:
-                data = shared[key] = b"".join(frames[key[1] - lo:end - lo])
+                run = frames[key[1] - lo:end - lo]
+                if c.legacy:
+                    run = [f for f in run if not f.startswith(_LEGACY_HIDDEN)]
+                data = shared[key] = b"".join(run)
             c.cursors[lg] = end
             return data
         items = []                          # (sort id, rank, sequence, bytes)
@@ -470,6 +515,7 @@ class IOWorker(threading.Thread):
             self._act(c, c.session.tick(now))
         if self.index == 0:
             self.hub.flush_presence()
+        self.flush(everyone=True)           # a safety net: nothing waits longer than this
 
     # --- closing --------------------------------------------------------------------
     def close(self, c: Connection, reason: str, message: Optional[str] = None,
@@ -500,6 +546,8 @@ class IOWorker(threading.Thread):
             data = rest
         c.private.clear()
         c.private_bytes = 0
+        for lg in list(c.cursors):
+            self.unfollow(c, lg)
         c.cursors.clear()
         c.pending = memoryview(data) if data else None
         c.draining_until = time.monotonic() + 5.0
@@ -538,6 +586,8 @@ class IOWorker(threading.Thread):
         c.closed = True
         c.session.closed(p.LOST)
         self.conns.discard(c)
+        for lg in list(c.cursors):
+            self.unfollow(c, lg)
         self._unregister(c)
         try:
             c.transport.close()

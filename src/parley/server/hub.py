@@ -209,11 +209,13 @@ class Hub:
         self.recent_size = max(recent, join_history)
         self.clock = clock
         self.users: dict[str, User] = {}          # casefolded name -> User (online)
+        self._quoted: dict[str, bytes] = {}        # the same, each name JSON-encoded once
         self.rooms: dict[str, Room] = {}          # room key -> Room (every room there is)
         self.last_id = 0                           # newest id sent out (committed)
         self.instance = ""
         self.readers = ThreadPoolExecutor(max(1, readers), thread_name_prefix="parley-read")
         self.on_append: Callable[[], None] = lambda: None   # wakes the I/O threads
+        self.on_grow: Callable[[list], None] = lambda logs: None   # these logs have new frames
         self._presence_dirty: set[Room] = set()
         self._presence_sent = float("-inf")
         self._started = False
@@ -313,6 +315,7 @@ class Hub:
                 user = User(sid, name, th, [member], legacy=legacy, token=token,
                             dm_log=BroadcastLog(self.keep_bytes, "@" + name))
                 self.users[key] = user
+                self._quoted[key] = json.dumps(name, ensure_ascii=False).encode("utf-8")
                 reg = _Registration(user, member, last_id, resumed=False,
                                     new_session=stored is None)
                 if stored is None:
@@ -375,6 +378,7 @@ class Hub:
         if now - self._presence_sent < 1.0:
             return
         self._presence_sent = now
+        grown = []
         with self.lock:
             rooms, self._presence_dirty = self._presence_dirty, set()
             for room in rooms:
@@ -384,9 +388,10 @@ class Hub:
                                        joined_count=room.joined_count,
                                        left_count=room.left_count)
                     room.log.append(p.encode(frame), self.last_id)
+                    grown.append(room.log)
                 room.joined, room.left = [], []
                 room.joined_count = room.left_count = 0
-        self.on_append()
+        self.on_grow(grown)
 
     def _subscribe_all(self, reg: _Registration) -> None:
         """(locked) The member follows its rooms' logs from their ends now."""
@@ -413,10 +418,8 @@ class Hub:
             rooms = list(user.rooms.values())
             infos = [self._room_info(r) for r in rooms] if not user.legacy else None
             many = len(self.users) > self.presence_limit
-            if user.legacy or not many:
-                users = [u.name for u in self.users.values()]
-            else:
-                users = [user.name]
+            # everyone's name, pre-encoded: spliced into the welcome outside the lock
+            quoted = list(self._quoted.values()) if user.legacy or not many else None
             caches = {r.key: [f for f in r.recent if f["type"] == "message"][-self.join_history:]
                       for r in rooms} if reg.last_id is None and self.join_history else {}
             room_keys = [r.key for r in rooms]
@@ -432,11 +435,15 @@ class Hub:
             history, truncated = self._catch_up(user, reg.last_id, watermark, room_keys, reg.own)
         welcome = p.Welcome(
             version=p.PROTOCOL_VERSION, server=f"parley/{__version__}", name=user.name,
-            users=users, last_id=watermark, token=getattr(user, "token", None) or "",
+            users=[] if quoted is not None else [user.name], last_id=watermark,
+            token=user.token or "",
             limits=self.limits, history=history, truncated=True if truncated else None,
             caps=None if user.legacy else [p.CAP_ROOMS], instance=self.instance,
             rooms=[i.to_dict() for i in infos] if infos is not None else None)
-        member.push(p.encode(welcome), first=True)   # before anything pushed while on hold
+        data = p.encode(welcome)
+        if quoted is not None:     # (names cannot contain this text: it is the users field)
+            data = data.replace(b'"users":[]', b'"users":[' + b",".join(quoted) + b"]", 1)
+        member.push(data, first=True)   # before anything pushed while on hold
         member.release()
         self.on_append()
         if not user.legacy:
@@ -501,6 +508,7 @@ class Hub:
             if user.conns or self.users.get(user.key) is not user:
                 return
             del self.users[user.key]
+            self._quoted.pop(user.key, None)
             for room in user.rooms.values():
                 room.members.pop(user.key, None)
                 if len(room.members) >= self.presence_limit:
@@ -765,6 +773,7 @@ class Hub:
         what could not be stored (never acknowledged)."""
         finished = []
         replies = []
+        grown = set()
         with self.lock:
             for w in batch:
                 sent: Optional[_Sent] = w.ctx if isinstance(w.ctx, _Sent) else None
@@ -794,6 +803,7 @@ class Hub:
                         room.topic = w.text or ""
                     room.recent.append(frame)
                     room.log.append(data, w.id)
+                    grown.add(room.log)
                     after = (room.log, room.log.end)
                 else:                  # a DM: into the logs of both people (once if to oneself)
                     after = (None, 0)
@@ -801,6 +811,7 @@ class Hub:
                         u = self.users.get(key)
                         if u is not None and u.sid in (w.sender_sid, w.target_sid):
                             u.dm_log.append(data, w.id)
+                            grown.add(u.dm_log)
                             if u.sid == w.sender_sid:
                                 after = (u.dm_log, u.dm_log.end)
                 if sent is None:
@@ -822,7 +833,8 @@ class Hub:
                 if sent.label is not None and user is not None:
                     if sent.label in user.labels:
                         user.labels[sent.label] = w.id
-                    ack = p.encode(p.Ack(label=sent.label, id=w.id))
+                    ack = b'{"type":"ack","label":%s,"id":%d}\n' % (
+                        json.dumps(sent.label, ensure_ascii=False).encode("utf-8"), w.id)
                     targets = list(user.conns)
                     if sent.member is not None and sent.member not in targets:
                         targets.append(sent.member)      # it said bye: still owed its acks
@@ -832,6 +844,8 @@ class Hub:
             self._finish_registration(reg)
         for reply in replies:
             reply()
+        if grown:
+            self.on_grow(list(grown))
         self.on_append()
 
     def _failed(self, w: Write, sent: Optional[_Sent], error: str) -> None:
