@@ -1,6 +1,5 @@
 """The SQLite store: schema, migrations, group commit, failures, reads in wire form."""
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -503,6 +502,7 @@ def test_migrates_the_stored_version_0_database(tmp_path):
         assert ids(s.search(alice, "welcome", ["#general"])[0]) == [102]
         # a DM to a name one session had is now that session's; an ambiguous one stays the sender's
         assert ids(s.history(alice, peer="bob")[0]) == [108]
+        assert ids(s.history(bob, peer="alice")[0]) == [108]
         assert ids(s.history(alice, peer="carol")[0]) == [109]
         assert s.history(carol1, peer="alice") == ([], False)
         s.start()

@@ -35,6 +35,14 @@ Reads
     ``parley.protocol``'s typed events serialise.  Reads that run several
     queries do so in one read transaction (one consistent snapshot).
 
+Costs (figures: benchmarks/store_bench.py)
+    Commits do not fsync (WAL + NORMAL); a checkpointer thread copies the WAL
+    back about once a second.  Each batch's messages go to the FTS5 index in
+    one executemany; FTS5's segment merging runs in small steps while the
+    writer is idle, not inside commits.  Searches in a few rooms are kept to
+    them by FTS5 itself (``scope`` tokens), so a common word in a small room
+    stays cheap however big the history.
+
 Files
     ``<data dir>/parley.db`` (+ ``-wal``, ``-shm``) and ``parley.db.lock``,
     which an open store holds locked so a second server on the same data
