@@ -239,7 +239,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"Parley {__version__} listening on {host}:{port}", file=sys.stderr, flush=True)
         print(f"history: {where}", file=sys.stderr, flush=True)
     else:
-        log.info("history: %s (%d messages so far)", where, server.store.last_id)
+        log.info("history: %s", where)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
