@@ -291,6 +291,15 @@ def machine_busy() -> tuple[float, float]:
 
 def code_state() -> str:
     """The commit the servers run, and whether the server's files differ from it."""
+    server = os.path.abspath(parley_server_path())
+    if os.path.dirname(server) != ROOT:
+        # another tree (e.g. a `git archive` snapshot): say which, from its SNAPSHOT file
+        try:
+            with open(os.path.join(os.path.dirname(server), "SNAPSHOT")) as f:
+                note = f.read().strip()
+        except OSError:
+            note = "no SNAPSHOT file"
+        return f"{server} ({note})"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True, timeout=10).stdout.strip()
@@ -532,8 +541,9 @@ def fill_db(path: str, count: int, rooms: int = 100, users: int = 1000, dm_frac:
     between ``users`` sessions; 8 to 16 words each from a Zipf-distributed
     vocabulary."""
     import hashlib
-    if os.path.join(ROOT, "src") not in sys.path:
-        sys.path.insert(0, os.path.join(ROOT, "src"))
+    src = os.path.join(os.path.dirname(os.path.abspath(parley_server_path())), "src")
+    if src not in sys.path:       # the store of the server under test
+        sys.path.insert(0, src)
     from parley.server.store import Store, Write
     rng = random.Random(seed)
     words = _vocab(rng, 5000)
