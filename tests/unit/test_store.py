@@ -37,11 +37,17 @@ class Recorder:
 
     def __init__(self):
         self.calls = []
-        self.lock = threading.Lock()
+        self.cv = threading.Condition()
 
     def __call__(self, batch, error):
-        with self.lock:
+        with self.cv:
             self.calls.append(([w for w in batch], error, [w.id for w in batch]))
+            self.cv.notify_all()
+
+    def wait_for(self, write, timeout=10):
+        """Wait until ``write`` came back in an on_commit call."""
+        with self.cv:
+            return self.cv.wait_for(lambda: any(write in b for b, _, _ in self.calls), timeout)
 
 
 def say(text, room="#general", sender="alice", sid=A, kind="say", label=None):
@@ -115,10 +121,17 @@ def test_open_creates_directory_schema_and_general(db_path):
         assert db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION == 1
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-        assert {"meta", "rooms", "sessions", "memberships", "events", "reads", "events_fts",
+        assert {"meta", "rooms", "sessions", "memberships", "events", "reads",
                 "events_room", "events_dm_out", "events_dm_in"} <= names
+        assert "events_fts" not in names                 # the search index has its own file
     finally:
         db.close()
+    search = sqlite3.connect(os.path.join(os.path.dirname(db_path), "parley-search.db"))
+    try:
+        assert search.execute("SELECT value FROM meta WHERE key='instance'").fetchone() == (instance,)
+        assert search.execute("SELECT v FROM events_fts_config WHERE k='automerge'").fetchone() == (0,)
+    finally:
+        search.close()
     with Store(db_path) as again:                      # reopening keeps the instance
         assert again.instance == instance
 
@@ -359,6 +372,8 @@ while True:
         assert all(stored.get(i) == text for i, text in reported.items())
         assert dupes == []
         assert s.last_id >= max(reported)
+        last = max(reported)
+        assert ids(s.search(None, reported[last], ["#general"])[0]) == [last]  # index caught up
         s.start()
         (w,) = put(s, say("after the crash"))
         assert w.id == s.last_id > max(stored)
@@ -821,8 +836,8 @@ def test_checkpoints_run_off_the_writer_thread(db_path, monkeypatch):
                 calls.append(threading.current_thread().name)
             return super().execute(sql, *args)
 
-    def connect(self):
-        conn = sqlite3.connect(self._uri, isolation_level=None, check_same_thread=False,
+    def connect(self, path=None):
+        conn = sqlite3.connect(path or self._uri, isolation_level=None, check_same_thread=False,
                                factory=Recording)
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
@@ -863,28 +878,55 @@ def test_reads_after_close_and_calls_from_on_commit(db_path):
     assert s.flush(0.1) is False
 
 
-def test_search_index_follows_deletes_and_updates(store):
-    put(store, say("alpha one"), say("alpha two", room="#x"), dm("alpha dm", "bob", B, "alice", A))
-    db = sqlite3.connect(store.path, isolation_level=None)
-    try:
-        db.execute("DELETE FROM events WHERE id = 1")
-        db.execute("UPDATE events SET text = 'beta two' WHERE id = 2")
-        db.execute("UPDATE events SET target_sid = ? WHERE id = 3", (C,))
-        db.execute("INSERT INTO events_fts(events_fts) VALUES ('integrity-check')")
+def _search_file(db_path):
+    return os.path.join(os.path.dirname(db_path), "parley-search.db")
 
-        def fts(q):           # the index itself, not joined with events
-            return [r[0] for r in db.execute(
-                "SELECT rowid FROM events_fts WHERE events_fts MATCH ? ORDER BY rowid", (q,))]
 
-        assert fts("alpha") == [3] and fts("beta") == [2]
-        assert fts("scope : u" + C.encode().hex()) == [3]
-        assert fts("scope : u" + A.encode().hex()) == []
-        assert fts("scope : r" + b"#x".hex()) == [2]
-    finally:
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "another database's", "behind"])
+def test_a_lost_or_damaged_search_index_is_rebuilt(db_path, damage):
+    with Store(db_path) as s:
+        s.start()
+        put(s, say("alpha one"), say("alpha two", room="#x"), dm("alpha dm", "bob", B, "alice", A))
+    search = _search_file(db_path)
+    for ext in ("-wal", "-shm"):
+        assert not os.path.exists(search + ext)       # closed cleanly
+    if damage == "deleted":
+        os.remove(search)
+    elif damage == "garbage":
+        with open(search, "wb") as f:
+            f.write(b"not an index" * 1000)
+    elif damage == "another database's":
+        db = sqlite3.connect(search)
+        db.execute("UPDATE meta SET value='000000000000' WHERE key='instance'")
+        db.commit()
         db.close()
-    assert store.search(A, "alpha", ["#general", "#x"]) == ([], False)
-    assert ids(store.search(A, "beta", ["#general", "#x"])[0]) == [2]
-    assert ids(store.search(C, "alpha", [])[0]) == [3]
+    else:                                             # crashed before indexing the last ones
+        db = sqlite3.connect(search)
+        db.execute("INSERT INTO events_fts(events_fts) VALUES ('delete-all')")
+        db.execute("UPDATE meta SET value='1' WHERE key='indexed_upto'")
+        db.commit()
+        db.close()
+    with Store(db_path) as s:                         # not an error: the index is derived
+        found = ids(s.search(A, "alpha", ["#general", "#x"])[0])
+        assert found == ([3, 2] if damage == "behind" else [3, 2, 1])
+        assert ids(s.search(C, "alpha", [])[0]) == []
+
+
+def test_commits_do_not_wait_for_the_search_index(store):
+    put(store, say("warm up"))
+    blocker = sqlite3.connect(_search_file(store.path), isolation_level=None, timeout=0)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")            # the index's write lock is taken
+        t = time.monotonic()
+        w = say("acknowledged anyway")
+        store.submit(w)
+        assert store.recorder.wait_for(w, 1)         # not blocked by the index's lock
+        assert w.id == 2 and w.error is None
+        assert time.monotonic() - t < 1
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert ids(store.search(A, "acknowledged", ["#general"])[0]) == [2]
 
 
 def test_an_older_index_layout_is_rebuilt(db_path):
@@ -892,9 +934,8 @@ def test_an_older_index_layout_is_rebuilt(db_path):
         s.start()
         put(s, say("kept in the index"), dm("private words", "bob", B, "alice", A))
     db = sqlite3.connect(db_path, isolation_level=None)
-    try:                      # the index as an early version kept it: text only, by trigger
+    try:                      # the index as an early version kept it: in parley.db, by trigger
         db.executescript("""
-            DROP TRIGGER events_fts_ad; DROP TRIGGER events_fts_au; DROP TABLE events_fts;
             CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', content_rowid='id');
             INSERT INTO events_fts(rowid, text) SELECT id, text FROM events;
             CREATE TRIGGER events_fts_ai AFTER INSERT ON events BEGIN
@@ -909,24 +950,23 @@ def test_an_older_index_layout_is_rebuilt(db_path):
         db = sqlite3.connect(db_path)
         try:
             assert db.execute("SELECT count(*) FROM sqlite_master "
-                              "WHERE name = 'events_fts_ai'").fetchone()[0] == 0
+                              "WHERE name LIKE 'events_fts%'").fetchone()[0] == 0
         finally:
             db.close()
 
 
-def test_search_index_is_merged_while_idle_not_in_commits(store):
-    db = sqlite3.connect(store.path, isolation_level=None)
+def test_search_index_is_merged_while_idle(store):
+    for i in range(12):                               # twelve commits: twelve index segments
+        put(store, say(f"segment {i}"))
+    deadline = time.monotonic() + 10
+    while store._merging and time.monotonic() < deadline:
+        time.sleep(0.02)                              # (polling an internal flag, not syncing)
+    assert not store._merging
+    db = sqlite3.connect(_search_file(store.path), isolation_level=None)
     try:
-        assert db.execute("SELECT v FROM events_fts_config WHERE k = 'automerge'").fetchone() == (0,)
-        for i in range(12):                           # twelve commits: twelve index segments
-            put(store, say(f"segment {i}"))
-        deadline = time.monotonic() + 10
-        while store._unmerged and time.monotonic() < deadline:
-            store.flush(1)
-        assert store._unmerged == 0
         before = db.total_changes                     # FTS5: a delta < 2 means nothing merged
         db.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('merge', 500)")
         assert db.total_changes - before < 2
-        assert ids(store.search(A, "segment", ["#general"], limit=20)[0]) == list(range(12, 0, -1))
     finally:
         db.close()
+    assert ids(store.search(A, "segment", ["#general"], limit=20)[0]) == list(range(12, 0, -1))

@@ -37,14 +37,18 @@ Reads
 
 Costs (figures: benchmarks/store_bench.py)
     Commits do not fsync (WAL + NORMAL); a checkpointer thread copies the WAL
-    back about once a second.  Each batch's messages go to the FTS5 index in
-    one executemany; FTS5's segment merging runs in small steps while the
-    writer is idle, not inside commits.  Searches in a few rooms are kept to
-    them by FTS5 itself (``scope`` tokens), so a common word in a small room
-    stays cheap however big the history.
+    back about once a second.  Full-text search is an FTS5 index in its own
+    file (``parley-search.db``), kept by an indexer thread that follows the
+    committed events: its tokenizing and segment merging never hold up a
+    commit, and it rebuilds itself if lost or damaged.  A search first waits
+    (at most SEARCH_WAIT) until the index covers what was committed, so a
+    message that was acknowledged is found.  Searches in a few rooms are kept
+    to them by FTS5 itself (``scope`` tokens), so a common word in a small
+    room stays cheap however big the history.
 
 Files
-    ``<data dir>/parley.db`` (+ ``-wal``, ``-shm``) and ``parley.db.lock``,
+    ``<data dir>/parley.db`` (+ ``-wal``, ``-shm``), ``parley-search.db``
+    (the search index, derived from parley.db) and ``parley.db.lock``,
     which an open store holds locked so a second server on the same data
     directory fails at once.  ``":memory:"`` keeps nothing after close: a
     database in a private temporary directory, removed at close (see
@@ -203,23 +207,33 @@ CREATE INDEX IF NOT EXISTS events_room ON events(room) WHERE room IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_dm_out ON events(sender_sid, lower(target)) WHERE room IS NULL;
 CREATE INDEX IF NOT EXISTS events_dm_in ON events(target_sid, lower(sender)) WHERE room IS NULL;
 """
-# Full text: a contentless FTS5 table (the text is in events) over the
-# messages (say/me), with two columns: ``text``, and ``scope``: who may read
-# the row, as tokens -- ``r<hex of the room key>`` for a room message, and
-# ``u<hex of the session id>`` for each of a DM's two sessions.  A search in a
-# few rooms then asks FTS5 for ``text : (query) AND scope : (r.. OR u..)``, an
-# intersection of doclists, instead of walking every match of a common word to
-# find the few in a small room (measured at 1M messages: 20-100 ms -> < 1 ms).
+# Full text lives in a SEPARATE database file, ``parley-search.db`` beside
+# ``parley.db``: an index derived from events, kept by an indexer thread with
+# its own connection.  SQLite has one write lock per database, and FTS5 does
+# real work when it writes (it tokenizes, and merges its segments: single merge
+# steps of 25-50 ms of CPU at a million messages, measured); in the events
+# database that work would hold up the commits that acknowledge messages.  In
+# its own file it never does.  The index says how far it got (meta
+# ``indexed_upto``, an event id), so after a crash, a lost or a damaged file it
+# simply catches up from ``events``; searches wait (briefly) until it covers
+# what was committed when they started.
 #
-# The WRITER adds each batch's messages with one executemany in the batch's
-# transaction, not an AFTER INSERT trigger: FTS5 flushes its pending terms at
-# every statement savepoint, so a trigger writes one index segment per message
-# and makes every write about 3x dearer (measured).  Deletes and updates
-# (rare: none today) are kept in step by triggers, which must give the same
-# tokens (SQL's upper-case hex folds to the same tokens).  No per-row size
-# table (columnsize=0): results are ordered by id, never ranked.
-_FTS_TABLE = ("CREATE VIRTUAL TABLE events_fts USING fts5(text, scope, content='', "
-              "columnsize=0, tokenize='unicode61 remove_diacritics 2')")
+# The table is a contentless FTS5 table (the text is in events) with two
+# columns: ``text``, and ``scope``: who may read the row, as tokens --
+# ``r<hex of the room key>`` for a room message, ``u<hex of the session id>``
+# for each of a DM's two sessions.  A search in a few rooms asks FTS5 for
+# ``text : (query) AND scope : (r.. OR u..)``, an intersection of doclists,
+# instead of walking every match of a common word to find the few in a small
+# room (at 1M messages: 20-100 ms -> < 1 ms).  No per-row size table
+# (columnsize=0): results are ordered by id, never ranked.  FTS5's own
+# "automerge" (merging inside every write) is off: the indexer merges in small
+# steps when it has nothing to index.
+SEARCH_SCHEMA_VERSION = 1
+_SEARCH_TABLES = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(text, scope, content='',
+    columnsize=0, tokenize='unicode61 remove_diacritics 2');
+"""
 
 
 def _scope_sql(t: str) -> str:
@@ -229,37 +243,21 @@ def _scope_sql(t: str) -> str:
 
 
 def _scope(room: Optional[str], sender_sid: Optional[str], target_sid: Optional[str]) -> str:
-    """The ``scope`` column of a message (same tokens as _scope_sql)."""
+    """The ``scope`` column of a message (the same tokens as _scope_sql)."""
     if room is not None:
         return "r" + room.encode().hex()
     return " ".join("u" + s.encode().hex() for s in (sender_sid, target_sid) if s)
 
 
-_FTS_POPULATE = (f"INSERT INTO events_fts(rowid, text, scope) SELECT id, text, {_scope_sql('events')} "
-                 "FROM events WHERE kind IN ('say', 'me') AND text IS NOT NULL")
-_FTS_TRIGGERS = f"""
-CREATE TRIGGER IF NOT EXISTS events_fts_ad AFTER DELETE ON events
-    WHEN old.kind IN ('say', 'me') AND old.text IS NOT NULL
-BEGIN
-    INSERT INTO events_fts(events_fts, rowid, text, scope)
-        VALUES ('delete', old.id, old.text, {_scope_sql('old')});
-END;
-CREATE TRIGGER IF NOT EXISTS events_fts_au
-    AFTER UPDATE OF text, kind, room, sender_sid, target_sid ON events
-BEGIN
-    INSERT INTO events_fts(events_fts, rowid, text, scope)
-        SELECT 'delete', old.id, old.text, {_scope_sql('old')}
-        WHERE old.kind IN ('say', 'me') AND old.text IS NOT NULL;
-    INSERT INTO events_fts(rowid, text, scope)
-        SELECT new.id, new.text, {_scope_sql('new')}
-        WHERE new.kind IN ('say', 'me') AND new.text IS NOT NULL;
-END;
-"""
-_FTS_TRIGGER_NAMES = ("events_fts_ad", "events_fts_au")
-FTS_INSERT = "INSERT INTO events_fts(rowid, text, scope) VALUES (?, ?, ?)"
-MERGE_PAGES = 4            # FTS5 merge work in one idle step (pages; p99 ~4 ms CPU, measured)
-MERGE_EVERY = 50           # commits in a row without idle time, then one merge step anyway
-SCOPE_TERMS = 8             # scopes up to this many rooms (+ DMs) are searched by token
+# the indexer: the messages with lo < id <= hi, from the events database (attached as ev)
+_INDEX_RANGE = (f"INSERT INTO events_fts(rowid, text, scope) SELECT e.id, e.text, {_scope_sql('e')} "
+                "FROM ev.events e WHERE e.id > ? AND e.id <= ? AND e.kind IN ('say', 'me') "
+                "AND e.text IS NOT NULL")
+INDEX_CHUNK = 20000        # event ids indexed in one transaction (~50 ms of work)
+MERGE_PAGES = 4            # FTS5 merge work in one step of the indexer (pages)
+SEARCH_WAIT = 2.0          # s a search waits for the index to cover what was committed
+SCOPE_TERMS = 8            # scopes up to this many rooms (+ DMs) are searched by token
+_LEGACY_FTS = ("events_fts_ai", "events_fts_ad", "events_fts_au")   # early v1: FTS in parley.db
 _V0_EVENT_COLUMNS = {"id", "ts", "kind", "room", "sender", "sender_sid", "target", "text"}
 
 
@@ -276,7 +274,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     its recipient only.  Moving up, a DM's ``target_sid`` is filled in when
     exactly one stored session had the recipient's name; otherwise it stays
     NULL and the DM belongs to its sender's session only (privacy first).
-    The search index is built by ``_ensure_fts`` after the migrations."""
+    The search index (parley-search.db) catches up by itself."""
     if "events" in _tables(conn):
         cols = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
         if "target_sid" not in cols:
@@ -421,8 +419,14 @@ class Store:
         self._checkpointer: Optional[threading.Thread] = None
         self._ckpt_stop = threading.Event()
         self._commits = 0                   # transactions committed (for the checkpointer)
-        self._unmerged = 0                  # commits that added index segments not merged yet
-        self._busy = 0                      # commits in a row without idle time
+        self._sconn: Optional[sqlite3.Connection] = None    # the indexer's (search index)
+        self._indexer: Optional[threading.Thread] = None
+        self._index_wake = threading.Event()
+        self._index_stop = False
+        self._index_cv = threading.Condition()
+        self._indexed = 0                   # the index covers events up to this id
+        self._index_ok = True               # the last indexing attempt worked
+        self._merging = False               # the index may have segments to merge
         self._on_commit: Optional[OnCommit] = None
         self._closed = False
         self._last_ts = 0
@@ -464,6 +468,8 @@ class Store:
             else:
                 self._wconn = self._connect()
             self._prepare(self._wconn)
+            if self.fts:
+                self._open_search()
         except sqlite3.Error as e:
             self._abort_open()
             raise StoreError(self._describe(e)) from None
@@ -474,12 +480,17 @@ class Store:
             self._abort_open()
             raise StoreError(f"cannot open {self.path}: {e.strerror or e}") from None
         self.opened = True
+        if self.fts:
+            self._indexer = threading.Thread(target=self._index_loop, name="parley-store-index",
+                                             daemon=True)
+            self._indexer.start()
         log.info("history in %s: schema v%d, last id %d, search %s", self.path,
                  SCHEMA_VERSION, self.last_id, "FTS5" if self.fts else "LIKE (no FTS5)")
         return self
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._uri, uri=self._uri.startswith("file:"),
+    def _connect(self, path: Optional[str] = None) -> sqlite3.Connection:
+        path = path or self._uri
+        conn = sqlite3.connect(path, uri=path.startswith("file:"),
                                isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -551,7 +562,8 @@ class Store:
             c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('opened', ?)", (str(now),))
             c.execute("INSERT INTO rooms(key, name, topic, created) VALUES ('#general', "
                       "'#general', '', ?) ON CONFLICT(key) DO NOTHING", (now,))
-            self._ensure_fts(c)
+            self.fts = fts5_available(c)
+            self._drop_legacy_fts(c)
             c.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -562,45 +574,75 @@ class Store:
             "SELECT coalesce(max(ts), 0) FROM events WHERE id = ?", (self.last_id,)).fetchone()[0]
         self._names = dict(c.execute("SELECT key, name FROM rooms"))
 
-    def _ensure_fts(self, c: sqlite3.Connection) -> None:
-        """(in a transaction) Full-text index present and in step, if FTS5 exists."""
-        have_table = "events_fts" in _tables(c)
-        triggers = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
-        stale = c.execute("SELECT value FROM meta WHERE key='fts_stale'").fetchone() is not None
-        self.fts = fts5_available(c)
-        if "events_fts_ai" in triggers:     # an early v1 kept the index with a trigger
-            c.execute("DROP TRIGGER events_fts_ai")
+    def _drop_legacy_fts(self, c: sqlite3.Connection) -> None:
+        """(in a transaction) An early v1 kept the index in parley.db, updated by
+        triggers: drop them (with FTS5 missing they would fail every insert)."""
+        for t in _LEGACY_FTS:
+            c.execute(f"DROP TRIGGER IF EXISTS {t}")
+        if self.fts and "events_fts" in _tables(c):
+            c.execute("DROP TABLE events_fts")
         if not self.fts:
-            # this SQLite has no FTS5: the index triggers would make every insert fail
-            for t in _FTS_TRIGGER_NAMES:
-                if t in triggers:
-                    c.execute(f"DROP TRIGGER {t}")
-            if have_table:
-                c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('fts_stale', '1')")
             log.warning("this SQLite (%s) has no FTS5: search uses LIKE on words",
                         sqlite3.sqlite_version)
+
+    @property
+    def search_path(self) -> str:
+        """The search index's file: ``parley-search.db`` beside ``parley.db``."""
+        root, ext = os.path.splitext(self._uri if self.memory else self.path)
+        return f"{root}-search{ext or '.db'}"
+
+    def _open_search(self) -> None:
+        """Open (or make, or remake) the search index for the indexer thread.
+        It is derived data: a damaged or foreign file is rebuilt, not an error."""
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = self._connect(self.search_path)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                row = None
+                if version == SEARCH_SCHEMA_VERSION:
+                    row = conn.execute("SELECT value FROM meta WHERE key='instance'").fetchone()
+                if row is None or row[0] != self.instance:       # new, old or another's
+                    if version or row is not None:
+                        log.warning("%s belongs to another database or version: rebuilding it",
+                                    self.search_path)
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("DROP TABLE IF EXISTS events_fts")
+                    conn.execute("DROP TABLE IF EXISTS meta")
+                    for stmt in _split(_SEARCH_TABLES):
+                        conn.execute(stmt)
+                    conn.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 0)")
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('instance', ?)",
+                                 (self.instance,))
+                    conn.execute("INSERT INTO meta(key, value) VALUES ('indexed_upto', '0')")
+                    conn.execute(f"PRAGMA user_version={SEARCH_SCHEMA_VERSION}")
+                    conn.execute("COMMIT")
+                upto = int(conn.execute(
+                    "SELECT value FROM meta WHERE key='indexed_upto'").fetchone()[0])
+                if upto > self.last_id:       # ahead of the events: not ours after all
+                    raise sqlite3.DatabaseError("index is ahead of the history")
+                conn.execute("ATTACH DATABASE ? AS ev", (self._uri,))
+            except sqlite3.DatabaseError as e:
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+                msg = str(e).lower()
+                damaged = any(k in msg for k in ("not a database", "malformed", "corrupt",
+                                                 "ahead of", "no such table", "no such column"))
+                if attempt == 2 or not damaged:
+                    raise
+                log.warning("%s is damaged (%s): rebuilding it", self.search_path, _one_line(e))
+                for ext in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.search_path + ext)
+                continue
+            self._sconn = conn
+            self._indexed = upto
+            if upto < self.last_id:
+                log.info("search index: %d events to catch up on", self.last_id - upto)
             return
-        current = have_table and "scope" in {
-            r[1] for r in c.execute("PRAGMA table_info(events_fts)")}
-        if current and not stale and all(t in triggers for t in _FTS_TRIGGER_NAMES):
-            row = c.execute("SELECT v FROM events_fts_config WHERE k = 'automerge'").fetchone()
-            if row is None or row[0] != 0:
-                c.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 0)")
-            return
-        n = c.execute("SELECT count(*) FROM events WHERE kind IN ('say', 'me')").fetchone()[0]
-        if n:
-            log.info("%s: building the search index over %d messages", self.path, n)
-        for t in _FTS_TRIGGER_NAMES:
-            if t in triggers:
-                c.execute(f"DROP TRIGGER {t}")
-        if have_table:
-            c.execute("DROP TABLE events_fts")
-        c.execute(_FTS_TABLE)
-        c.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 0)")
-        c.execute(_FTS_POPULATE)
-        for stmt in _split(_FTS_TRIGGERS):
-            c.execute(stmt)
-        c.execute("DELETE FROM meta WHERE key='fts_stale'")
 
     def _describe(self, e: sqlite3.Error) -> str:
         msg = _one_line(e)
@@ -661,6 +703,10 @@ class Store:
             os.close(fd)
 
     def _abort_open(self) -> None:
+        if self._sconn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._sconn.close()
+            self._sconn = None
         if self._wconn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._wconn.close()
@@ -685,11 +731,20 @@ class Store:
             self._ckpt_stop.set()
             self._checkpointer.join()
             self._checkpointer = None
+        if self._indexer is not None:
+            self._index_stop = True
+            self._index_wake.set()
+            self._indexer.join()
+            self._indexer = None
         with self._readers_lock:
             readers, self._readers = list(self._readers.values()), {}
         for c in readers:
             with contextlib.suppress(sqlite3.Error):
                 c.close()
+        if self._sconn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._sconn.close()
+            self._sconn = None
         if self._wconn is not None:
             if not self.memory:
                 with contextlib.suppress(sqlite3.Error):
@@ -759,6 +814,76 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    # --- the search index (its own file, its own thread) -----------------------------
+    def _index_loop(self) -> None:
+        """Index what the writer committed (it wakes us), then merge the index's
+        segments a little at a time while there is nothing to index."""
+        self._merging = True
+        while True:
+            self._index_wake.wait(1.0)
+            if self._index_stop:
+                return
+            self._index_wake.clear()
+            try:
+                if self._indexed < self.last_id:
+                    self._index_to(self.last_id)
+                    self._merging = True
+                while self._merging and not self._index_wake.is_set() and not self._index_stop:
+                    self._merging = self._merge_step()
+                self._index_ok = True
+            except sqlite3.Error as e:
+                if self._index_ok:
+                    log.error("could not update the search index %s: %s (will retry)",
+                              self.search_path, _one_line(e))
+                self._index_ok = False
+                with self._index_cv:
+                    self._index_cv.notify_all()    # searches stop waiting for it
+
+    def _index_to(self, target: int) -> None:
+        c = self._sconn
+        assert c is not None
+        while self._indexed < target and not self._index_stop:
+            lo = self._indexed
+            hi = min(target, lo + INDEX_CHUNK)
+            c.execute("BEGIN")       # deferred: the write lock of the search file only
+            try:
+                c.execute(_INDEX_RANGE, (lo, hi))
+                c.execute("UPDATE meta SET value=? WHERE key='indexed_upto'", (str(hi),))
+                c.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
+                raise
+            with self._index_cv:
+                self._indexed = hi
+                self._index_cv.notify_all()
+
+    def _merge_step(self) -> bool:
+        """MERGE_PAGES of FTS5 segment merging; False when nothing is left to merge."""
+        c = self._sconn
+        assert c is not None
+        before = c.total_changes
+        c.execute("BEGIN")
+        try:
+            c.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('merge', ?)",
+                      (MERGE_PAGES,))
+            c.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise
+        return c.total_changes - before >= 2      # FTS5: a delta < 2 means no work done
+
+    def _wait_indexed(self, upto: int, timeout: float) -> bool:
+        """Wait until the search index covers events up to ``upto``."""
+        if self._indexer is None:
+            return self._indexed >= upto
+        self._index_wake.set()
+        with self._index_cv:
+            return self._index_cv.wait_for(
+                lambda: self._indexed >= upto or not self._index_ok or self._index_stop,
+                timeout) and self._indexed >= upto
+
     def submit(self, write: Write) -> None:
         """Queue ``write`` for the writer (thread-safe, never blocks on I/O).
         A malformed write raises ValueError at once."""
@@ -768,15 +893,25 @@ class Store:
         self._queue.put(write)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until everything submitted before this call is committed (and
-        its on_commit has run).  False on timeout or if the writer is not running."""
-        if self._thread is None or self._closed:
+        """Wait until everything submitted before this call is committed (its
+        on_commit has run) and in the search index.  False on timeout, or if
+        the writer was never started while writes wait for it."""
+        if self._closed:
             return False
-        if threading.current_thread() is self._thread:
+        if self._thread is not None and threading.current_thread() is self._thread:
             raise RuntimeError("Store.flush() called from on_commit would wait for itself")
-        f = _Flush()
-        self._queue.put(f)
-        return f.done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._thread is not None:
+            f = _Flush()
+            self._queue.put(f)
+            if not f.done.wait(timeout):
+                return False
+        elif not self._queue.empty():
+            return False
+        if self.fts:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return self._wait_indexed(self.last_id, 3600.0 if left is None else left)
+        return True
 
     def _run(self) -> None:
         q = self._queue
@@ -820,44 +955,6 @@ class Store:
                 self._commit(writes[i:i + self.batch_max])
             for f in flushes:
                 f.done.set()
-            if self._unmerged and not stopping:
-                if q.empty():                   # idle: tidy the search index meanwhile
-                    self._busy = 0
-                    while self._unmerged and q.empty():
-                        self._merge_step()
-                else:
-                    self._busy += 1
-                    if self._busy >= MERGE_EVERY:
-                        self._busy = 0
-                        self._merge_step()
-
-    def _merge_step(self) -> None:
-        """A little of FTS5's segment merging, in its own transaction.
-
-        FTS5 writes a new index segment at every commit and, by default
-        ("automerge"), merges segments inside later commits: after a burst,
-        every small commit did ~64 pages of merging (20-50 ms per ack,
-        measured).  The store turns automerge off and merges here instead,
-        MERGE_PAGES at a time while the queue is empty (and one step every
-        MERGE_EVERY busy commits, so segments stay few under a steady flood)."""
-        c = self._wconn
-        assert c is not None
-        before = c.total_changes
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            c.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('merge', ?)",
-                      (MERGE_PAGES,))
-            c.execute("COMMIT")
-        except sqlite3.Error as e:
-            if c.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    c.execute("ROLLBACK")
-            log.warning("could not merge the search index: %s", _one_line(e))
-            self._unmerged = 0
-            return
-        self._commits += 1
-        if c.total_changes - before < 2:       # FTS5: nothing left to merge
-            self._unmerged = 0
 
     def _commit(self, writes: list) -> None:
         """One transaction for ``writes``; then tell on_commit."""
@@ -869,7 +966,7 @@ class Store:
         nid = self.last_id + 1
         error: Optional[str] = None
         names: list = []
-        indexed: list = []                  # (id, text, scope) of the messages, for FTS
+        chat = False                        # messages for the search index
         try:
             if any(w.op != "barrier" for w in writes):
                 c.execute("BEGIN IMMEDIATE")
@@ -885,9 +982,7 @@ class Store:
                                 w.target_sid, w.text, w.label))
                             w.id, w.ts = nid, ts
                             if kind == "say" or kind == "me":
-                                if w.text is not None:
-                                    indexed.append((nid, w.text,
-                                                    _scope(w.room, w.sender_sid, w.target_sid)))
+                                chat = True
                             elif kind == "topic" and w.room is not None:
                                 ex("UPDATE rooms SET topic=? WHERE key=?", (w.text or "", w.room))
                             nid += 1
@@ -917,9 +1012,6 @@ class Store:
                     except (sqlite3.IntegrityError, sqlite3.InterfaceError) as e:
                         # only this statement is undone; the transaction goes on
                         w.id, w.error = None, _one_line(e)
-                if indexed and self.fts:
-                    c.executemany(FTS_INSERT, indexed)
-                    self._unmerged += 1
                 c.execute("COMMIT")
         except Exception as e:
             error = _one_line(e) if isinstance(e, sqlite3.Error) else f"internal error: {e!r}"
@@ -938,6 +1030,8 @@ class Store:
             self._commits += 1
             for key, name in names:
                 self._names.setdefault(key, name)
+            if chat:
+                self._index_wake.set()
         cb = self._on_commit
         if cb is not None:
             try:
@@ -954,6 +1048,8 @@ class Store:
             return c
         try:
             c = self._connect()
+            if self.fts:
+                c.execute("ATTACH DATABASE ? AS s", (self.search_path,))
         except sqlite3.Error as e:
             raise StoreError(self._describe(e)) from None
         me = threading.current_thread()
@@ -1152,7 +1248,10 @@ class Store:
         scopes = self._scopes(sid, room_keys, room, peer)
         if not scopes:
             return [], False
-        with self._reading(snapshot=len(scopes) > 1) as c:
+        if self.fts and not self._wait_indexed(self.last_id, SEARCH_WAIT):
+            log.warning("searching an index that is behind (%d of %d)", self._indexed,
+                        self.last_id)
+        with self._reading(snapshot=True) as c:
             if self.fts:
                 terms = self._scope_terms(sid, room_keys, room, peer)
                 rows = self._fts_rows(c, query, scopes, terms, before, limit)
@@ -1203,7 +1302,7 @@ class Store:
                   terms: Optional[list], before: Optional[int], limit: int) -> list:
         """Matches newest first, at most limit + 1.  With ``terms`` FTS5 itself
         keeps to the scope; the SQL scope is checked on each row either way."""
-        bound = " AND events_fts.rowid < ?" if before is not None else ""
+        bound = " AND s.events_fts.rowid < ?" if before is not None else ""
         in_scope = f" AND scope : ({' OR '.join(terms)})" if terms else ""
 
         def run(q: str) -> list:
@@ -1212,9 +1311,9 @@ class Store:
             for sql, params in scopes:
                 args = (m, *((before,) if before is not None else ()), *params, limit + 1)
                 cursors.append(c.execute(
-                    f"SELECT {_ECOLS} FROM events_fts CROSS JOIN events e "
-                    f"ON e.id = events_fts.rowid WHERE events_fts MATCH ?{bound} AND {sql} "
-                    f"ORDER BY events_fts.rowid DESC LIMIT ?", args))
+                    f"SELECT {_ECOLS} FROM s.events_fts CROSS JOIN main.events e "
+                    f"ON e.id = s.events_fts.rowid WHERE events_fts MATCH ?{bound} AND {sql} "
+                    f"ORDER BY s.events_fts.rowid DESC LIMIT ?", args))
             if len(cursors) == 1:
                 return cursors[0].fetchall()
             out, last = [], None
@@ -1240,7 +1339,7 @@ class Store:
                 if not _is_query_error(e):
                     raise
         try:                        # say what is wrong with the query as typed
-            c.execute("SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT 1",
+            c.execute("SELECT rowid FROM s.events_fts WHERE events_fts MATCH ? LIMIT 1",
                       (query,)).fetchall()
         except sqlite3.OperationalError as e:
             if _is_query_error(e):
