@@ -188,6 +188,28 @@ def json_line(ev: object) -> Optional[str]:
     return json.dumps(d, ensure_ascii=False)
 
 
+class Asked:
+    """What we asked the server, by label, so its answer can be shown in context.
+
+    The answer is handled on another thread, and may come back before the
+    asking thread has written down what it asked: ``ask`` holds the lock while
+    sending and recording, and ``pop`` waits for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asked: dict[str, tuple] = {}
+
+    def ask(self, send: Callable[[], str], what: tuple) -> str:
+        with self._lock:
+            label = send()
+            self._asked[label] = what
+        return label
+
+    def pop(self, label: Optional[str], default=None):
+        with self._lock:
+            return self._asked.pop(label, default)
+
+
 # --- output that never garbles the input line ---------------------------------
 def _readline_redisplay():
     """readline's own redraw (prompt, buffer and cursor where readline has it),
@@ -324,7 +346,7 @@ class Client:
         self.failed = 0          # messages the server refused
         self.welcome: Optional[p.Welcome] = None
         self.current = p.GENERAL                     # the conversation on screen
-        self.asked: dict[str, tuple] = {}            # label -> what we asked, to show the answer
+        self.asked = Asked()                         # label -> what we asked, to show the answer
         self.cursor = core.HistoryCursor()           # /history goes on from here
         self.unread_due = False                      # an unread summary is owed
         self.backlog: collections.deque = collections.deque()   # events read ahead
@@ -724,8 +746,7 @@ class Client:
             elif name == "join":
                 if not self._rooms_ok(show, fmt):
                     return True
-                label = s.join(cmd.target)
-                self.asked[label] = ("join", cmd.target, self.current)
+                self.asked.ask(lambda: s.join(cmd.target), ("join", cmd.target, self.current))
                 self.current = cmd.target            # the prompt follows at once
             elif name == "part":
                 if not self._rooms_ok(show, fmt):
@@ -742,7 +763,7 @@ class Client:
                 if not s.rooms_enabled:
                     show(fmt.notice(f"this server has one room: {p.GENERAL}"))
                     return True
-                self.asked[s.list_rooms()] = ("rooms",)
+                self.asked.ask(s.list_rooms, ("rooms",))
             elif name == "topic":
                 if cmd.text is None:
                     conv = s.conversation(cmd.target)
@@ -760,12 +781,12 @@ class Client:
                 if not self._rooms_ok(show, fmt):
                     return True
                 before = self.cursor.before(cmd.target)
-                label = s.history(cmd.target, before=before, limit=cmd.args[0])
-                self.asked[label] = ("history", cmd.target, None)
+                self.asked.ask(lambda: s.history(cmd.target, before=before, limit=cmd.args[0]),
+                               ("history", cmd.target, None))
             elif name == "search":
                 if not self._rooms_ok(show, fmt):
                     return True
-                self.asked[s.search(cmd.text)] = ("search",)
+                self.asked.ask(lambda: s.search(cmd.text), ("search",))
         except OfflineQueueFull as e:
             show(fmt.error(f"not sent: {e}"))
         return True
@@ -800,8 +821,8 @@ class Client:
                 else "not online"
             show(fmt.notice(f"now talking with {fmt.name(conv.name)} ({online})"))
         if s.rooms_enabled:
-            label = s.history(conv.key, limit=core.HISTORY_DEFAULT)
-            self.asked[label] = ("switch", conv.key, conv.read_id)
+            self.asked.ask(lambda: s.history(conv.key, limit=core.HISTORY_DEFAULT),
+                           ("switch", conv.key, conv.read_id))
         if conv.last_id:
             s.mark_read(conv.key, conv.last_id)
 
