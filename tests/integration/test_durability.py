@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -55,11 +56,21 @@ def test_kill_9_mid_burst_loses_nothing_acknowledged(tmp_path):
         c = RawClient(("127.0.0.1", port))
         w = c.hello("writer", rooms=True)
         instance = w.instance
-        total = 3000
-        c.send(b"".join(p.encode(p.Say(text=f"burst {i}", label=f"b{i}")) for i in range(total)))
+        total = 30000
+        sent = threading.Event()
+
+        def sender():          # keeps the server busy while it is killed
+            try:
+                for start in range(0, total, 500):
+                    c.send(b"".join(p.encode(p.Say(text=f"burst {i}", label=f"b{i}"))
+                                    for i in range(start, start + 500)))
+            except OSError:
+                pass
+            sent.set()
+        threading.Thread(target=sender, daemon=True).start()
         acked = {}
-        while len(acked) < 300:                     # some, not all, acknowledged: then kill
-            for f in c.frames(0.05):
+        while len(acked) < 200:                     # some, not all, acknowledged: then kill
+            for f in c.frames(0.02):
                 if f.type == "ack":
                     acked[f.label] = f.id
         proc.send_signal(signal.SIGKILL)
