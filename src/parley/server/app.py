@@ -62,6 +62,7 @@ class Server:
                         for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
         self.hub.on_grow = self._grew
+        self.hub.on_wake = self._wake_for
         self.listener: Optional[socket.socket] = None
         self._accept_thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
@@ -79,6 +80,17 @@ class Server:
     def _grew(self, logs: list) -> None:
         for w in self.workers:
             w.logs_grew(logs)
+
+    def _wake_for(self, members: set, logs: list) -> None:
+        """After a commit: wake only the I/O threads that have something to send."""
+        workers = {m.worker for m in members}
+        for lg in logs:
+            workers.update(lg.followed_by)
+        for w in workers:
+            if logs:
+                w.logs_grew(logs)
+            else:
+                w.wake()
 
     def start(self) -> "Server":
         """Listen (OSError), open the store (StoreError), start the threads."""

@@ -160,7 +160,7 @@ class Connection:
                 self.private_bytes += len(op[3])
             elif kind == 0:
                 self.cursors[op[1]] = op[2]
-                self.worker.followers.setdefault(op[1], set()).add(self)
+                self.worker.follow(self, op[1])
             elif kind == 1:
                 self.cursors.pop(op[1], None)
                 self.worker.unfollow(self, op[1])
@@ -216,12 +216,20 @@ class IOWorker(threading.Thread):
         self.grown.extend(logs)
         self.wake()
 
+    def follow(self, c: "Connection", log: BroadcastLog) -> None:
+        fs = self.followers.get(log)
+        if fs is None:
+            fs = self.followers[log] = set()
+            log.followed_by.add(self)       # so a commit to it wakes this thread
+        fs.add(c)
+
     def unfollow(self, c: "Connection", log: BroadcastLog) -> None:
         fs = self.followers.get(log)
         if fs is not None:
             fs.discard(c)
             if not fs:
                 del self.followers[log]
+                log.followed_by.discard(self)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._calls.append(fn)

@@ -73,6 +73,7 @@ class BroadcastLog:
     def __init__(self, keep_bytes: int, name: str = ""):
         self.name = name
         self.keep_bytes = keep_bytes
+        self.followed_by: set = set()  # the I/O threads with a connection on it (their business)
         self.frames: list[bytes] = []
         self.ids: list[int] = []      # ids[i - base]: the id frame i sorts by (its message id)
         self.ends: list[int] = []     # ends[i - base]: total bytes up to and including frame i
@@ -216,6 +217,9 @@ class Hub:
         self.readers = ThreadPoolExecutor(max(1, readers), thread_name_prefix="parley-read")
         self.on_append: Callable[[], None] = lambda: None   # wakes the I/O threads
         self.on_grow: Callable[[list], None] = lambda logs: None   # these logs have new frames
+        # after a commit: wake just the I/O threads of these members and these logs
+        self.on_wake: Callable[[set, list], None] = lambda members, logs: self.on_append()
+        self._touched: set = set()                 # (locked) members pushed to in a commit
         self._presence_dirty: set[Room] = set()
         self._presence_sent = float("-inf")
         self._started = False
@@ -604,6 +608,7 @@ class Hub:
     def _joined(self, member: Member, user: User, room: Room, label: Optional[str]) -> None:
         """(locked) ``user`` is in ``room``: its connections follow the log; the
         requester gets the room's info."""
+        self._touched.update(user.conns)
         for c in user.conns:
             c.subscribe(room.log, room.log.end)
             if c is member or label is None:
@@ -775,6 +780,7 @@ class Hub:
         replies = []
         grown = set()
         with self.lock:
+            touched = self._touched = set()
             for w in batch:
                 sent: Optional[_Sent] = w.ctx if isinstance(w.ctx, _Sent) else None
                 if w.op != "event":
@@ -838,15 +844,14 @@ class Hub:
                     targets = list(user.conns)
                     if sent.member is not None and sent.member not in targets:
                         targets.append(sent.member)      # it said bye: still owed its acks
+                    touched.update(targets)
                     for c in targets:
                         c.push(ack, *after)
         for reg in finished:
             self._finish_registration(reg)
         for reply in replies:
             reply()
-        if grown:
-            self.on_grow(list(grown))
-        self.on_append()
+        self.on_wake(touched, list(grown))
 
     def _failed(self, w: Write, sent: Optional[_Sent], error: str) -> None:
         """(locked) A write that could not be stored: its sender gets an error."""
@@ -859,6 +864,7 @@ class Hub:
         targets = list(sent.user.conns)
         if sent.member is not None and sent.member not in targets:
             targets.append(sent.member)
+        self._touched.update(targets)
         for c in targets:
             c.push(err)
 

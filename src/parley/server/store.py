@@ -99,6 +99,12 @@ OPS = ("event", "room", "topic_set", "member_add", "member_remove", "session", "
        "barrier")
 
 
+_INSERT_EVENT = ("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target, "
+                 "target_sid, text, label) VALUES ")
+_EVENT_ROW = "(?,?,?,?,?,?,?,?,?,?)"
+_ROWS_PER_INSERT = 90     # 900 bound values: under the 999 of older SQLite builds
+
+
 class StoreError(Exception):
     """The store cannot be used: the message is one human line."""
 
@@ -971,15 +977,33 @@ class Store:
             if any(w.op != "barrier" for w in writes):
                 c.execute("BEGIN IMMEDIATE")
                 ex = c.execute
+                events: list = []           # (write, row): inserted many rows per statement
+
+                def insert_events() -> None:
+                    # one statement per _ROWS_PER_INSERT rows: each execute hands the GIL
+                    # back and forth, so one per row costs more than SQLite's own work
+                    for i in range(0, len(events), _ROWS_PER_INSERT):
+                        chunk = events[i:i + _ROWS_PER_INSERT]
+                        try:
+                            ex(_INSERT_EVENT + ",".join([_EVENT_ROW] * len(chunk)),
+                               [x for _, row in chunk for x in row])
+                        except (sqlite3.IntegrityError, sqlite3.InterfaceError):
+                            for w, row in chunk:      # find the one that failed
+                                try:
+                                    ex(_INSERT_EVENT + _EVENT_ROW, row)
+                                except (sqlite3.IntegrityError, sqlite3.InterfaceError) as e:
+                                    w.id, w.ts, w.error = None, None, _one_line(e)
+                    events.clear()
+
                 for w in writes:
                     op = w.op
+                    if op != "event" and events:
+                        insert_events()
                     try:
                         if op == "event":
                             kind = w.kind
-                            ex("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target,"
-                               " target_sid, text, label) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                               (nid, ts, kind, w.room, w.sender, w.sender_sid, w.target,
-                                w.target_sid, w.text, w.label))
+                            events.append((w, (nid, ts, kind, w.room, w.sender, w.sender_sid,
+                                               w.target, w.target_sid, w.text, w.label)))
                             w.id, w.ts = nid, ts
                             if kind == "say" or kind == "me":
                                 chat = True
@@ -1012,6 +1036,8 @@ class Store:
                     except (sqlite3.IntegrityError, sqlite3.InterfaceError) as e:
                         # only this statement is undone; the transaction goes on
                         w.id, w.error = None, _one_line(e)
+                if events:
+                    insert_events()
                 c.execute("COMMIT")
         except Exception as e:
             error = _one_line(e) if isinstance(e, sqlite3.Error) else f"internal error: {e!r}"
