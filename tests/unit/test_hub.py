@@ -370,3 +370,22 @@ def test_broadcast_log_trims_and_reports_lag():
     assert log.lag(0) is None                       # trimmed away
     assert log.slice(log.end - 2, log.end) == b"xxxxxxxxx\n" * 2
     assert log.ids == list(range(50 - len(log.frames), 50))   # trimmed with their frames
+
+
+def test_sent_frames_match_the_typed_events_byte_for_byte(hub):
+    """One frame schema: what the hub sends is what protocol.encode makes of the
+    typed event (the message is encoded early and only id and ts are spliced in)."""
+    a, ua = join(hub, "alice")
+    say(hub, a, ua, 'quote " backslash \\ and é 👋', kind="me", label="L")
+    room = hub.rooms[p.GENERAL]
+    raw = room.log.frames[-1]
+    ev = p.decode_line(raw.rstrip(b"\n"), p.SERVER_FRAMES)
+    assert isinstance(ev, p.Message)
+    assert (ev.sender, ev.text, ev.kind, ev.room) == ("alice", 'quote " backslash \\ and é 👋',
+                                                      "me", p.GENERAL)
+    assert raw == p.encode(ev)
+    b, ub = join(hub, "bob")
+    say(hub, a, ua, "dm", to="bob")
+    dm = ub.dm_log.frames[-1]
+    ev = p.decode_line(dm.rstrip(b"\n"), p.SERVER_FRAMES)
+    assert (ev.to, ev.room) == ("bob", None) and dm == p.encode(ev)

@@ -182,6 +182,7 @@ class _Sent:
     label: Optional[str] = None
     registration: Optional[_Registration] = None
     reply: Optional[Callable[[], None]] = None      # run once stored
+    tail: Optional[bytes] = None     # a message's encoded fields after id and ts (made early)
 
 
 def token_hash(token: str) -> bytes:
@@ -573,10 +574,15 @@ class Hub:
                 w = Write(op="event", kind=kind, room=r.key, sender=user.name,
                           sender_sid=user.sid, text=text, label=label,
                           ctx=_Sent(user, member, label))
+            where = {"room": r.name} if to is None else {"to": target.name}
             if label is not None:
                 user.labels[label] = 0
                 if len(user.labels) > LABEL_WINDOW:
                     user.labels.popitem(last=False)
+        # encode the message here, on the I/O thread: the writer thread, which
+        # every message goes through, only splices in its id and time
+        w.ctx.tail = json.dumps(dict({"from": user.name, "text": text, "kind": kind}, **where),
+                                ensure_ascii=False, separators=(",", ":")).encode("utf-8")[1:]
         self.store.submit(w)
         return None
 
@@ -779,6 +785,7 @@ class Hub:
         finished = []
         replies = []
         grown = set()
+        ts_ms, ts = None, ""
         with self.lock:
             touched = self._touched = set()
             for w in batch:
@@ -799,8 +806,21 @@ class Hub:
                             finished.append(reg)
                     continue
                 self.last_id = max(self.last_id, w.id)
-                frame = _frame(w, self.rooms)
-                data = p.encode_dict(frame)
+                if w.ts != ts_ms:
+                    ts_ms, ts = w.ts, p.format_ts(w.ts)       # (one per batch)
+                tail = sent.tail if sent is not None else None
+                if tail is not None:
+                    frame = {"type": "message", "id": w.id, "ts": ts, "from": w.sender,
+                             "text": w.text, "kind": w.kind}
+                    if w.room is not None:
+                        frame["room"] = self.rooms[w.room].name
+                    else:
+                        frame["to"] = w.target
+                    data = b'{"type":"message","id":%d,"ts":"%s",%s\n' % (
+                        w.id, ts.encode("ascii"), tail)
+                else:
+                    frame = _frame(w, self.rooms)
+                    data = p.encode_dict(frame)
                 if w.room is not None:
                     room = self.rooms.get(w.room)
                     if room is None:
