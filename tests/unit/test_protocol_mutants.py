@@ -198,3 +198,13 @@ def test_conversation_of_events():
 
 def test_a_direct_message_without_sender_and_without_me_belongs_to_its_recipient():
     assert p.conversation({"type": "message", "to": "bob"}) == "@bob"
+
+
+def test_a_frame_class_is_inspected_once_not_on_every_line():
+    """Validation reads each class's fields and type hints once (decoding runs
+    for every line the server receives)."""
+    spec = p._spec(p.Say)
+    assert p._spec(p.Say) is spec
+    p.decode_line(b'{"type":"say","text":"hi"}', p.CLIENT_FRAMES)
+    assert p._spec(p.Say) is spec
+    assert spec["text"] == ("text", str, True) and spec["room"][2] is False
