@@ -208,3 +208,11 @@ def test_a_frame_class_is_inspected_once_not_on_every_line():
     p.decode_line(b'{"type":"say","text":"hi"}', p.CLIENT_FRAMES)
     assert p._spec(p.Say) is spec
     assert spec["text"] == ("text", str, True) and spec["room"][2] is False
+
+    @dataclass
+    class Nudge(p.Event):
+        type: ClassVar[str] = "nudge"
+        to: str
+
+    first = p._spec(Nudge)
+    assert first == {"to": ("to", str, True)} and p._spec(Nudge) is first
