@@ -389,3 +389,17 @@ def test_sent_frames_match_the_typed_events_byte_for_byte(hub):
     dm = ub.dm_log.frames[-1]
     ev = p.decode_line(dm.rstrip(b"\n"), p.SERVER_FRAMES)
     assert (ev.to, ev.room) == ("bob", None) and dm == p.encode(ev)
+
+
+def test_notices_and_acks_are_the_typed_events(hub):
+    a, ua = join(hub, "alice")
+    b, ub = join(hub, "bob")
+    hub.topic(a, ua, "#general", "the topic", "T")
+    hub.leave(b, ub, p.TIMEOUT)
+    settle(hub)
+    raw = hub.rooms[p.GENERAL].log.frames[-3:]
+    events = [p.decode_line(f.rstrip(b"\n"), p.SERVER_FRAMES) for f in raw]
+    assert [type(e) for e in events] == [p.Join, p.Topic, p.Leave]
+    assert all(f == p.encode(e) for f, e in zip(raw, events))
+    ack = [f for f in a.frames() if f["type"] == "ack"][-1]
+    assert p.encode_dict(ack) == p.encode(p.Ack(label="T", id=events[1].id))

@@ -583,7 +583,7 @@ class Hub:
         # every message goes through, only splices in its id and time
         w.ctx.tail = json.dumps(dict({"from": user.name, "text": text, "kind": kind}, **where),
                                 ensure_ascii=False, separators=(",", ":")).encode("utf-8")[1:]
-        self.store.submit(w)
+        self.store.submit(w, check=False)      # (every field checked above)
         return None
 
     def join(self, member: Member, user: User, room: str, label: Optional[str]) -> Optional[p.Error]:
@@ -890,21 +890,16 @@ class Hub:
 
 
 def _frame(w: Write, rooms: dict) -> dict:
-    """A stored event in its wire form."""
+    """A stored event in its wire form, from the typed events of parley.protocol."""
     ts = p.format_ts(w.ts)
-    room = rooms.get(w.room).name if w.room is not None and w.room in rooms else w.room
+    room = rooms[w.room].name if w.room is not None and w.room in rooms else w.room
     if w.kind in ("say", "me"):
-        d: dict[str, Any] = {"type": "message", "id": w.id, "ts": ts, "from": w.sender,
-                             "text": w.text, "kind": w.kind}
-        if room is not None:
-            d["room"] = room
-        else:
-            d["to"] = w.target
-        return d
-    if w.kind == "join":
-        return {"type": "join", "id": w.id, "ts": ts, "name": w.sender, "room": room}
-    if w.kind == "leave":
-        return {"type": "leave", "id": w.id, "ts": ts, "name": w.sender,
-                "reason": w.text or p.QUIT, "room": room}
-    return {"type": "topic", "id": w.id, "ts": ts, "room": room, "topic": w.text or "",
-            "by": w.sender}
+        event: p.Event = p.Message(id=w.id, ts=ts, sender=w.sender, text=w.text, kind=w.kind,
+                                   room=room, to=None if room is not None else w.target)
+    elif w.kind == "join":
+        event = p.Join(id=w.id, ts=ts, name=w.sender, room=room)
+    elif w.kind == "leave":
+        event = p.Leave(id=w.id, ts=ts, name=w.sender, reason=w.text or p.QUIT, room=room)
+    else:
+        event = p.Topic(id=w.id, ts=ts, room=room, topic=w.text or "", by=w.sender)
+    return event.to_dict()

@@ -890,12 +890,14 @@ class Store:
                 lambda: self._indexed >= upto or not self._index_ok or self._index_stop,
                 timeout) and self._indexed >= upto
 
-    def submit(self, write: Write) -> None:
+    def submit(self, write: Write, check: bool = True) -> None:
         """Queue ``write`` for the writer (thread-safe, never blocks on I/O).
-        A malformed write raises ValueError at once."""
+        A malformed write raises ValueError at once (``check=False``: the caller
+        built it from validated fields, as the hub's chat path does)."""
         if self._closed:
             raise StoreError("the store is closed")
-        _check(write)
+        if check:
+            _check(write)
         self._queue.put(write)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
