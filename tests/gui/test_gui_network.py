@@ -147,3 +147,27 @@ def test_name_taken_while_away_reopens_the_dialog_and_keeps_my_messages(gui, mak
         wait_until(app, lambda: not app.pending, what="the message confirmed")
     finally:
         proxy.close()
+
+
+def test_a_truncated_catch_up_is_said_and_the_rest_is_shown(gui, connect, make_server):
+    srv = make_server(history=3, rate=1000, burst=1000)
+    proxy = Proxy(srv.address)
+    try:
+        bob = connect("bob", srv=srv)
+        app = gui("--port", str(proxy.port), "--name", "alice")
+        wait_joined(app)
+        proxy.cut()
+        wait_until(app, lambda: app.state == "reconnecting", what="the drop")
+        bob.expect("leave", name="alice")
+        for i in range(1, 7):
+            bob.send(p.Say(text=f"missed {i}"))
+            bob.expect("message", text=f"missed {i}")
+        proxy.restore()
+        wait_until(app, lambda: "missed 6" in app.chat.messages_text(), timeout=15,
+                   what="the catch-up")
+        shown = app.chat.messages_text()
+        assert "You missed more than the server sends in one catch-up" in shown
+        assert "missed 4" in shown and "missed 5" in shown    # the newest ones it got
+        assert "missed 1" not in shown                         # the oldest: not sent
+    finally:
+        proxy.close()

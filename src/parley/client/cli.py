@@ -43,6 +43,9 @@ from .session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQ
 
 HELP = core.HELP
 
+TRUNCATED_NOTE = ("you missed more than the server sends in one catch-up: the oldest of it "
+                  "is not shown (/history shows older messages)")
+
 TROUBLESHOOTING = """  Is the server running?  Start one with:  python python_server.py
   Check the address:      python python_client.py --host HOST --port PORT
   A firewall may also block the port."""
@@ -156,7 +159,10 @@ class Formatter:
             return None
         if isinstance(ev, p.Welcome):
             if self.welcomed:               # a reconnect: who is here now
-                return self._c("32", "*** ") + self.users(ev.users)
+                line = self._c("32", "*** ") + self.users(ev.users)
+                if ev.truncated:
+                    line += "\n" + self._c("33", f"*** {TRUNCATED_NOTE}")
+                return line
             self.welcomed = True
             hint = self.dim("  Type /help for commands.") if self.hints else ""
             rooms = [r.get("room") for r in (ev.rooms or []) if isinstance(r.get("room"), str)]

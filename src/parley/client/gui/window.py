@@ -72,6 +72,10 @@ def emoji_mode(root: tk.Misc, requested: Optional[str]) -> str:
     return "native"
 
 
+TRUNCATED_NOTE = ("You missed more than the server sends in one catch-up: the oldest of it "
+                  "is not shown here. Scroll up (or /history) to load it.")
+
+
 @dataclass
 class Sent:
     """A message sent from this window, until it is shown as a message or refused:
@@ -670,6 +674,8 @@ class ChatApp:
                       "system")
         elif self.outage:
             self.info(f"Reconnected to {self.host}:{self.port}.", "system")
+        if w.truncated and not fresh:
+            self.info(TRUNCATED_NOTE, "system")
         self.outage = False
 
     def _name_refused(self, ev: Any) -> None:
