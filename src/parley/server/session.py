@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -198,11 +199,12 @@ class ServerSession:
         # labelled frames always get their answer; unlabelled errors at most once a second
         if label is not None or self.last_rate_error is None or now - self.last_rate_error >= 1.0:
             self.last_rate_error = now
-            wait = (1 - self.tokens) / self.limits.rate
+            # rounded up to the millisecond: a client that waits exactly this long is let in
+            wait = math.ceil((1 - self.tokens) / self.limits.rate * 1000) / 1000
             out.append(Send(p.Error(p.RATE_LIMITED,
                                     f"slow down: at most {self.limits.rate:g} messages per "
                                     f"second (burst {self.limits.burst})", label,
-                                    retry_after=round(wait, 3))))
+                                    retry_after=wait)))
         if self._strike():
             out.append(self._close(p.FLOOD, "kicked for flooding"))
         return out
