@@ -1344,14 +1344,7 @@ class Store:
                     f"ORDER BY s.events_fts.rowid DESC LIMIT ?", args))
             if len(cursors) == 1:
                 return cursors[0].fetchall()
-            out, last = [], None
-            for r in heapq.merge(*cursors, key=lambda r: -r[0]):
-                if r[0] != last:
-                    out.append(r)
-                    last = r[0]
-                    if len(out) > limit:
-                        break
-            return out
+            return _newest_first(cursors, limit + 1)
 
         try:
             return run(query)
@@ -1393,14 +1386,7 @@ class Store:
             f"AND {sql} ORDER BY e.id DESC LIMIT ?",
             (*pats, *((before,) if before is not None else ()), *params, limit + 1))
             for sql, params in scopes]
-        out, last = [], None
-        for r in heapq.merge(*cursors, key=lambda r: -r[0]):
-            if r[0] != last:
-                out.append(r)
-                last = r[0]
-                if len(out) > limit:
-                    break
-        return out
+        return _newest_first(cursors, limit + 1)
 
     # --- unread ------------------------------------------------------------------------
     def unread(self, sid: str, name: str, room_keys: Sequence[str]) -> list[dict]:
@@ -1463,6 +1449,19 @@ class Store:
                 f"SELECT text FROM ({sub}) WHERE text LIKE ? ESCAPE '\\'", (*params, pat))
                 if t and mention.search(t))
         return count, mentions
+
+
+def _newest_first(cursors: list, n: int) -> list:
+    """Merge result cursors that are each newest first (by id, column 0) into
+    one list of at most ``n`` rows, each id once (a row may match two scopes)."""
+    out, last = [], None
+    for r in heapq.merge(*cursors, key=lambda r: -r[0]):
+        if r[0] != last:
+            out.append(r)
+            last = r[0]
+            if len(out) >= n:
+                break
+    return out
 
 
 def _is_query_error(e: sqlite3.Error) -> bool:

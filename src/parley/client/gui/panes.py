@@ -49,7 +49,40 @@ class _ImageCache:
 
 
 # --- the sidebar's conversations -----------------------------------------------------------
-class ConversationList(ttk.Frame):
+class _CanvasPane(ttk.Frame):
+    """A frame around a canvas list with a context menu and a scrollbar that
+    shows only when needed (``_scroll_row``: the grid row of the canvas)."""
+    _scroll_row = 0
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self._images.clear()
+        c = theme.palette
+        self.canvas.configure(background=c.sidebar)
+        self.menu.configure(background=c.field, foreground=c.text, activebackground=c.accent,
+                            activeforeground=c.on_accent, borderwidth=1, relief="solid",
+                            font=theme.fonts["body"], activeborderwidth=0)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        raise NotImplementedError
+
+    def _yscroll(self, first: str, last: str) -> None:
+        self.scroll.set(first, last)
+        need = float(first) > 0.0 or float(last) < 1.0
+        if need != self._scroll_shown:
+            self._scroll_shown = need
+            if need:
+                self.scroll.grid(row=self._scroll_row, column=1, sticky="ns")
+            else:
+                self.scroll.grid_remove()
+
+    def _wheel(self, event: tk.Event) -> None:
+        if self._scroll_shown:
+            self.canvas.yview_scroll(_wheel_units(event), "units")
+
+
+class ConversationList(_CanvasPane):
     """Rooms and direct messages, one row each, with a badge for what is unread.
 
     ``on_select(key)`` when a row is clicked, ``on_add()`` for the "+" of the
@@ -91,16 +124,6 @@ class ConversationList(ttk.Frame):
         cv.bind("<Leave>", lambda e: self._set_hover(None, False))
         cv.bind("<Configure>", lambda e: self._redraw())
         self.apply_theme(theme)
-
-    def apply_theme(self, theme: Theme) -> None:
-        self.theme = theme
-        self._images.clear()
-        c = theme.palette
-        self.canvas.configure(background=c.sidebar)
-        self.menu.configure(background=c.field, foreground=c.text, activebackground=c.accent,
-                            activeforeground=c.on_accent, borderwidth=1, relief="solid",
-                            font=theme.fonts["body"], activeborderwidth=0)
-        self._redraw()
 
     def set_rows(self, rows: list[SidebarRow]) -> None:
         if rows != self.rows:
@@ -282,28 +305,15 @@ class ConversationList(ttk.Frame):
             self._hover, self._add_hover = i, add
             self._redraw()
 
-    def _yscroll(self, first: str, last: str) -> None:
-        self.scroll.set(first, last)
-        need = float(first) > 0.0 or float(last) < 1.0
-        if need != self._scroll_shown:
-            self._scroll_shown = need
-            if need:
-                self.scroll.grid(row=0, column=1, sticky="ns")
-            else:
-                self.scroll.grid_remove()
-
-    def _wheel(self, event: tk.Event) -> None:
-        if self._scroll_shown:
-            self.canvas.yview_scroll(_wheel_units(event), "units")
-
 
 # --- members ------------------------------------------------------------------------
-class MemberList(ttk.Frame):
+class MemberList(_CanvasPane):
     """The members of the current conversation: avatar, name, "you" on mine.
 
     Only the rows in view are drawn, so a room of thousands scrolls freely.
     ``on_message(name)`` on a double-click or the menu's "Message";
     ``on_mention(name)`` for "Mention"; ``on_load()`` for a big room's button."""
+    _scroll_row = 2
 
     def __init__(self, master: tk.Misc, theme: Theme,
                  on_message: Optional[Callable[[str], None]] = None,
@@ -347,16 +357,6 @@ class MemberList(ttk.Frame):
         cv.bind("<Button-3>", self._context)
         cv.bind("<Configure>", lambda e: self._redraw())
         self.apply_theme(theme)
-
-    def apply_theme(self, theme: Theme) -> None:
-        self.theme = theme
-        self._images.clear()
-        c = theme.palette
-        self.canvas.configure(background=c.sidebar)
-        self.menu.configure(background=c.field, foreground=c.text, activebackground=c.accent,
-                            activeforeground=c.on_accent, borderwidth=1, relief="solid",
-                            font=theme.fonts["body"], activeborderwidth=0)
-        self._redraw()
 
     def set_panel(self, panel: MemberPanel, me: str = "") -> None:
         if panel == self.panel and me == self.me:
@@ -441,21 +441,10 @@ class MemberList(ttk.Frame):
         self.canvas.yview(*args)
 
     def _yscroll(self, first: str, last: str) -> None:
-        self.scroll.set(first, last)
-        need = float(first) > 0.0 or float(last) < 1.0
-        if need != self._scroll_shown:
-            self._scroll_shown = need
-            if need:
-                self.scroll.grid(row=2, column=1, sticky="ns")
-            else:
-                self.scroll.grid_remove()
-        lo, hi = self._visible()
+        super()._yscroll(first, last)
+        lo, hi = self._visible()        # only the rows in view are drawn: draw the new ones
         if (lo, hi) != self._drawn and (lo < self._drawn[0] or hi > self._drawn[1]):
             self.after_idle(self._redraw)
-
-    def _wheel(self, event: tk.Event) -> None:
-        if self._scroll_shown:
-            self.canvas.yview_scroll(_wheel_units(event), "units")
 
     def name_at(self, y: int) -> Optional[str]:
         i = int(self.canvas.canvasy(y) // self.row_height)
