@@ -90,7 +90,6 @@ PAGE_MAX = 200                   # messages in one history or search page
 
 # capabilities a client may ask for in hello.caps; the welcome says which it got
 CAP_ROOMS = "rooms"              # rooms, direct messages, history, search, unread
-CAPS = (CAP_ROOMS,)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")  # all but \t \n

@@ -19,11 +19,14 @@ import time
 from typing import Callable, Optional
 
 from .. import __version__
+from .. import protocol as p
 from .connection import IOWorker, Limits
 from .hub import Hub
 from .store import Store, StoreError, default_data_dir
 
 log = logging.getLogger("parley.server")
+
+SERVER_FULL = p.encode(p.Error(p.SERVER_FULL, "the server is full, try again later"))
 
 LIMIT_HELP = {
     "max_line": "longest protocol line in bytes; longer lines get a line_too_long error",
@@ -61,7 +64,6 @@ class Server:
         self.workers = [IOWorker(i, self.hub, self.limits, selector_factory)
                         for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
-        self.hub.on_grow = self._grew
         self.hub.on_wake = self._wake_for
         self.listener: Optional[socket.socket] = None
         self._accept_thread: Optional[threading.Thread] = None
@@ -76,10 +78,6 @@ class Server:
     def _wake_all(self) -> None:
         for w in self.workers:
             w.wake()
-
-    def _grew(self, logs: list) -> None:
-        for w in self.workers:
-            w.logs_grew(logs)
 
     def _wake_for(self, members: set, logs: list) -> None:
         """After a commit: wake only the I/O threads that have something to send."""
@@ -144,8 +142,7 @@ class Server:
             peer = f"{addr[0]}:{addr[1]}"
             if sum(len(w.conns) for w in self.workers) >= self.limits.max_clients:
                 try:
-                    sock.sendall(b'{"type":"error","code":"server_full","message":'
-                                 b'"the server is full, try again later"}\n')
+                    sock.sendall(SERVER_FULL)
                 except OSError:
                     pass
                 sock.close()

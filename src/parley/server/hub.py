@@ -189,10 +189,6 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
-def _conv_key(room: Optional[str], peer: Optional[str]) -> str:
-    return room.casefold() if room else "@" + (peer or "").casefold()
-
-
 class Hub:
     """Shared state of one chat server.  Every public method is thread-safe."""
 
@@ -217,7 +213,6 @@ class Hub:
         self.instance = ""
         self.readers = ThreadPoolExecutor(max(1, readers), thread_name_prefix="parley-read")
         self.on_append: Callable[[], None] = lambda: None   # wakes the I/O threads
-        self.on_grow: Callable[[list], None] = lambda logs: None   # these logs have new frames
         # after a commit: wake just the I/O threads of these members and these logs
         self.on_wake: Callable[[set, list], None] = lambda members, logs: self.on_append()
         self._touched: set = set()                 # (locked) members pushed to in a commit
@@ -396,7 +391,7 @@ class Hub:
                     grown.append(room.log)
                 room.joined, room.left = [], []
                 room.joined_count = room.left_count = 0
-        self.on_grow(grown)
+        self.on_wake(set(), grown)
 
     def _subscribe_all(self, reg: _Registration) -> None:
         """(locked) The member follows its rooms' logs from their ends now."""
@@ -677,10 +672,6 @@ class Hub:
             if r is None:
                 return p.Error(p.NO_SUCH_ROOM, f"there is no room {room}")
             return [u.name for u in r.members.values()]
-
-    def users(self) -> list[str]:
-        with self.lock:
-            return [u.name for u in self.users.values()]
 
     @property
     def count(self) -> int:
