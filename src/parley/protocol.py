@@ -20,7 +20,7 @@ import json
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, Union
 
 PROTOCOL_VERSION = 1
 
@@ -503,26 +503,48 @@ def _spec(cls: type[Event]) -> dict[str, tuple[str, Any, bool]]:
     return spec
 
 
-def _conforms(value: Any, hint: Any) -> bool:
+def _str_ok(value: Any) -> bool:
+    return isinstance(value, str) and (value.isascii() or not _SURROGATE.search(value))
+
+
+def _int_ok(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _float_ok(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """A function that tells whether a decoded JSON value fits a field's type
+    hint; made once per field, so decoding a line does no type introspection."""
     origin = typing.get_origin(hint)
-    if origin is Union:                       # Optional[X]
-        return any(_conforms(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is str:
-        return isinstance(value, str) and not _SURROGATE.search(value)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is dict:
-        return isinstance(value, dict)
+    if origin is Union:          # Optional[X] (None never gets here: an absent field)
+        (inner,) = [h for h in typing.get_args(hint) if h is not type(None)]
+        return _checker(inner)
+    simple = {str: _str_ok, int: _int_ok, float: _float_ok,
+              bool: lambda value: isinstance(value, bool),
+              dict: lambda value: isinstance(value, dict),
+              list: lambda value: isinstance(value, list)}.get(hint)
+    if simple is not None:
+        return simple
     if origin is list:
         (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+        item_ok = _checker(item)
+        return lambda value: isinstance(value, list) and all(item_ok(v) for v in value)
     raise TypeError(f"unsupported field type {hint!r}")  # programming error
+
+
+_PLANS: dict[type, tuple[tuple[str, str, Callable[[Any], bool], bool], ...]] = {}
+
+
+def _plan(cls: type[Event]) -> tuple[tuple[str, str, Callable[[Any], bool], bool], ...]:
+    """(wire key, python name, checker, required) per field, made once per class."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple((key, name, _checker(hint), required)
+                                   for key, (name, hint, required) in _spec(cls).items())
+    return plan
 
 
 def event_from_dict(obj: Any, registry: dict[str, type[Event]]) -> Event:
@@ -538,14 +560,15 @@ def event_from_dict(obj: Any, registry: dict[str, type[Event]]) -> Event:
     if cls is None:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
     kwargs = {}
-    for key, (name, hint, required) in _spec(cls).items():
-        if key not in obj or obj[key] is None:
+    for key, name, ok, required in _plan(cls):
+        value = obj.get(key)
+        if value is None:
             if required:
                 raise ProtocolError(BAD_FIELD, f"'{kind}' needs field '{key}'")
             continue
-        if not _conforms(obj[key], hint):
+        if not ok(value):
             raise ProtocolError(BAD_FIELD, f"field '{key}' of '{kind}' has the wrong type")
-        kwargs[name] = obj[key]
+        kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -567,8 +590,12 @@ def encode(event: Event) -> bytes:
     return encode_dict(event.to_dict())
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))   # made once: thread-safe
+quote = json.encoder.encode_basestring    # a str as a JSON string, like _ENCODER does
+
+
 def encode_dict(d: dict) -> bytes:
-    return json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    return _ENCODER.encode(d).encode("utf-8") + b"\n"
 
 
 class FrameDecoder:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 import threading
@@ -315,7 +314,7 @@ class Hub:
                 user = User(sid, name, th, [member], legacy=legacy, token=token,
                             dm_log=BroadcastLog(self.keep_bytes, "@" + name))
                 self.users[key] = user
-                self._quoted[key] = json.dumps(name, ensure_ascii=False).encode("utf-8")
+                self._quoted[key] = p.quote(name).encode("utf-8")
                 reg = _Registration(user, member, last_id, resumed=False,
                                     new_session=stored is None)
                 if stored is None:
@@ -569,15 +568,15 @@ class Hub:
                 w = Write(op="event", kind=kind, room=r.key, sender=user.name,
                           sender_sid=user.sid, text=text, label=label,
                           ctx=_Sent(user, member, label))
-            where = {"room": r.name} if to is None else {"to": target.name}
+            where = (',"room":' + p.quote(r.name)) if to is None else (',"to":' + p.quote(target.name))
             if label is not None:
                 user.labels[label] = 0
                 if len(user.labels) > LABEL_WINDOW:
                     user.labels.popitem(last=False)
         # encode the message here, on the I/O thread: the writer thread, which
         # every message goes through, only splices in its id and time
-        w.ctx.tail = json.dumps(dict({"from": user.name, "text": text, "kind": kind}, **where),
-                                ensure_ascii=False, separators=(",", ":")).encode("utf-8")[1:]
+        w.ctx.tail = ('"from":' + p.quote(user.name) + ',"text":' + p.quote(text) + ',"kind":'
+                      + p.quote(kind) + where + "}").encode("utf-8")
         self.store.submit(w, check=False)      # (every field checked above)
         return None
 
@@ -851,7 +850,7 @@ class Hub:
                     if sent.label in user.labels:
                         user.labels[sent.label] = w.id
                     ack = b'{"type":"ack","label":%s,"id":%d}\n' % (
-                        json.dumps(sent.label, ensure_ascii=False).encode("utf-8"), w.id)
+                        p.quote(sent.label).encode("utf-8"), w.id)
                     targets = list(user.conns)
                     if sent.member is not None and sent.member not in targets:
                         targets.append(sent.member)      # it said bye: still owed its acks
