@@ -97,12 +97,14 @@ class RawClient:
         return True
 
     def expect(self, kind, timeout=None, **fields):
-        """Return (and remove) the first frame of type ``kind`` with ``fields``;
-        other frames stay in the backlog for later ``expect``/``frames`` calls."""
+        """Return (and remove) the first frame of type ``kind`` (or one of the
+        types in a tuple) with ``fields``; other frames stay in the backlog for
+        later ``expect``/``frames`` calls."""
+        kinds = kind if isinstance(kind, tuple) else (kind,)
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             for i, ev in enumerate(self.backlog):
-                if getattr(ev, "type", None) == kind and all(
+                if getattr(ev, "type", None) in kinds and all(
                         getattr(ev, k, None) == v for k, v in fields.items()):
                     del self.backlog[i]
                     return ev
@@ -110,6 +112,10 @@ class RawClient:
                 raise AssertionError(f"no {kind} {fields or ''} frame; got {self.backlog[-5:]}"
                                      f"{' (connection closed)' if self.eof else ''}")
             self._read(deadline)
+
+    def answer(self, label, timeout=None):
+        """The ack or error that answers the request labelled ``label``."""
+        return self.expect(("ack", "error"), timeout, label=label)
 
     def frames(self, timeout=0.3):
         """Everything that arrives within ``timeout``."""

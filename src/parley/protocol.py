@@ -53,6 +53,8 @@ TOPIC_TOO_LONG = "topic_too_long"
 STORE_FAILED = "store_failed"    # the server could not store it: not sent, try again
 INTERNAL = "internal"
 SERVER_FULL = "server_full"
+TOO_MANY_CONNECTIONS = "too_many_connections"  # from one address (--max-per-address)
+THROTTLED = "throttled"          # new connections too fast, or just kicked: see retry_after
 
 # --- reasons a user leaves / a connection is closed -----------------------
 QUIT = "quit"
@@ -96,12 +98,15 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")  # all but \t \n
 
 
 class ProtocolError(Exception):
-    """A line that is not a valid frame.  ``code`` is stable, ``message`` human."""
+    """A line that is not a valid frame.  ``code`` is stable, ``message`` human;
+    ``label`` is the frame's label when it had a usable one, so that its error
+    is answered like any labelled request (exactly one ack or error per label)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, label: Optional[str] = None):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.label = label
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ProtocolError)
@@ -553,21 +558,25 @@ def event_from_dict(obj: Any, registry: dict[str, type[Event]]) -> Event:
     Unknown fields are ignored (forward compatibility)."""
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_FRAME, "a frame must be a JSON object")
+    label = obj.get("label")
+    if not _str_ok(label):
+        label = None
     kind = obj.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError(BAD_FRAME, "a frame needs a string 'type'")
+        raise ProtocolError(BAD_FRAME, "a frame needs a string 'type'", label)
     cls = registry.get(kind)
     if cls is None:
-        raise ProtocolError(UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}")
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", label)
     kwargs = {}
     for key, name, ok, required in _plan(cls):
         value = obj.get(key)
         if value is None:
             if required:
-                raise ProtocolError(BAD_FIELD, f"'{kind}' needs field '{key}'")
+                raise ProtocolError(BAD_FIELD, f"'{kind}' needs field '{key}'", label)
             continue
         if not ok(value):
-            raise ProtocolError(BAD_FIELD, f"field '{key}' of '{kind}' has the wrong type")
+            raise ProtocolError(BAD_FIELD, f"field '{key}' of '{kind}' has the wrong type",
+                                label)
         kwargs[name] = value
     return cls(**kwargs)
 

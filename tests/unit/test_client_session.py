@@ -624,6 +624,27 @@ def test_rate_limited_message_is_sent_again(harness):
     assert not any(isinstance(e, p.Error) for e in h.seen)
 
 
+def test_a_throttled_connection_reconnects_no_sooner_than_the_server_said(harness):
+    h = harness()                             # backoff 0.05-0.1 s: far shorter than asked
+    conn = h.start()
+    conn.expect("hello")
+    conn.send(p.Error(code=p.THROTTLED, message="wait", retry_after=0.6))
+    refused_at = time.monotonic()
+    conn.close()
+    err = h.wait_type(p.Error, code=p.THROTTLED)          # shown to the user
+    assert err.retry_after == 0.6
+    retry = h.wait_type(StateChanged, state=SessionState.RECONNECTING)
+    assert retry.retry_in == 0.6
+    again = h.server.accept()
+    assert time.monotonic() - refused_at >= 0.6
+    again.expect("hello")
+    again.send(welcome())
+    h.wait_type(p.Welcome)
+    again.close()                             # the wait was used up: back to the short backoff
+    retry = h.wait_type(StateChanged, state=SessionState.RECONNECTING)
+    assert retry.retry_in <= 0.12
+
+
 def test_close_sends_queued_read_markers_then_bye(harness):
     h, conn = connected(harness)
     conn.send(msg(11, "bob", "a"), msg(12, "bob", "b"))

@@ -117,6 +117,7 @@ class OfflineQueueFull(Exception):
 SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed, ConversationsChanged]
 
 _FATAL = {p.VERSION_UNSUPPORTED}
+_REFUSED = {p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL}   # a connection turned away
 _MESSAGES = ("say", "me")
 _ROOM_REQUESTS = ("join", "part", "rooms", "topic", "history", "search", "read")
 _SEEN_WINDOW = 8192            # ids remembered for dropping duplicates
@@ -227,6 +228,7 @@ class Session:
         self._tokens = 0.0
         self._token_time = 0.0
         self._not_before = 0.0
+        self._server_wait = 0.0      # seconds the server told us to wait before reconnecting
 
     # --- the UI's side (any thread) ---------------------------------------------
     def start(self) -> "Session":
@@ -708,7 +710,9 @@ class Session:
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.backoff_max, self.backoff_initial * (2 ** attempt))
-        return round(base * random.uniform(0.8, 1.2), 2)
+        # never sooner than the server asked (a throttled connection says how long)
+        wait, self._server_wait = self._server_wait, 0.0
+        return max(round(base * random.uniform(0.8, 1.2), 2), wait)
 
     def _sleep(self, seconds: float) -> bool:
         """Wait, waking early only to close; True if closing."""
@@ -1018,6 +1022,10 @@ class Session:
             self._emit(err)
             self._closing = True
             return "stop"
+        if err.code in _REFUSED:       # the server closes now; come back later
+            self._server_wait = err.retry_after or 0.0
+            self._emit(err)
+            return None
         if err.code == p.RATE_LIMITED and err.label is not None:
             with self._cond:           # not accepted: send it again a little later
                 item = self._inflight.pop(err.label, None)

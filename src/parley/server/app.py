@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from .. import __version__
 from .. import protocol as p
 from .connection import IOWorker, Limits
+from .guard import Guard
 from .hub import Hub
 from .store import Store, StoreError, default_data_dir
 
@@ -44,6 +45,15 @@ LIMIT_HELP = {
     "max_clients": "most simultaneous connections; more are refused with server_full",
     "presence_limit": "rooms with more members announce joins and leaves as a coalesced "
                       "summary at most once a second instead of one by one",
+    "max_per_address": "most simultaneous connections from one IP address "
+                       "(too_many_connections)",
+    "connect_rate": "new connections per second from one IP address, after a burst of "
+                    "--connect-burst (throttled)",
+    "connect_burst": "new connections from one IP address at once",
+    "kick_cooldown": "seconds an IP address is refused after one of its connections was "
+                     "kicked for flooding or protocol errors (0: no wait)",
+    "limit_loopback": "apply the per-address limits to loopback clients too (127.0.0.1, ::1 "
+                      "are exempt by default: local tools and a reverse proxy)",
 }
 
 
@@ -61,7 +71,11 @@ class Server:
                        join_history=self.limits.join_history,
                        outbox_bytes=2 * self.limits.outbox,   # per room log (trimmed past twice that)
                        limits=self.limits.public(), presence_limit=self.limits.presence_limit)
-        self.workers = [IOWorker(i, self.hub, self.limits, selector_factory)
+        lim = self.limits
+        self.guard = Guard(max_per_address=lim.max_per_address, connect_rate=lim.connect_rate,
+                           connect_burst=lim.connect_burst, kick_cooldown=lim.kick_cooldown,
+                           limit_loopback=lim.limit_loopback, rate=lim.rate, burst=lim.burst)
+        self.workers = [IOWorker(i, self.hub, self.limits, selector_factory, guard=self.guard)
                         for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
         self.hub.on_wake = self._wake_for
@@ -69,6 +83,8 @@ class Server:
         self._accept_thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
         self._next = 0
+        self._refused = 0                 # connections refused by the per-address limits
+        self._refusal_log_at = 0.0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -141,12 +157,18 @@ class Server:
                 continue
             peer = f"{addr[0]}:{addr[1]}"
             if sum(len(w.conns) for w in self.workers) >= self.limits.max_clients:
-                try:
-                    sock.sendall(SERVER_FULL)
-                except OSError:
-                    pass
-                sock.close()
+                self._refuse(sock, SERVER_FULL)
                 log.warning("%s refused: server full", peer)
+                continue
+            refusal = self.guard.admit(addr[0], time.monotonic())
+            if refusal is not None:
+                self._refuse(sock, refusal.frame())
+                self._refused += 1
+                now = time.monotonic()
+                if now >= self._refusal_log_at:      # one line per address burst, not per try
+                    self._refusal_log_at = now + 5.0
+                    log.warning("%s refused: %s (%d refused in all)", peer, refusal.code,
+                                self._refused)
                 continue
             sock.setblocking(False)
             try:
@@ -156,6 +178,16 @@ class Server:
             worker = self.workers[self._next % len(self.workers)]   # round robin
             self._next += 1
             worker.add(sock, peer)
+
+    @staticmethod
+    def _refuse(sock: socket.socket, frame: bytes) -> None:
+        """Say why (a short frame into an empty socket buffer: never blocks) and close."""
+        try:
+            sock.setblocking(False)
+            sock.send(frame)
+        except OSError:
+            pass
+        sock.close()
 
     def stop(self, grace: float = 3.0) -> None:
         """Stop accepting, tell every client, wait for goodbyes up to ``grace`` s."""
@@ -202,8 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     group = ap.add_argument_group("limits")
     for f in dataclasses.fields(Limits):
         flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
-                           help=f"{LIMIT_HELP[f.name]} (default {f.default})")
+        if isinstance(f.default, bool):
+            group.add_argument(flag, action="store_true", dest=f.name, help=LIMIT_HELP[f.name])
+        else:
+            group.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
+                               help=f"{LIMIT_HELP[f.name]} (default {f.default})")
     return ap
 
 

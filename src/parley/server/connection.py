@@ -32,6 +32,7 @@ from typing import Callable, Optional
 
 from .. import protocol as p
 from .hub import BroadcastLog, Hub
+from .guard import Guard, address_of
 from .session import Close, Limits, Send, ServerSession
 from .transports import JsonLinesTransport
 
@@ -91,13 +92,16 @@ class Connection:
         self.peer = transport.peer
         self.worker = worker
         self.legacy = True                      # set by the hub from the hello's caps
-        self.session = ServerSession(worker.hub, self, worker.limits, now)
+        self.session = ServerSession(worker.hub, self, worker.limits, now, worker.guard)
         self.inbox: collections.deque = collections.deque()     # from any thread
         self.cursors: dict[BroadcastLog, int] = {}              # room log -> next frame to send
         self.private: collections.deque = collections.deque()   # (log|None, pos, frame)
         self.private_bytes = 0
         self.held = False                       # registering: nothing goes out until the welcome
         self.pending: Optional[memoryview] = None   # bytes the kernel did not take yet
+        # the welcome's size until it is sent: a catch-up is owed by design, not a
+        # lag, so it may exceed the outbox (it is bounded by --history)
+        self.slack = 0
         self.blocked = False
         self.closed = False
         self.draining_until: Optional[float] = None   # half-closed, reading until EOF
@@ -175,6 +179,7 @@ class Connection:
             elif kind == 7:
                 self.private.appendleft(op[1:])
                 self.private_bytes += len(op[3])
+                self.slack = len(op[3])
 
     def owed(self) -> bool:
         if self.private:
@@ -189,11 +194,13 @@ class IOWorker(threading.Thread):
     """One I/O thread: a selector over its share of the connections."""
 
     def __init__(self, index: int, hub: Hub, limits: Limits,
-                 selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector):
+                 selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector,
+                 guard: Optional[Guard] = None):
         super().__init__(name=f"parley-io-{index}", daemon=True)
         self.index = index
         self.hub = hub
         self.limits = limits
+        self.guard = guard          # per-address limits (told when a connection ends)
         self.selector = selector_factory()
         self.conns: set[Connection] = set()
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
@@ -376,6 +383,7 @@ class IOWorker(threading.Thread):
                     self.selector.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
             return False
         c.pending = None
+        c.slack = 0
         if c.blocked:
             c.blocked = False
             self.dirty.append(c)        # what it was owed meanwhile goes in the next flush
@@ -442,7 +450,7 @@ class IOWorker(threading.Thread):
                     lag = None if behind is None or lag is None else lag + behind
                 lags.append((c, lag))
         for c, lag in lags:               # a slow reader falling further behind
-            if lag is None or lag > outbox:
+            if lag is None or lag > outbox + c.slack:
                 self._too_slow(c)
         shared: dict = {}
         for c in ready:
@@ -455,7 +463,7 @@ class IOWorker(threading.Thread):
             if data:
                 c.pending = memoryview(c.transport.wrap(data))
                 if not self._send_pending(c) and c.pending is not None \
-                        and len(c.pending) > outbox:
+                        and len(c.pending) > outbox + c.slack:
                     self._too_slow(c)
 
     def _owed_bytes(self, c: Connection, snaps: dict, shared: dict) -> Optional[bytes]:
@@ -523,6 +531,8 @@ class IOWorker(threading.Thread):
             self._act(c, c.session.tick(now))
         if self.index == 0:
             self.hub.flush_presence()
+            if self.guard is not None:
+                self.guard.prune(now)
         self.flush(everyone=True)           # a safety net: nothing waits longer than this
 
     # --- closing --------------------------------------------------------------------
@@ -534,6 +544,8 @@ class IOWorker(threading.Thread):
         if c.closed or c.draining_until is not None:
             return
         c.session.closed(reason)
+        if reason in (p.FLOOD, p.PROTOCOL) and self.guard is not None:
+            self.guard.kicked(address_of(c.peer), time.monotonic())
         if not notify and not graceful:
             self._drop(c)
             return
@@ -594,6 +606,8 @@ class IOWorker(threading.Thread):
         c.closed = True
         c.session.closed(p.LOST)
         self.conns.discard(c)
+        if self.guard is not None:
+            self.guard.closed(address_of(c.peer))
         for lg in list(c.cursors):
             self.unfollow(c, lg)
         self._unregister(c)

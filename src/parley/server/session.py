@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from .. import protocol as p
+from .guard import Bucket, Guard
 
 log = logging.getLogger("parley.server")
 
@@ -49,6 +50,11 @@ class Limits:
     join_history: int = 20         # recent messages of each room shown to a newcomer
     max_clients: int = 20000       # simultaneous connections
     presence_limit: int = 100      # rooms with more members get coalesced presence
+    max_per_address: int = 16      # open connections from one address
+    connect_rate: float = 2.0      # new connections per second from one address (refill)
+    connect_burst: int = 10        # new connections from one address at once
+    kick_cooldown: float = 10.0    # seconds an address waits after a kick for flooding
+    limit_loopback: bool = False   # apply the per-address limits to 127.0.0.1/::1 too
 
     def public(self) -> dict:
         """The limits a client is told in its welcome."""
@@ -84,8 +90,9 @@ class ServerSession:
     """The protocol state of one connection.  ``member`` is what the hub pushes
     frames to (the connection); ``hub`` is the shared chat state."""
 
-    def __init__(self, hub, member, limits: Limits, now: float):
+    def __init__(self, hub, member, limits: Limits, now: float, guard: Optional[Guard] = None):
         self.hub = hub
+        self.guard = guard
         self.member = member
         self.limits = limits
         self.state = State.HANDSHAKE
@@ -93,9 +100,8 @@ class ServerSession:
         self.connected_at = now
         self.last_recv = now
         self.ping_sent: Optional[float] = None
-        self.tokens = float(limits.burst)
-        self.bucket_time = now
-        self.strikes = 0.0
+        # the rate limit; shared by the session's connections once registered
+        self.bucket = Bucket(float(limits.burst), now)
         self.last_rate_error: Optional[float] = None
         self.refusals = 0                # refused hellos (each gives the user more time)
 
@@ -111,12 +117,12 @@ class ServerSession:
         self.ping_sent = None
         if isinstance(item, p.Pong):             # never counts against the rate limit
             return []
-        self._refill(now)
-        if self.tokens < 1:
+        self.bucket.refill(now, self.limits.rate, self.limits.burst)
+        if self.bucket.tokens < 1:
             return self._rate_limited(item, now)
-        self.tokens -= 1
+        self.bucket.tokens -= 1
         if isinstance(item, p.ProtocolError):
-            out: list[Action] = [Send(p.Error(item.code, item.message))]
+            out: list[Action] = [Send(p.Error(item.code, item.message, item.label))]
             if self._strike():
                 out.append(self._close(p.PROTOCOL, "too many invalid frames"))
             return out
@@ -125,14 +131,14 @@ class ServerSession:
         if isinstance(item, p.Bye):
             return [self._close(p.QUIT, notify=False)]
         if isinstance(item, p.Hello):
-            return self._hello(item)
+            return self._hello(item, now)
         label = getattr(item, "label", None)
         if self.state is not State.OPEN:
             return [Send(p.Error(p.NOT_REGISTERED, "send hello with a name first", label))]
         error = self._dispatch(item, label)
         return [Send(error)] if error is not None else []
 
-    def _hello(self, hello: p.Hello) -> list[Action]:
+    def _hello(self, hello: p.Hello, now: float) -> list[Action]:
         if self.state is State.OPEN:
             return [Send(p.Error(p.ALREADY_REGISTERED, f"you are already registered as {self.name}"))]
         refusal = self.hub.register(self.member, hello)
@@ -144,6 +150,9 @@ class ServerSession:
             return [Send(refusal)]
         self.user = self.hub.users.get(hello.name.casefold())
         self.state = State.OPEN
+        if self.guard is not None and self.user is not None:
+            # a reconnect (or a second device) of the session does not bring a fresh burst
+            self.bucket = self.guard.bucket_for(self.user.sid, self.bucket, now)
         return []
 
     def _dispatch(self, item: p.Event, label: Optional[str]) -> Optional[p.Error]:
@@ -182,16 +191,10 @@ class ServerSession:
         return p.Error(p.UNKNOWN_TYPE, f"'{item.type}' is not a request", label)
 
     # --- limits --------------------------------------------------------------------
-    def _refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self.bucket_time)
-        self.bucket_time = now
-        self.tokens = min(float(self.limits.burst), self.tokens + elapsed * self.limits.rate)
-        self.strikes = max(0.0, self.strikes - elapsed * self.limits.rate)
-
     def _strike(self) -> bool:
         """Count a rejected frame; True if the client must now be kicked."""
-        self.strikes += 1
-        return self.strikes > self.limits.flood_kick
+        self.bucket.strikes += 1
+        return self.bucket.strikes > self.limits.flood_kick
 
     def _rate_limited(self, item, now: float) -> list[Action]:
         out: list[Action] = []
@@ -200,7 +203,7 @@ class ServerSession:
         if label is not None or self.last_rate_error is None or now - self.last_rate_error >= 1.0:
             self.last_rate_error = now
             # rounded up to the millisecond: a client that waits exactly this long is let in
-            wait = math.ceil((1 - self.tokens) / self.limits.rate * 1000) / 1000
+            wait = math.ceil((1 - self.bucket.tokens) / self.limits.rate * 1000) / 1000
             out.append(Send(p.Error(p.RATE_LIMITED,
                                     f"slow down: at most {self.limits.rate:g} messages per "
                                     f"second (burst {self.limits.burst})", label,
