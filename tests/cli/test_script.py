@@ -269,3 +269,18 @@ def test_not_acknowledged_within_the_timeout_exits_one():
     assert "2 of 2 messages were not acknowledged in time" in r.stderr
     assert took < 8
     assert [f.text for f in silent.got if isinstance(f, p.Say)] == ["one", "two"]
+
+
+def test_a_refused_connection_exits_one_with_the_servers_reason(make_server, peers):
+    """Turned away before hello (here: one connection per address, loopback
+    included): a script says why and exits 1 instead of retrying forever."""
+    server = make_server(Limits(rate=1000, burst=1000, max_per_address=1, limit_loopback=True))
+    alice = peers(server.port, "alice")
+    r = run_client(server.port, "--name", "bot", input="hi\n", timeout=20)
+    assert r.returncode == 1, r.stderr
+    assert "refused the connection" in r.stderr and "too_many_connections" in r.stderr
+    assert "at most 1 connection from one address" in r.stderr
+    assert "Traceback" not in r.stderr
+    alice.session.say("still me")                  # the one let in is unaffected
+    alice.wait_message("still me", "alice")
+    assert [m.text for m in alice.messages()] == ["still me"]

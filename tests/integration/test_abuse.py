@@ -156,3 +156,27 @@ def test_a_labelled_frame_that_fails_to_decode_gets_its_error_with_the_label(ser
     errors = [c.expect("error") for _ in range(4)]
     assert [(e.code, e.label) for e in errors] == [
         (p.BAD_FIELD, "x1"), (p.UNKNOWN_TYPE, "x2"), (p.BAD_FIELD, "x3"), (p.BAD_FIELD, None)]
+
+
+def test_a_refused_client_that_already_sent_its_hello_still_reads_why(make_server, connect):
+    """Closing a socket with unread input resets the connection, and the
+    client would lose the error; the server reads until the client hangs up."""
+    import socket
+    srv = make_server(limit_loopback=True, max_per_address=1)
+    connect(srv=srv).hello("first")
+    s = socket.create_connection(srv.address, timeout=5)
+    try:
+        s.sendall(p.encode(p.Hello(version=1, name="second")))
+        time.sleep(0.3)          # deliberately late: the refusal happened long ago
+        # a client that goes on sending is not reset (which would lose the error)
+        s.sendall(p.encode(p.Say(text="anyone?")) * 100)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    (err,) = p.FrameDecoder(p.SERVER_FRAMES).feed(data)
+    assert err.code == p.TOO_MANY_CONNECTIONS

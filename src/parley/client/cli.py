@@ -42,6 +42,7 @@ from .session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQ
                       Session, SessionState, StateChanged)
 
 HELP = core.HELP
+REFUSED = (p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL)   # a connection turned away
 
 TRUNCATED_NOTE = ("you missed more than the server sends in one catch-up: the oldest of it "
                   "is not shown (/history shows older messages)")
@@ -400,6 +401,12 @@ class Client:
             elif isinstance(ev, p.Error) and ev.code == p.VERSION_UNSUPPORTED:
                 self.err(f"parley: {ev.message}")
                 return 1
+            elif isinstance(ev, p.Error) and ev.code in REFUSED:
+                # turned away before hello (too many connections, throttled, full)
+                self.err(f"parley: the server refused the connection: {ev.message} ({ev.code})")
+                if not self.interactive and not a.listen:
+                    self.session.close()        # a script fails now rather than hang
+                    return 1
             elif isinstance(ev, StateChanged) and ev.state is SessionState.CLOSED:
                 self.err("parley: the connection closed before we could join")
                 return 1

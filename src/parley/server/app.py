@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import errno
 import logging
@@ -28,6 +29,8 @@ from .store import Store, StoreError, default_data_dir
 log = logging.getLogger("parley.server")
 
 SERVER_FULL = p.encode(p.Error(p.SERVER_FULL, "the server is full, try again later"))
+REFUSED_LINGER = 2.0          # seconds a refused connection has to read why and hang up
+REFUSED_LINGER_MAX = 1000     # refused connections lingering at once (oldest closed first)
 
 LIMIT_HELP = {
     "max_line": "longest protocol line in bytes; longer lines get a line_too_long error",
@@ -84,6 +87,7 @@ class Server:
         self._stopping = threading.Event()
         self._next = 0
         self._refused = 0                 # connections refused by the per-address limits
+        self._refused_socks: collections.deque = collections.deque()   # (socket, close by)
         self._refusal_log_at = 0.0
 
     @property
@@ -144,6 +148,9 @@ class Server:
     def _accept_loop(self) -> None:
         assert self.listener is not None
         while not self._stopping.is_set():
+            if self._refused_socks:
+                self._linger()
+            self.listener.settimeout(0.05 if self._refused_socks else 0.2)
             try:
                 sock, addr = self.listener.accept()
             except socket.timeout:
@@ -179,15 +186,41 @@ class Server:
             self._next += 1
             worker.add(sock, peer)
 
-    @staticmethod
-    def _refuse(sock: socket.socket, frame: bytes) -> None:
-        """Say why (a short frame into an empty socket buffer: never blocks) and close."""
+    def _refuse(self, sock: socket.socket, frame: bytes) -> None:
+        """Say why (a short frame into an empty socket buffer: never blocks),
+        half-close, and let ``_linger`` read what the client sent until it hangs
+        up: closing with its hello unread would reset the connection, and the
+        client would never see why."""
         try:
             sock.setblocking(False)
             sock.send(frame)
+            sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        sock.close()
+            sock.close()
+            return
+        if len(self._refused_socks) >= REFUSED_LINGER_MAX:
+            self._refused_socks.popleft()[0].close()
+        self._refused_socks.append((sock, time.monotonic() + REFUSED_LINGER))
+
+    def _linger(self) -> None:
+        """(accept thread) Read and drop what refused clients send; close each
+        at its end of stream or after ``REFUSED_LINGER`` seconds."""
+        now = time.monotonic()
+        keep: collections.deque = collections.deque()
+        for sock, until in self._refused_socks:
+            try:
+                while sock.recv(4096):
+                    pass
+                done = True                         # end of stream: they read it and left
+            except (BlockingIOError, InterruptedError):
+                done = now >= until
+            except OSError:
+                done = True
+            if done:
+                sock.close()
+            else:
+                keep.append((sock, until))
+        self._refused_socks = keep
 
     def stop(self, grace: float = 3.0) -> None:
         """Stop accepting, tell every client, wait for goodbyes up to ``grace`` s."""
@@ -196,6 +229,9 @@ class Server:
         self._stopping.set()
         if self._accept_thread is not None:
             self._accept_thread.join()
+        for sock, _ in self._refused_socks:
+            sock.close()
+        self._refused_socks.clear()
         if self.listener is not None:
             self.listener.close()
         deadline = time.monotonic() + grace

@@ -105,8 +105,9 @@ class Guard:
                                    f"wait {wait:g} s before reconnecting", wait)
                 del self.banned_until[address]
             if self.open.get(address, 0) >= self.max_per_address:
-                return Refusal(p.TOO_MANY_CONNECTIONS, f"at most {self.max_per_address} "
-                               "connections from one address")
+                n = self.max_per_address
+                return Refusal(p.TOO_MANY_CONNECTIONS, f"at most {n} connection"
+                               f"{'' if n == 1 else 's'} from one address")
             b = self.connects.get(address)
             if b is None:
                 b = self.connects[address] = Bucket(float(self.connect_burst), now)
