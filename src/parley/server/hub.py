@@ -558,25 +558,28 @@ class Hub:
                 if target.legacy:
                     return p.Error(p.DM_UNSUPPORTED,
                                    f"{target.name}'s client does not support direct messages", label)
-                w = Write(op="event", kind=kind, room=None, sender=user.name,
-                          sender_sid=user.sid, target=target.name, target_sid=target.sid,
-                          text=text, label=label, ctx=_Sent(user, member, label))
             else:
                 r = self._room_for(user, room, label)
                 if isinstance(r, p.Error):
                     return r
-                w = Write(op="event", kind=kind, room=r.key, sender=user.name,
-                          sender_sid=user.sid, text=text, label=label,
-                          ctx=_Sent(user, member, label))
-            where = (',"room":' + p.quote(r.name)) if to is None else (',"to":' + p.quote(target.name))
             if label is not None:
                 user.labels[label] = 0
                 if len(user.labels) > LABEL_WINDOW:
                     user.labels.popitem(last=False)
-        # encode the message here, on the I/O thread: the writer thread, which
-        # every message goes through, only splices in its id and time
-        w.ctx.tail = ('"from":' + p.quote(user.name) + ',"text":' + p.quote(text) + ',"kind":'
-                      + p.quote(kind) + where + "}").encode("utf-8")
+        # the rest outside the lock; the message is encoded here, on the I/O
+        # thread: the writer thread, which every message goes through, only
+        # splices in its id and time
+        sent = _Sent(user, member, label)
+        if to is not None:
+            w = Write(op="event", kind=kind, room=None, sender=user.name, sender_sid=user.sid,
+                      target=target.name, target_sid=target.sid, text=text, label=label, ctx=sent)
+            where = ',"to":' + p.quote(target.name)
+        else:
+            w = Write(op="event", kind=kind, room=r.key, sender=user.name, sender_sid=user.sid,
+                      text=text, label=label, ctx=sent)
+            where = ',"room":' + p.quote(r.name)
+        sent.tail = ('"from":' + p.quote(user.name) + ',"text":' + p.quote(text) + ',"kind":'
+                     + p.quote(kind) + where + "}").encode("utf-8")
         self.store.submit(w, check=False)      # (every field checked above)
         return None
 
