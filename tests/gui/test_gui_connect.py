@@ -64,3 +64,18 @@ def test_quit_in_the_dialog_closes_the_window(gui):
     app = gui()
     app.card.quit_button.invoke()
     assert app.closed
+
+
+def test_a_refused_connection_shows_the_servers_reason_while_it_waits(gui, make_server, connect):
+    """Turned away before hello (one connection per address, loopback included):
+    the card says why and when it tries again, not just "cannot reach"."""
+    srv = make_server(max_per_address=1, limit_loopback=True)
+    host, port = srv.address
+    connect(srv=srv).hello("first")
+    app = gui("--port", str(port), "--name", "second")
+    wait_until(app, lambda: "Retrying in" in app.card.message.cget("text"),
+               what="the refusal and the retry")
+    text = app.card.message.cget("text")
+    assert ("The server refused the connection: at most 1 connection from one address. "
+            "Retrying in") in text, text
+    assert app.card.level == "error" and not app.joined

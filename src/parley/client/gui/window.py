@@ -133,6 +133,7 @@ class ChatApp:
         self.awaiting_name = False    # the server refused the name; waiting for another
         self.outage = False           # a "connection lost" line is shown
         self.bye_shown = False        # the server said why it is closing the connection
+        self.refusal: Optional[str] = None   # why the server turned the connection away
         self.limits: dict = {}
         self.instance: Optional[str] = None         # the database the ids belong to
 
@@ -586,6 +587,7 @@ class ChatApp:
         if not self.joined:          # e.g. version_unsupported, at hello time
             self.card.show()
             self.card.say(f"The server refused the connection: {ev.message}.", "error")
+            self.refusal = ev.message      # kept for the "retrying" line that follows
 
     def _state_changed(self, ev: Any) -> None:
         state = ev.state.value
@@ -593,7 +595,12 @@ class ChatApp:
         self.retry_at = (time.monotonic() + ev.retry_in) if ev.retry_in is not None else None
         if state == "reconnecting":
             if not self.joined:
-                if not self.awaiting_name:
+                if not self.awaiting_name and self.refusal:
+                    wait = f" Retrying in {max(1, round(ev.retry_in or 0))} s\u2026"
+                    self.card.say(f"The server refused the connection: {self.refusal}.{wait}",
+                                  "error")
+                    self.refusal = None
+                elif not self.awaiting_name:
                     wait = (f" Retrying in {max(1, round(ev.retry_in))} s\u2026"
                             if ev.retry_in else "")
                     self.card.say(f"Cannot reach {self.host}:{self.port} ({ev.detail}).{wait} "
