@@ -53,6 +53,7 @@ TOPIC_TOO_LONG = "topic_too_long"
 STORE_FAILED = "store_failed"    # the server could not store it: not sent, try again
 INTERNAL = "internal"
 SERVER_FULL = "server_full"
+TLS_REQUIRED = "tls_required"  # plain text on a TLS port (sent in clear text, then closed)
 
 # --- reasons a user leaves / a connection is closed -----------------------
 QUIT = "quit"

@@ -33,7 +33,7 @@ from typing import Callable, Optional
 from .. import protocol as p
 from .hub import BroadcastLog, Hub
 from .session import Close, Limits, Send, ServerSession
-from .transports import JsonLinesTransport
+from .transports import JsonLinesTransport, TlsTransport
 
 log = logging.getLogger("parley.server")
 
@@ -235,8 +235,9 @@ class IOWorker(threading.Thread):
         self._calls.append(fn)
         self.wake()
 
-    def add(self, sock: socket.socket, peer: str) -> None:
-        self.call_soon(lambda: self._add(sock, peer))
+    def add(self, sock: socket.socket, peer: str, tls=None) -> None:
+        """Serve ``sock``; ``tls`` (an ssl.SSLContext) for a client of the TLS port."""
+        self.call_soon(lambda: self._add(sock, peer, tls))
 
     def begin_shutdown(self, deadline: float) -> None:
         self.call_soon(lambda: self._begin_shutdown(deadline))
@@ -283,12 +284,15 @@ class IOWorker(threading.Thread):
             if not self.conns or now >= self.shutdown_deadline:
                 self.running = False
 
-    def _add(self, sock: socket.socket, peer: str) -> None:
+    def _add(self, sock: socket.socket, peer: str, tls=None) -> None:
         if self.shutdown_deadline is not None:
             sock.close()
             return
-        c = Connection(JsonLinesTransport(sock, peer, self.limits.max_line), self,
-                       time.monotonic())
+        if tls is not None:     # its SSL object is created here: only this thread uses it
+            transport = TlsTransport(sock, peer, self.limits.max_line, tls)
+        else:
+            transport = JsonLinesTransport(sock, peer, self.limits.max_line)
+        c = Connection(transport, self, time.monotonic())
         self.conns.add(c)
         self.selector.register(sock, selectors.EVENT_READ, c)
         log.debug("%s connected", peer)
@@ -297,10 +301,14 @@ class IOWorker(threading.Thread):
         try:
             data = c.transport.recv()
         except (BlockingIOError, InterruptedError):
+            if c.transport.want_write:
+                self._wait_writable(c)
             return
         except OSError:
             self.close(c, p.LOST, notify=False)
             return
+        if c.transport.want_write:
+            self._wait_writable(c)
         if not data:
             if c.said_bye:        # it hung up after bye: still send its acks, then close
                 c.read_eof = True
@@ -350,6 +358,13 @@ class IOWorker(threading.Thread):
             except (KeyError, ValueError, OSError):
                 pass
 
+    def _wait_writable(self, c: Connection) -> None:
+        """The transport has bytes of its own (a TLS handshake) the kernel did not
+        take: wait for EVENT_WRITE as for any unsent bytes (an empty ``pending``)."""
+        if c.pending is None and not c.closed:
+            c.pending = memoryview(b"")
+            self._send_pending(c)
+
     def _send_pending(self, c: Connection) -> bool:
         """Send what the kernel did not take before; True once all is out."""
         data = c.pending
@@ -365,7 +380,7 @@ class IOWorker(threading.Thread):
             else:
                 self.close(c, p.LOST, notify=False)
             return False
-        if n < len(data):
+        if n < len(data) or c.transport.want_write:
             c.pending = data[n:]
             if not c.blocked:
                 c.blocked = True
