@@ -437,9 +437,10 @@ class Client:
                 self.welcome = ev               # shown before the history that follows it
                 info = self.session.tls_info
                 if info is not None and self.interactive:
-                    print(f"*** TLS ({info.version}), certificate SHA-256 {info.fingerprint} "
-                          f"({'verified' if info.verified_by == 'ca' else 'trusted: ' + info.verified_by})",
-                          flush=True)
+                    how = {"ca": "verified", "known_hosts": "trusted before (known_hosts)",
+                           "first use": "trusted on first use"}.get(info.verified_by, "")
+                    print(f"*** TLS ({info.version}), certificate {how}; SHA-256 fingerprint\n"
+                          f"    {info.fingerprint}", flush=True)
                 return None
             elif isinstance(ev, p.Error) and ev.code in (p.VERSION_UNSUPPORTED, p.TLS_REQUIRED):
                 self.err(f"parley: {ev.message}")
