@@ -261,6 +261,46 @@ def test_handshake_bytes_the_kernel_does_not_take_wait_for_writable(tls_server, 
     assert len(calls) > 20
 
 
+def test_handshake_bytes_left_after_a_read_that_returned_data_still_go_out(
+        tls_server, ca, monkeypatch):
+    """The read that completes the handshake also returns data (a line in progress),
+    and the TLS layer still has bytes of its own to send (session tickets) that the
+    kernel did not take: they go out when the socket is writable, without waiting
+    for the client to send anything more."""
+    real = tls_transport.TlsTransport._send_backlog
+
+    def trickle(self):
+        keep, self.backlog = self.backlog[97:], self.backlog[:97]
+        real(self)
+        self.backlog += keep
+
+    monkeypatch.setattr(tls_transport.TlsTransport, "_send_backlog", trickle)
+    srv = tls_server()
+    sock = socket.create_connection(srv.tls_address)
+    sock.settimeout(WAIT)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    engine = ca.client_context().wrap_bio(inc, out, server_hostname="127.0.0.1")
+    while True:
+        try:
+            engine.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                sock.sendall(out.read())
+            inc.write(sock.recv(65536))
+    engine.write(b'{"type":"hel')              # half a line: the server has nothing to say
+    sock.sendall(out.read())                   # Finished and the data, in one segment
+    deadline = time.monotonic() + WAIT
+
+    def transports():
+        return [c.transport for w in srv.workers for c in list(w.conns)]
+
+    while not (transports() and all(t.handshaken and not t.backlog for t in transports())):
+        assert time.monotonic() < deadline, "the server's handshake bytes were never sent"
+        time.sleep(0.01)         # polling another thread's state, not synchronisation
+    sock.close()
+
+
 def test_close_notify_when_the_server_says_bye(tls_server, ca, clients):
     srv = tls_server()
     c = clients(TlsRawClient(srv.tls_address, ca.client_context()))
