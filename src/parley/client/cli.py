@@ -550,6 +550,11 @@ class Client:
             return []
         if isinstance(ev, (p.Ack, ConversationsChanged)):
             return []
+        if isinstance(ev, TrustQuestion):       # a reconnect to a certificate never seen
+            s.trust(False)                      # (known_hosts edited meanwhile): no prompt here
+            return [fmt.error(f"*** the certificate of {ev.host}:{ev.port} is new "
+                              f"(SHA-256 {ev.fingerprint}); not trusted without asking: "
+                              "restart the client to be asked")]
         line = fmt.event(ev)
         return [line] if line else []
 
