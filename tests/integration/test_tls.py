@@ -235,6 +235,23 @@ def test_a_handshake_that_never_finishes_is_dropped_and_stalls_no_one(tls_server
     assert a.request({"type": "say", "text": "still fine"}, "ack").type == "ack"
 
 
+def test_many_handshakes_at_once_all_complete(tls_server, ca, clients):
+    """Handshake steps are rationed per turn of an I/O thread (HANDSHAKES_PER_TURN):
+    the deferred ones still finish."""
+    import concurrent.futures
+    srv = tls_server()
+    ctx = ca.client_context()
+    n = 60
+
+    def one(i):
+        c = clients(TlsRawClient(srv.tls_address, ctx))
+        return c.hello(f"many{i}").name
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        names = list(pool.map(one, range(n)))
+    assert names == [f"many{i}" for i in range(n)]
+
+
 def test_handshake_bytes_the_kernel_does_not_take_wait_for_writable(tls_server, ca, clients,
                                                                      monkeypatch):
     """A handshake that "wants write": the TLS layer's own bytes go out a little at a

@@ -40,6 +40,9 @@ log = logging.getLogger("parley.server")
 __all__ = ["Connection", "IOWorker", "Limits", "Waker"]
 
 _LEGACY_HIDDEN = (b'{"type":"topic"', b'{"type":"presence"')   # frames protocol 1 never had
+# TLS handshake steps (public-key work, about a millisecond each) per turn of an I/O
+# thread's loop: in a connect storm the others' messages go out between batches
+HANDSHAKES_PER_TURN = 8
 
 
 class Waker:
@@ -260,6 +263,7 @@ class IOWorker(threading.Thread):
         timeout = 0.25 if self.shutdown_deadline is None else 0.05
         events = self.selector.select(timeout)
         now = time.monotonic()
+        handshakes = HANDSHAKES_PER_TURN
         for key, mask in events:
             c = key.data
             if c is None:
@@ -268,7 +272,11 @@ class IOWorker(threading.Thread):
                 continue
             elif c.draining_until is not None:
                 self._drain_closing(c, mask)
+            elif c.transport.handshaking and handshakes <= 0:
+                continue            # still readable next turn (select is level-triggered)
             else:
+                if c.transport.handshaking:
+                    handshakes -= 1
                 if mask & selectors.EVENT_WRITE:
                     self._send_pending(c)   # its lag only shrinks here; flush() checks growth
                 if mask & selectors.EVENT_READ and not c.closed:

@@ -18,6 +18,7 @@ class Transport(Protocol):
     peer: str
     secure: bool            # TLS
     want_write: bool        # bytes of its own wait for EVENT_WRITE (a TLS handshake)
+    handshaking: bool       # a TLS handshake in progress (costly steps: rationed per turn)
 
     def fileno(self) -> int: ...
     def recv(self) -> bytes: ...
@@ -34,6 +35,7 @@ class JsonLinesTransport:
 
     secure = False
     want_write = False          # no bytes of its own to send (TLS has: its handshake)
+    handshaking = False         # (TLS: until its handshake is done)
 
     def __init__(self, sock: socket.socket, peer: str, max_line: int):
         self.sock = sock

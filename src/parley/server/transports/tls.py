@@ -61,6 +61,9 @@ class TlsTransport:
         self.backlog = b""            # ciphertext the kernel did not take yet
         self._first = True            # nothing received yet
         self._closing = False         # close_notify sent: only look for the end of stream
+    @property
+    def handshaking(self) -> bool:
+        return not self.handshaken
 
     @property
     def want_write(self) -> bool:
