@@ -42,6 +42,7 @@ import re
 import resource
 import select
 import socket
+import ssl
 import time
 from typing import Any, Optional
 
@@ -64,8 +65,10 @@ EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR, EPOLLHUP = select.EPOLLERR, select.EPOLLHUP
 
 # client states
-NEW, CONNECTING, HELLO, IRC_REG, IRC_JOIN, READY, CLOSED, ROOMS = range(8)
-HANDSHAKING = (CONNECTING, HELLO, IRC_REG, IRC_JOIN, ROOMS)
+NEW, CONNECTING, HELLO, IRC_REG, IRC_JOIN, READY, CLOSED, ROOMS, TLS_HS = range(9)
+HANDSHAKING = (CONNECTING, HELLO, IRC_REG, IRC_JOIN, ROOMS, TLS_HS)
+# TLS (Parley's --tls-port): what a non-blocking SSL socket raises instead of BlockingIOError
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 PARLEY, IRC = "parley", "irc"
 
@@ -184,6 +187,7 @@ class Worker:
         self.ack_ids: set[int] = set()
         self.join_pat = b'"type":"join"'
         self.rng = random.Random(1000 + wid)
+        self.tls: Optional[ssl.SSLContext] = None
 
     # --- timers -----------------------------------------------------------
     def at(self, when: float, fn, *args) -> None:
@@ -220,6 +224,9 @@ class Worker:
                     continue
                 if c.state == CONNECTING:
                     self._connected(c)
+                    continue
+                if c.state == TLS_HS:
+                    self._tls_handshake(c)
                     continue
                 if ev & EPOLLOUT:
                     self._writable(c)
@@ -266,8 +273,12 @@ class Worker:
             self.exit = True
 
     def op_setup(self, host: str, port: int, proto: str, max_inflight: int = 64,
-                 reg_timeout: float = 60.0) -> dict:
+                 reg_timeout: float = 60.0, tls: bool = False) -> dict:
         self.host, self.port, self.proto = host, port, proto
+        if tls:          # a benchmark: encryption yes, certificate checks no
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
         self.max_inflight, self.reg_timeout = max_inflight, reg_timeout
         self.join_pat = b" JOIN " if proto == IRC else b'"type":"join"'
         return {"pid": os.getpid()}
@@ -499,6 +510,21 @@ class Worker:
         self.ep.register(c.fd, EPOLLOUT)
         self.at(time.monotonic() + self.reg_timeout, self._reg_deadline, c, c.gen)
 
+    def _tls_handshake(self, c: Client) -> None:
+        try:
+            c.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._set_mask(c, EPOLLIN)
+            return
+        except ssl.SSLWantWriteError:
+            self._set_mask(c, EPOLLOUT)
+            return
+        except OSError as e:
+            self._fail(c, f"tls:{type(e).__name__}")
+            return
+        c.state = CONNECTING
+        self._connected(c)
+
     def _reg_deadline(self, c: Client, gen: int) -> None:
         if c.gen == gen and c.state in HANDSHAKING:
             self._fail(c, "registration timeout")
@@ -507,6 +533,11 @@ class Worker:
         err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._fail(c, "connect:" + errno.errorcode.get(err, str(err)))
+            return
+        if self.tls is not None and not isinstance(c.sock, ssl.SSLSocket):
+            c.sock = self.tls.wrap_socket(c.sock, do_handshake_on_connect=False)
+            c.state = TLS_HS
+            self._tls_handshake(c)
             return
         self._set_mask(c, EPOLLIN)
         if self.proto == IRC:
@@ -592,7 +623,7 @@ class Worker:
             return
         try:
             n = c.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             n = 0
         except OSError as e:
             self._lost(c, "send:" + errno.errorcode.get(e.errno, str(e.errno)))
@@ -605,7 +636,7 @@ class Worker:
         if c.out:
             try:
                 n = c.sock.send(c.out)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 return
             except OSError as e:
                 self._lost(c, "send:" + errno.errorcode.get(e.errno, str(e.errno)))
@@ -623,7 +654,10 @@ class Worker:
     def _readable(self, c: Client) -> None:
         try:
             data = c.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            if self.tls is not None:        # records decrypted but not yet read
+                while data and c.sock.pending():
+                    data += c.sock.recv(RECV_SIZE)
+        except WOULD_BLOCK:
             return
         except OSError as e:
             self._lost(c, "recv:" + errno.errorcode.get(e.errno, str(e.errno)))
@@ -1123,8 +1157,9 @@ class LoadGen:
     """Coordinator: starts worker processes and drives them with commands."""
 
     def __init__(self, host: str, port: int, proto: str = PARLEY, workers: int = 2,
-                 max_inflight: int = 64, reg_timeout: float = 60.0):
+                 max_inflight: int = 64, reg_timeout: float = 60.0, tls: bool = False):
         self.host, self.port, self.proto = host, port, proto
+        self.tls = tls
         self.nworkers = workers
         self.max_inflight, self.reg_timeout = max_inflight, reg_timeout
         self.procs: list = []
@@ -1151,7 +1186,8 @@ class LoadGen:
             self.procs.append(p)
             self.conns.append(a)
         r = self.call_all("setup", host=self.host, port=self.port, proto=self.proto,
-                          max_inflight=self.max_inflight, reg_timeout=self.reg_timeout)
+                          max_inflight=self.max_inflight, reg_timeout=self.reg_timeout,
+                          tls=self.tls)
         self.pids = [x["pid"] for x in r]
 
     def stop(self) -> None:

@@ -17,6 +17,8 @@ Servers (each scenario starts a fresh process per server, on 127.0.0.1, port 0):
 Scenarios (clients speak protocol 1 unless the rooms cap is said):
   s1     fan-out burst: N clients, 10 send a burst of 25 messages each (Parley
          twice: protocol-1 clients, then rooms-cap clients)
+  s1tls  the same burst with every client on Parley's TLS port (a self-signed
+         certificate; Parley only), next to plain TCP in the same run
   s2     latency at a steady 20,000 deliveries/s
   s3     10,000 clients connect and register; then one message to all
   s3r    the same with rooms-cap clients (Parley only)
@@ -72,6 +74,7 @@ def parley_server_path() -> str:
 TEXTBOOK_SERVER = os.path.join(HERE, "textbook_server.py")
 NGIRCD = "/usr/sbin/ngircd"
 LISTEN_RE = re.compile(r"listening on \[?127\.0\.0\.1\]?:(\d+)")
+TLS_RE = re.compile(r"TLS on \[?127\.0\.0\.1\]?:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _live: list["ServerProc"] = []
@@ -128,6 +131,7 @@ class ServerProc:
         self.log_path = os.path.join(logdir, f"{tag}-{kind}.log")
         self.proc: Optional[subprocess.Popen] = None
         self.port = 0
+        self.tls_port = 0                       # with --tls-port in parley_args
         self.flood_limits = flood_limits
         self.parley_args = parley_args or []
         self.cmd: list[str] = []
@@ -170,6 +174,12 @@ class ServerProc:
         while time.monotonic() < deadline:
             m = LISTEN_RE.search(self.log_text())
             port = int(m.group(1)) if m else self._listening_port()
+            if "--tls-port" in self.parley_args:
+                t = TLS_RE.search(self.log_text())
+                if not t:
+                    port = 0
+                else:
+                    self.tls_port = int(t.group(1))
             if port:
                 self.port = port
                 if self._accepts():
@@ -664,14 +674,15 @@ class Bench:
         srv.start()
         return srv
 
-    def loadgen(self, srv: ServerProc) -> LoadGen:
+    def loadgen(self, srv: ServerProc, tls: bool = False) -> LoadGen:
         # ngircd listens with a backlog of 10 and accepts one connection per
         # turn of its loop: more handshakes in flight overflow its accept
         # queue (SYN retransmits, seconds lost); fewer leave it idle.  16 per
         # worker measured fastest at 4,000 clients.
         inflight = 16 if srv.kind == "ngircd" else 32
-        lg = LoadGen("127.0.0.1", srv.port, srv.proto, workers=self.args.workers,
-                     max_inflight=inflight, reg_timeout=120.0)
+        lg = LoadGen("127.0.0.1", srv.tls_port if tls else srv.port, srv.proto,
+                     workers=self.args.workers, max_inflight=inflight, reg_timeout=120.0,
+                     tls=tls)
         lg.start()
         return lg
 
@@ -748,11 +759,21 @@ class Bench:
         if kind == "parley":
             self._s1(kind, caps=True)
 
-    def _s1(self, kind: str, caps: bool) -> None:
+    def s1tls(self, kind: str) -> None:
+        """S1 over TLS (Parley only), after the same burst over plain TCP for comparison."""
+        if kind != "parley":
+            log(f"    s1tls: Parley only, {kind} skipped")
+            return
+        self._s1(kind, caps=False)
+        self._s1(kind, caps=False, tls=True)
+
+    def _s1(self, kind: str, caps: bool, tls: bool = False) -> None:
         n = 200 if self.quick else self.args.s1_clients
         rounds = 1 if self.quick else 3
-        srv = self.server(kind, "s1-caps" if caps else "s1")
-        lg = self.loadgen(srv)
+        extra = ["--tls-self-signed", "--tls-port", "0"] if tls else None
+        srv = self.server(kind, "s1-tls" if tls else "s1-caps" if caps else "s1",
+                          parley_args=extra)
+        lg = self.loadgen(srv, tls=tls)
         try:
             with Sampler(srv) as smp:
                 c = self.connect(lg, range(n), timeout=120, caps=caps)
@@ -792,7 +813,8 @@ class Bench:
                             f"; {busy:.2f} s of bursts used server CPU {cpu_s:.2f} s, loadgen"
                             f" CPU {lcpu_s:.2f} s (per million deliveries: server "
                             f"{cpu_s * per_m:.2f} s, loadgen {lcpu_s * per_m:.2f} s)")
-            self.add(Row("S1 fan-out burst" + (" (cap rooms)" if caps else ""), kind, n, med,
+            self.add(Row("S1 fan-out burst" + (" (cap rooms)" if caps else "")
+                         + (" (TLS)" if tls else ""), kind, n, med,
                          p["p50"], p["p99"], p["max"],
                          st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
                          c["connect_s"], "; ".join(notes),

@@ -55,6 +55,7 @@ INTERNAL = "internal"
 SERVER_FULL = "server_full"
 TOO_MANY_CONNECTIONS = "too_many_connections"  # from one address (--max-per-address)
 THROTTLED = "throttled"          # new connections too fast, or just kicked: see retry_after
+TLS_REQUIRED = "tls_required"  # plain text on a TLS port (sent in clear text, then closed)
 
 # --- reasons a user leaves / a connection is closed -----------------------
 QUIT = "quit"

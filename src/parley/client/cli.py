@@ -40,6 +40,7 @@ from .. import protocol as p
 from . import core
 from .session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQueueFull,
                       Session, SessionState, StateChanged)
+from .tls import TlsOptions, TlsRefused, TrustQuestion
 
 HELP = core.HELP
 REFUSED = (p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL)   # a connection turned away
@@ -149,6 +150,8 @@ class Formatter:
                 "; ".join(bits + [f"{ev.count} in {ev.room}"]))
         if isinstance(ev, p.Error):
             return self.error(f"{ev.message} ({ev.code})")
+        if isinstance(ev, TlsRefused):
+            return self.error(f"*** {ev.message}")
         if isinstance(ev, p.Bye):
             return self._c("33", f"*** server: {ev.message or ev.reason}")
         if isinstance(ev, StateChanged):
@@ -303,8 +306,25 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                "--room or --to) and the client exits once the server has acknowledged them "
                "all: 0 if every line was accepted, 1 if not (or not within --timeout).")
     ap.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=8888, help="server port (default 8888)")
+    ap.add_argument("--port", type=int, default=None,
+                    help="server port (default 8888; 8889 with --tls)")
     ap.add_argument("--name", help="your user name (asked for if absent)")
+    tls = ap.add_argument_group(
+        "TLS", "A certificate that does not verify (self-signed) is trusted on first use: its "
+               "SHA-256 fingerprint is shown (interactive: you are asked) and remembered in "
+               "~/.config/parley/known_hosts; if it ever changes the client refuses to connect.")
+    tls.add_argument("--tls", action="store_true",
+                     help="connect with TLS (the server's --tls-port, 8889 by default; "
+                          "--port then defaults to 8889)")
+    tls.add_argument("--ca", metavar="FILE",
+                     help="with --tls: accept only a certificate signed by this CA (PEM), "
+                          "instead of the system's CAs or trust on first use")
+    tls.add_argument("--trust-on-first-use", action="store_true",
+                     help="with --tls, not interactive: trust a server's certificate seen for "
+                          "the first time without asking (scripts refuse it otherwise)")
+    tls.add_argument("--known-hosts", metavar="FILE",
+                     help="where trusted fingerprints are kept "
+                          "(default ~/.config/parley/known_hosts)")
     target = ap.add_mutually_exclusive_group()
     target.add_argument("--room", metavar="ROOM",
                         help="scripting: send every line to this room (joined if needed); "
@@ -329,6 +349,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                     choices=["debug", "info", "warning", "error"], help="default warning")
     ap.add_argument("--version", action="version", version=f"parley {__version__}")
     args = ap.parse_args(argv)
+    if args.port is None:
+        args.port = 8889 if args.tls else 8888
+    if (args.ca or args.trust_on_first_use or args.known_hosts) and not args.tls:
+        ap.error("--ca, --trust-on-first-use and --known-hosts go with --tls")
     if args.room is not None:
         room = args.room if args.room.startswith("#") else "#" + args.room
         problem = p.validate_room(room)
@@ -378,12 +402,27 @@ class Client:
     def connect(self, name: str) -> Optional[int]:
         """Start the session and wait for the welcome; an exit code on failure."""
         a = self.args
-        self.session = Session(a.host, a.port, name, client="parley-cli")
+        tls = None
+        if a.tls:
+            trust = "ask" if self.interactive else ("yes" if a.trust_on_first_use else "no")
+            tls = TlsOptions(ca=a.ca, known_hosts=a.known_hosts, trust=trust)
+        self.session = Session(a.host, a.port, name, client="parley-cli", tls=tls)
         self.session.start()
         while True:
             ev = self.session.events.get()
             if isinstance(ev, ConnectFailed):
                 self.err(f"Cannot connect to {ev.host}:{ev.port}: {ev.error}.\n{TROUBLESHOOTING}")
+                return 1
+            if isinstance(ev, TrustQuestion):
+                self.session.trust(self.ask_trust(ev))
+                continue
+            if isinstance(ev, TlsRefused):
+                self.err(f"parley: {ev.message}")
+                if not ev.changed and not ev.expected and a.tls and not a.ca \
+                        and not self.interactive:
+                    self.err("  Check the fingerprint with the server's operator (the server "
+                             "prints it at start), then run once with --trust-on-first-use.")
+                self.session.close()
                 return 1
             if isinstance(ev, NameRefused):
                 if not self.interactive:
@@ -397,8 +436,14 @@ class Client:
                 self.session.set_name(new)
             elif isinstance(ev, p.Welcome):
                 self.welcome = ev               # shown before the history that follows it
+                info = self.session.tls_info
+                if info is not None and self.interactive:
+                    how = {"ca": "verified", "known_hosts": "trusted before (known_hosts)",
+                           "first use": "trusted on first use"}.get(info.verified_by, "")
+                    print(f"*** TLS ({info.version}), certificate {how}; SHA-256 fingerprint\n"
+                          f"    {info.fingerprint}", flush=True)
                 return None
-            elif isinstance(ev, p.Error) and ev.code == p.VERSION_UNSUPPORTED:
+            elif isinstance(ev, p.Error) and ev.code in (p.VERSION_UNSUPPORTED, p.TLS_REQUIRED):
                 self.err(f"parley: {ev.message}")
                 return 1
             elif isinstance(ev, p.Error) and ev.code in REFUSED:
@@ -412,6 +457,23 @@ class Client:
                 return 1
             elif isinstance(ev, StateChanged) and ev.state is SessionState.RECONNECTING:
                 self.err(f"Connection lost ({ev.detail}); retrying in {ev.retry_in:g} s…")
+
+    def ask_trust(self, q: TrustQuestion) -> bool:
+        """Interactive: may we trust a certificate we have never seen?"""
+        print(f"The certificate of {q.host}:{q.port} is not signed by a known authority"
+              f"{' (' + q.reason + ')' if q.reason else ''}.\n"
+              f"Its SHA-256 fingerprint is:\n  {q.fingerprint}\n"
+              f"Compare it with the one the server printed at start.", flush=True)
+        while True:
+            try:
+                answer = input("Trust it and remember it for this server? [y/N] ").strip().lower()
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return False
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("", "n", "no"):
+                return False
 
     def next_event(self, timeout: Optional[float] = None):
         """The next session event: first those read ahead by ``join_and_wait``."""
@@ -495,6 +557,11 @@ class Client:
             return []
         if isinstance(ev, (p.Ack, ConversationsChanged)):
             return []
+        if isinstance(ev, TrustQuestion):       # a reconnect to a certificate never seen
+            s.trust(False)                      # (known_hosts edited meanwhile): no prompt here
+            return [fmt.error(f"*** the certificate of {ev.host}:{ev.port} is new "
+                              f"(SHA-256 {ev.fingerprint}); not trusted without asking: "
+                              "restart the client to be asked")]
         line = fmt.event(ev)
         return [line] if line else []
 

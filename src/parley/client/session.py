@@ -38,6 +38,7 @@ import queue
 import random
 import selectors
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ from typing import Iterable, Optional, Union
 from .. import __version__
 from .. import protocol as p
 from .core import mentions as _mentions
+from .tls import (KnownHosts, TlsInfo, TlsOptions, TlsRefusal, TlsRefused, TrustQuestion,
+                  describe_handshake_error, fingerprint, handshake, pinning_context,
+                  verifying_context)
 
 log = logging.getLogger("parley.session")
 
@@ -114,9 +118,10 @@ class OfflineQueueFull(Exception):
     """Too many messages queued while disconnected."""
 
 
-SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed, ConversationsChanged]
+SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed, ConversationsChanged,
+                     TrustQuestion, TlsRefused]
 
-_FATAL = {p.VERSION_UNSUPPORTED}
+_FATAL = {p.VERSION_UNSUPPORTED, p.TLS_REQUIRED}
 _REFUSED = {p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL}   # a connection turned away
 _MESSAGES = ("say", "me")
 _ROOM_REQUESTS = ("join", "part", "rooms", "topic", "history", "search", "read")
@@ -181,8 +186,13 @@ class Session:
                  retry_first: bool = False, reconnect: bool = True,
                  backoff_initial: float = 0.5, backoff_max: float = 10.0,
                  connect_timeout: float = 5.0, keepalive: float = 20.0,
-                 max_queued: int = 500, caps: Iterable[str] = (p.CAP_ROOMS,)):
+                 max_queued: int = 500, caps: Iterable[str] = (p.CAP_ROOMS,),
+                 tls: Optional[TlsOptions] = None):
         self.host, self.port = host, port
+        self.tls = tls                        # None: plain TCP
+        self.tls_info: Optional[TlsInfo] = None   # the current connection's, once secured
+        self._trust_answer: Optional[bool] = None
+        self._trust_given = threading.Event()
         self.name = name
         self.client = client
         self.retry_first = retry_first
@@ -408,13 +418,21 @@ class Session:
             for s in (self._wake_r, self._wake_w):
                 s.close()
 
+    def trust(self, yes: bool) -> None:
+        """Answer a ``TrustQuestion``: trust this certificate (remembered in
+        known_hosts) or not (the session stops)."""
+        self._trust_answer = yes
+        self._trust_given.set()
+
     def reconnect_now(self) -> None:
         """Drop the current connection (as a network failure would); the session
         reconnects and catches up.  Useful after a network change, and in tests."""
         sock = self._sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # the socket's own shutdown, also under TLS: the SSL object stays the
+                # session thread's alone
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -673,10 +691,20 @@ class Session:
         first = True
         try:
             while not self._closing:
+                stage = "connect"
                 try:
                     sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+                    if self.tls is not None:
+                        stage = "tls"
+                        sock = self._secure(sock)
+                except TlsRefusal as e:
+                    self._emit(e.event)
+                    break
                 except OSError as e:
-                    reason = e.strerror or str(e) or type(e).__name__
+                    if stage == "tls":
+                        reason = describe_handshake_error(e, self.port)
+                    else:
+                        reason = e.strerror or str(e) or type(e).__name__
                     if first and not self.retry_first:
                         self._emit(ConnectFailed(self.host, self.port, reason))
                         break
@@ -707,6 +735,70 @@ class Session:
                     s.close()
                 except OSError:
                     pass
+
+    def _secure(self, sock: socket.socket) -> ssl.SSLSocket:
+        """TLS over a connected socket, and the server's certificate checked (see
+        tls.py): an SSLSocket, OSError (retry later) or TlsRefusal (stop)."""
+        assert self.tls is not None
+        opts = self.tls
+        self.tls_info = None
+        known = KnownHosts(opts.known_hosts)
+        pinned = None if opts.ca else known.get(self.host, self.port)
+        reason = ""
+        if pinned is None:
+            try:
+                ssock = handshake(sock, verifying_context(opts.ca), self.host, self.connect_timeout)
+            except ssl.SSLCertVerificationError as e:
+                reason = e.verify_message or str(e)
+                if opts.ca:
+                    raise TlsRefusal(TlsRefused(
+                        self.host, self.port,
+                        f"the certificate of {self.host}:{self.port} does not verify against "
+                        f"{opts.ca}: {reason}")) from None
+                # self-signed or an unknown CA: look at its fingerprint (trust on first use)
+                sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+            else:
+                self.tls_info = TlsInfo(ssock.version() or "TLS",
+                                        fingerprint(ssock.getpeercert(binary_form=True)), "ca")
+                return ssock
+        ssock = handshake(sock, pinning_context(), self.host, self.connect_timeout)
+        fp = fingerprint(ssock.getpeercert(binary_form=True))
+        if pinned is not None:
+            if fp != pinned:
+                ssock.close()
+                raise TlsRefusal(TlsRefused(
+                    self.host, self.port,
+                    f"THE CERTIFICATE OF {self.host}:{self.port} HAS CHANGED.  Someone may be "
+                    f"listening in, or the server has a new certificate.  Expected SHA-256 "
+                    f"{pinned}, got {fp}.  If the change is expected, remove the line for "
+                    f"{self.host}:{self.port} from {known.path}.",
+                    fingerprint=fp, expected=pinned, changed=True))
+            self.tls_info = TlsInfo(ssock.version() or "TLS", fp, "known_hosts")
+            return ssock
+        if not self._ask_trust(fp, reason):
+            ssock.close()
+            raise TlsRefusal(TlsRefused(
+                self.host, self.port,
+                f"the certificate of {self.host}:{self.port} (SHA-256 {fp}) is not trusted"
+                + (f" ({reason})" if reason else ""), fingerprint=fp))
+        try:
+            known.add(self.host, self.port, fp)
+        except OSError as e:
+            log.warning("cannot remember the certificate in %s: %s", known.path, e)
+        self.tls_info = TlsInfo(ssock.version() or "TLS", fp, "first use")
+        return ssock
+
+    def _ask_trust(self, fp: str, reason: str) -> bool:
+        policy = self.tls.trust if self.tls is not None else "no"
+        if policy in ("yes", "no"):
+            return policy == "yes"
+        self._trust_given.clear()
+        self._trust_answer = None
+        self._emit(TrustQuestion(self.host, self.port, fp, reason))
+        while not self._trust_given.wait(0.2):
+            if self._closing:
+                return False
+        return bool(self._trust_answer)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.backoff_max, self.backoff_initial * (2 ** attempt))
@@ -750,6 +842,8 @@ class Session:
         sel.register(sock, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
         out = bytearray()
+        self._tls_retry = None          # TLS: the bytes a write that wanted more must retry
+        read_wants_write = False        # TLS: a read waits for the socket to be writable
         registered = False
         last_recv = time.monotonic()
         ping_sent = False
@@ -779,12 +873,9 @@ class Session:
                 if registered:
                     self._take_outgoing(out)
                 if out:
-                    try:
-                        n = sock.send(out)
-                        del out[:n]
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                want = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
+                    self._send_some(sock, out)
+                want = selectors.EVENT_READ | (
+                    selectors.EVENT_WRITE if out or read_wants_write else 0)
                 sel.modify(sock, want)
                 timeout = 1.0
                 if registered and self._outgoing_ready_soon():
@@ -795,9 +886,18 @@ class Session:
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
                         continue
+                    read_wants_write = False
                     try:
                         data = sock.recv(262144)
-                    except (BlockingIOError, InterruptedError):
+                        if isinstance(sock, ssl.SSLSocket):
+                            # records already decrypted inside the SSL object: the socket
+                            # will not become readable for them, read them now
+                            while data and sock.pending():
+                                data += sock.recv(sock.pending())
+                    except ssl.SSLWantWriteError:   # (TLS) the read needs to write first
+                        read_wants_write = True
+                        continue
+                    except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
                         continue
                     if not data:
                         raise ConnectionResetError("the server closed the connection")
@@ -835,11 +935,38 @@ class Session:
                 self._cond.notify_all()
         return reason, registered
 
+    def _send_some(self, sock: socket.socket, out: bytearray) -> None:
+        """Send what the socket takes now from the front of ``out``."""
+        if not isinstance(sock, ssl.SSLSocket):
+            try:
+                del out[:sock.send(out)]
+            except (BlockingIOError, InterruptedError):
+                pass
+            return
+        # TLS: a write that wants to read or write must be retried with the same bytes
+        chunk = self._tls_retry if self._tls_retry is not None else bytes(out[:65536])
+        try:
+            n = sock.send(chunk)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+            self._tls_retry = chunk        # (want-read: we always wait for readable too)
+            return
+        self._tls_retry = None
+        del out[:n]
+
     def _flush_blocking(self, sock: socket.socket, out: bytearray) -> None:
         try:
             sock.setblocking(True)
             sock.settimeout(1.0)
+            if self._tls_retry is not None:     # finish a TLS write begun non-blocking
+                sock.sendall(self._tls_retry)
+                del out[:len(self._tls_retry)]
+                self._tls_retry = None
             sock.sendall(out)
+            if isinstance(sock, ssl.SSLSocket):
+                try:
+                    sock = sock.unwrap()        # close_notify (and the server's in return)
+                except (OSError, ValueError):
+                    pass
             sock.shutdown(socket.SHUT_WR)
             while sock.recv(65536):     # read until the server hangs up
                 pass

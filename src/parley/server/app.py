@@ -16,13 +16,16 @@ import sys
 import threading
 import os
 import selectors
+import ssl
 import time
 from typing import Callable, Optional
 
 from .. import __version__
 from .. import protocol as p
+from .certs import CertError, default_names, fingerprint, self_signed
 from .connection import IOWorker, Limits
 from .guard import Guard
+from .transports.tls import server_context
 from .hub import Hub
 from .store import Store, StoreError, default_data_dir
 
@@ -66,8 +69,13 @@ class Server:
     def __init__(self, host: str = "0.0.0.0", port: int = 8888,
                  limits: Optional[Limits] = None, io_threads: int = 2,
                  db: str = ":memory:",
-                 selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector):
+                 selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector,
+                 tls: Optional[ssl.SSLContext] = None, tls_port: int = 8889):
         self.host, self.port = host, port
+        # TLS: the same chat on a second port (plain TCP stays for old clients)
+        self.tls, self.tls_port = tls, tls_port
+        self.tls_listener: Optional[socket.socket] = None
+        self._tls_accept_thread: Optional[threading.Thread] = None
         self.limits = limits or Limits()
         self.store = Store(db)
         self.hub = Hub(self.store, history=self.limits.history,
@@ -87,13 +95,17 @@ class Server:
         self._stopping = threading.Event()
         self._next = 0
         self._refused = 0                 # connections refused by the per-address limits
-        self._refused_socks: collections.deque = collections.deque()   # (socket, close by)
         self._refusal_log_at = 0.0
 
     @property
     def address(self) -> tuple[str, int]:
         assert self.listener is not None
         return self.listener.getsockname()[:2]
+
+    @property
+    def tls_address(self) -> tuple[str, int]:
+        assert self.tls_listener is not None
+        return self.tls_listener.getsockname()[:2]
 
     def _wake_all(self) -> None:
         for w in self.workers:
@@ -114,26 +126,33 @@ class Server:
         """Listen (OSError), open the store (StoreError), start the threads."""
         self._bind()
         try:
+            if self.tls is not None:
+                self.tls_listener = self._listener(self.tls_port)
             self.hub.start()
         except BaseException:
             assert self.listener is not None
             self.listener.close()
+            if self.tls_listener is not None:
+                self.tls_listener.close()
             raise
         self._listen()
         return self
 
     def _bind(self) -> None:
+        self.listener = self._listener(self.port)
+
+    def _listener(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self.port))
+            sock.bind((self.host, port))
         except OSError:
             sock.close()
             raise
         sock.listen(1024)
         sock.settimeout(0.2)
-        self.listener = sock
+        return sock
 
     def _listen(self) -> None:
         for w in self.workers:
@@ -144,15 +163,32 @@ class Server:
         host, port = self.address
         log.info("Parley %s listening on %s:%d (%d I/O threads)", __version__, host, port,
                  len(self.workers))
+        if self.tls_listener is not None:
+            self._tls_accept_thread = threading.Thread(
+                target=self._accept_loop, args=(self.tls_listener, self.tls),
+                name="parley-accept-tls", daemon=True)
+            self._tls_accept_thread.start()
+            log.info("TLS listening on %s:%d", *self.tls_address)
 
-    def _accept_loop(self) -> None:
-        assert self.listener is not None
+    def _accept_loop(self, listener: Optional[socket.socket] = None,
+                     tls: Optional[ssl.SSLContext] = None) -> None:
+        listener = listener or self.listener
+        assert listener is not None
+        lingering: collections.deque = collections.deque()     # refused: (socket, close by)
+        try:
+            self._accept_until_stopped(listener, tls, lingering)
+        finally:
+            for sock, _ in lingering:
+                sock.close()
+
+    def _accept_until_stopped(self, listener: socket.socket, tls: Optional[ssl.SSLContext],
+                              lingering: collections.deque) -> None:
         while not self._stopping.is_set():
-            if self._refused_socks:
-                self._linger()
-            self.listener.settimeout(0.05 if self._refused_socks else 0.2)
+            if lingering:
+                self._linger(lingering)
+            listener.settimeout(0.05 if lingering else 0.2)
             try:
-                sock, addr = self.listener.accept()
+                sock, addr = listener.accept()
             except socket.timeout:
                 continue
             except OSError as e:
@@ -164,12 +200,12 @@ class Server:
                 continue
             peer = f"{addr[0]}:{addr[1]}"
             if sum(len(w.conns) for w in self.workers) >= self.limits.max_clients:
-                self._refuse(sock, SERVER_FULL)
+                self._refuse(sock, SERVER_FULL, tls, lingering)
                 log.warning("%s refused: server full", peer)
                 continue
             refusal = self.guard.admit(addr[0], time.monotonic())
             if refusal is not None:
-                self._refuse(sock, refusal.frame())
+                self._refuse(sock, refusal.frame(), tls, lingering)
                 self._refused += 1
                 now = time.monotonic()
                 if now >= self._refusal_log_at:      # one line per address burst, not per try
@@ -184,13 +220,19 @@ class Server:
                 pass
             worker = self.workers[self._next % len(self.workers)]   # round robin
             self._next += 1
-            worker.add(sock, peer)
+            worker.add(sock, peer, tls)
 
-    def _refuse(self, sock: socket.socket, frame: bytes) -> None:
+    @staticmethod
+    def _refuse(sock: socket.socket, frame: bytes, tls: Optional[ssl.SSLContext],
+                lingering: collections.deque) -> None:
         """Say why (a short frame into an empty socket buffer: never blocks),
         half-close, and let ``_linger`` read what the client sent until it hangs
         up: closing with its hello unread would reset the connection, and the
-        client would never see why."""
+        client would never see why.  (On the TLS port: just close; a TLS client
+        could not read a clear-text frame.)"""
+        if tls is not None:
+            sock.close()
+            return
         try:
             sock.setblocking(False)
             sock.send(frame)
@@ -198,16 +240,17 @@ class Server:
         except OSError:
             sock.close()
             return
-        if len(self._refused_socks) >= REFUSED_LINGER_MAX:
-            self._refused_socks.popleft()[0].close()
-        self._refused_socks.append((sock, time.monotonic() + REFUSED_LINGER))
+        if len(lingering) >= REFUSED_LINGER_MAX:
+            lingering.popleft()[0].close()
+        lingering.append((sock, time.monotonic() + REFUSED_LINGER))
 
-    def _linger(self) -> None:
+    @staticmethod
+    def _linger(lingering: collections.deque) -> None:
         """(accept thread) Read and drop what refused clients send; close each
         at its end of stream or after ``REFUSED_LINGER`` seconds."""
         now = time.monotonic()
-        keep: collections.deque = collections.deque()
-        for sock, until in self._refused_socks:
+        for _ in range(len(lingering)):
+            sock, until = lingering.popleft()
             try:
                 while sock.recv(4096):
                     pass
@@ -219,8 +262,7 @@ class Server:
             if done:
                 sock.close()
             else:
-                keep.append((sock, until))
-        self._refused_socks = keep
+                lingering.append((sock, until))
 
     def stop(self, grace: float = 3.0) -> None:
         """Stop accepting, tell every client, wait for goodbyes up to ``grace`` s."""
@@ -229,11 +271,12 @@ class Server:
         self._stopping.set()
         if self._accept_thread is not None:
             self._accept_thread.join()
-        for sock, _ in self._refused_socks:
-            sock.close()
-        self._refused_socks.clear()
         if self.listener is not None:
             self.listener.close()
+        if self._tls_accept_thread is not None:
+            self._tls_accept_thread.join()
+        if self.tls_listener is not None:
+            self.tls_listener.close()
         deadline = time.monotonic() + grace
         for w in self.workers:
             w.begin_shutdown(deadline)
@@ -267,6 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--shutdown-grace", type=float, default=3.0,
                     help="seconds to let clients read their goodbye on shutdown (default 3)")
     ap.add_argument("--version", action="version", version=f"parley {__version__}")
+    tls = ap.add_argument_group(
+        "TLS", "TLS is served on a second port (--tls-port), next to the plain one: plain and "
+               "TLS clients chat in the same rooms.  Any of these options turns it on.")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="the certificate chain (PEM) to serve; goes with --tls-key")
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    tls.add_argument("--tls-self-signed", action="store_true",
+                     help="serve a self-signed certificate, made on first start in the data "
+                          "directory (tls-cert.pem, tls-key.pem) and reused later; needs the "
+                          "'cryptography' package or the openssl command.  Its SHA-256 "
+                          "fingerprint is printed at start: clients show it on first use")
+    tls.add_argument("--tls-port", type=int, default=None,
+                     help="TLS port (default 8889; 0 picks a free one)")
     group = ap.add_argument_group("limits")
     for f in dataclasses.fields(Limits):
         flag = "--" + f.name.replace("_", "-")
@@ -288,6 +344,26 @@ def _raise_fd_limit() -> None:
         pass
 
 
+def _tls_setup(args: argparse.Namespace) -> tuple[ssl.SSLContext, str]:
+    """The TLS context and its certificate's fingerprint; CertError in one line."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CertError("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        cert, key = args.tls_cert, args.tls_key
+    else:
+        data_dir = args.data_dir or default_data_dir()
+        names = [args.host] if args.host not in ("0.0.0.0", "::", "") else []
+        cert, key, made = self_signed(data_dir, names + default_names())
+        if made:
+            log.info("made a self-signed certificate: %s", cert)
+    try:
+        context = server_context(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise CertError(f"cannot use the certificate {cert} and key {key}: "
+                        f"{getattr(e, 'strerror', None) or e}") from None
+    return context, fingerprint(cert)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -299,14 +375,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         db = args.db
     else:
         db = os.path.join(args.data_dir or default_data_dir(), "parley.db")
-    server = Server(args.host, args.port, limits, io_threads=args.io_threads, db=db)
+    tls_context, tls_fingerprint = None, None
+    if args.tls_cert or args.tls_key or args.tls_self_signed or args.tls_port is not None:
+        try:
+            tls_context, tls_fingerprint = _tls_setup(args)
+        except CertError as e:
+            print(f"parley-server: {e}", file=sys.stderr)
+            return 2
+    server = Server(args.host, args.port, limits, io_threads=args.io_threads, db=db,
+                    tls=tls_context, tls_port=8889 if args.tls_port is None else args.tls_port)
     try:
         server.start()
     except StoreError as e:
         print(f"parley-server: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        if e.errno == errno.EADDRINUSE:
+        if e.errno == errno.EADDRINUSE and server.listener is not None and tls_context:
+            print(f"parley-server: TLS port {server.tls_port} on {args.host} is already in use; "
+                  f"pick one with --tls-port", file=sys.stderr)
+        elif e.errno == errno.EADDRINUSE:
             print(f"parley-server: port {args.port} on {args.host} is already in use "
                   f"(another server running?); pick one with --port", file=sys.stderr)
         else:
@@ -320,6 +407,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"history: {where}", file=sys.stderr, flush=True)
     else:
         log.info("history: %s", where)
+    if tls_context is not None:
+        host, port = server.tls_address
+        # always shown: clients show this fingerprint and ask whether to trust it
+        print(f"TLS on {host}:{port}, certificate SHA-256 fingerprint {tls_fingerprint}",
+              file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -34,13 +34,16 @@ from .. import protocol as p
 from .hub import BroadcastLog, Hub
 from .guard import Guard, address_of
 from .session import Close, Limits, Send, ServerSession
-from .transports import JsonLinesTransport
+from .transports import JsonLinesTransport, TlsTransport
 
 log = logging.getLogger("parley.server")
 
 __all__ = ["Connection", "IOWorker", "Limits", "Waker"]
 
 _LEGACY_HIDDEN = (b'{"type":"topic"', b'{"type":"presence"')   # frames protocol 1 never had
+# TLS handshake steps (public-key work, about a millisecond each) per turn of an I/O
+# thread's loop: in a connect storm the others' messages go out between batches
+HANDSHAKES_PER_TURN = 8
 
 
 class Waker:
@@ -242,8 +245,9 @@ class IOWorker(threading.Thread):
         self._calls.append(fn)
         self.wake()
 
-    def add(self, sock: socket.socket, peer: str) -> None:
-        self.call_soon(lambda: self._add(sock, peer))
+    def add(self, sock: socket.socket, peer: str, tls=None) -> None:
+        """Serve ``sock``; ``tls`` (an ssl.SSLContext) for a client of the TLS port."""
+        self.call_soon(lambda: self._add(sock, peer, tls))
 
     def begin_shutdown(self, deadline: float) -> None:
         self.call_soon(lambda: self._begin_shutdown(deadline))
@@ -266,6 +270,7 @@ class IOWorker(threading.Thread):
         timeout = 0.25 if self.shutdown_deadline is None else 0.05
         events = self.selector.select(timeout)
         now = time.monotonic()
+        handshakes = HANDSHAKES_PER_TURN
         for key, mask in events:
             c = key.data
             if c is None:
@@ -274,7 +279,11 @@ class IOWorker(threading.Thread):
                 continue
             elif c.draining_until is not None:
                 self._drain_closing(c, mask)
+            elif c.transport.handshaking and handshakes <= 0:
+                continue            # still readable next turn (select is level-triggered)
             else:
+                if c.transport.handshaking:
+                    handshakes -= 1
                 if mask & selectors.EVENT_WRITE:
                     self._send_pending(c)   # its lag only shrinks here; flush() checks growth
                 if mask & selectors.EVENT_READ and not c.closed:
@@ -290,12 +299,15 @@ class IOWorker(threading.Thread):
             if not self.conns or now >= self.shutdown_deadline:
                 self.running = False
 
-    def _add(self, sock: socket.socket, peer: str) -> None:
+    def _add(self, sock: socket.socket, peer: str, tls=None) -> None:
         if self.shutdown_deadline is not None:
             sock.close()
             return
-        c = Connection(JsonLinesTransport(sock, peer, self.limits.max_line), self,
-                       time.monotonic())
+        if tls is not None:     # its SSL object is created here: only this thread uses it
+            transport = TlsTransport(sock, peer, self.limits.max_line, tls)
+        else:
+            transport = JsonLinesTransport(sock, peer, self.limits.max_line)
+        c = Connection(transport, self, time.monotonic())
         self.conns.add(c)
         self.selector.register(sock, selectors.EVENT_READ, c)
         log.debug("%s connected", peer)
@@ -304,10 +316,14 @@ class IOWorker(threading.Thread):
         try:
             data = c.transport.recv()
         except (BlockingIOError, InterruptedError):
+            if c.transport.want_write:
+                self._wait_writable(c)
             return
         except OSError:
             self.close(c, p.LOST, notify=False)
             return
+        if c.transport.want_write:
+            self._wait_writable(c)
         if not data:
             if c.said_bye:        # it hung up after bye: still send its acks, then close
                 c.read_eof = True
@@ -357,6 +373,13 @@ class IOWorker(threading.Thread):
             except (KeyError, ValueError, OSError):
                 pass
 
+    def _wait_writable(self, c: Connection) -> None:
+        """The transport has bytes of its own (a TLS handshake) the kernel did not
+        take: wait for EVENT_WRITE as for any unsent bytes (an empty ``pending``)."""
+        if c.pending is None and not c.closed:
+            c.pending = memoryview(b"")
+            self._send_pending(c)
+
     def _send_pending(self, c: Connection) -> bool:
         """Send what the kernel did not take before; True once all is out."""
         data = c.pending
@@ -372,7 +395,7 @@ class IOWorker(threading.Thread):
             else:
                 self.close(c, p.LOST, notify=False)
             return False
-        if n < len(data):
+        if n < len(data) or c.transport.want_write:
             c.pending = data[n:]
             if not c.blocked:
                 c.blocked = True

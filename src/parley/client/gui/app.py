@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", help=f"server address (default: last used, else {DEFAULT_HOST})")
     ap.add_argument("--port", type=int, help=f"server port (default: last used, else {DEFAULT_PORT})")
     ap.add_argument("--name", help="your user name; given, the client connects at once")
+    ap.add_argument("--tls", action="store_true",
+                    help="connect with TLS (the server's --tls-port, 8889 by default); also a "
+                         "checkbox in the connect dialog.  A certificate that does not verify "
+                         "(self-signed) is shown with its SHA-256 fingerprint and trusted only "
+                         "if you say so; it is remembered in known_hosts and refused if it "
+                         "ever changes")
+    ap.add_argument("--ca", metavar="FILE",
+                    help="with TLS: accept only a certificate signed by this CA (PEM)")
+    ap.add_argument("--known-hosts", metavar="FILE",
+                    help="where trusted fingerprints are kept "
+                         "(default ~/.config/parley/known_hosts)")
     ap.add_argument("--theme", choices=["dark", "light"], help="colour theme (default: dark)")
     ap.add_argument("--scrollback", "--max-lines", dest="scrollback", type=int, default=2000,
                     metavar="N", help="messages kept in view per conversation (default 2000)")
@@ -51,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if args.port is None and args.tls:
+        args.port = 8889
     if args.port is not None and not 0 < args.port < 65536:
         build_parser().error("--port must be between 1 and 65535")
     if args.scrollback < 50:

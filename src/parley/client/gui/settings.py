@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 FILE_NAME = "gui.json"
-KEYS = ("name", "host", "port", "theme")
+KEYS = ("name", "host", "port", "theme", "tls")       # tls: "on" | "off"
 
 
 def config_dir() -> Path:

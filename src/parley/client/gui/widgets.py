@@ -758,8 +758,32 @@ class MessageInput(ttk.Frame):
 
 
 # --- status ------------------------------------------------------------------------------
+class Padlock(tk.Canvas):
+    """A small closed padlock, drawn (the emoji is outside the BMP: Tk 8.6 cannot
+    always draw it, see DESIGN.md)."""
+
+    def __init__(self, master: tk.Misc, theme: Theme):
+        self.px = theme.px
+        super().__init__(master, width=theme.px(12), height=theme.px(14), highlightthickness=0,
+                         borderwidth=0)
+        self.apply_theme(theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        px = theme.px
+        c = theme.palette.ok
+        self.delete("all")
+        self.configure(background=theme.palette.window)
+        w = max(2, px(2))
+        self.create_arc(px(2.5), px(1), px(9.5), px(9), start=0, extent=180, style="arc",
+                        outline=c, width=w)
+        self.create_line(px(2.5), px(5), px(2.5), px(7), fill=c, width=w)
+        self.create_line(px(9.5), px(5), px(9.5), px(7), fill=c, width=w)
+        self.create_rectangle(px(1), px(6.5), px(11), px(13.5), fill=c, outline=c)
+
+
 class StatusBar(ttk.Frame):
-    """A coloured dot and a sentence on the left; the theme switch on the right."""
+    """A coloured dot and a sentence on the left (and a padlock with the server's
+    certificate fingerprint over TLS); the theme switch on the right."""
 
     def __init__(self, master: tk.Misc, theme: Theme,
                  on_theme: Optional[Callable[[], None]] = None):
@@ -769,14 +793,36 @@ class StatusBar(ttk.Frame):
         self.right = ttk.Label(self, text="", style="Status.TLabel")
         self.theme_button = ttk.Button(self, style="Link.TButton", takefocus=0, cursor="hand2",
                                        command=on_theme or (lambda: None))
+        self.lock = Padlock(self, theme)
+        self.lock_label = ttk.Label(self, text="", style="Status.TLabel")
         self.dot.pack(side="left")
         self.label.pack(side="left", padx=(theme.px(4), 0))
         self.theme_button.pack(side="right")
         self.right.pack(side="right", padx=(0, theme.px(8)))
         self.level = "idle"
+        self.theme = theme
         self.apply_theme(theme)
 
+    def set_lock(self, text: Optional[str]) -> None:
+        """Show the padlock and ``text`` (TLS version, fingerprint); None hides them."""
+        if text is None:
+            if self.lock.winfo_manager():
+                self.lock.pack_forget()
+                self.lock_label.pack_forget()
+            return
+        if self.lock_label.cget("text") != text:
+            self.lock_label.configure(text=text)
+        if not self.lock.winfo_manager():
+            self.lock.pack(side="left", padx=(self.theme.px(14), self.theme.px(4)))
+            self.lock_label.pack(side="left")
+
+    @property
+    def locked(self) -> bool:
+        return bool(self.lock.winfo_manager())
+
     def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.lock.apply_theme(theme)
         other = "Light" if theme.palette.name == "dark" else "Dark"
         icon = "\u2600" if other == "Light" else "\u263e"
         self.theme_button.configure(text=f"{icon}  {other} theme")
@@ -824,7 +870,7 @@ class ConnectCard(ttk.Frame):
 
     def __init__(self, master: tk.Misc, theme: Theme,
                  on_connect: Callable[[str, str, str], None], on_quit: Callable[[], None],
-                 name: str = "", host: str = "127.0.0.1", port: str = "8888"):
+                 name: str = "", host: str = "127.0.0.1", port: str = "8888", tls: bool = False):
         super().__init__(master, style="Backdrop.TFrame")
         self.theme = theme
         self.level = "note"
@@ -855,11 +901,32 @@ class ConnectCard(ttk.Frame):
         self.host_entry.grid(row=4, column=0, sticky="ew", pady=(px(4), px(8)))
         self.port_entry = ttk.Entry(card, textvariable=self.port_var, width=7)
         self.port_entry.grid(row=4, column=1, sticky="ew", padx=(px(10), 0), pady=(px(4), px(8)))
+        self.tls_var = tk.BooleanVar(self, tls)
+        self.tls_check = ttk.Checkbutton(card, text="Secure connection (TLS)",
+                                         variable=self.tls_var, style="Card.TCheckbutton",
+                                         takefocus=1, cursor="hand2")
+        self.tls_check.grid(row=5, column=0, columnspan=2, sticky="w", pady=(0, px(6)))
         self.message = ttk.Label(card, text="", style="CardNote.TLabel", wraplength=px(340),
                                  justify="left")
-        self.message.grid(row=5, column=0, columnspan=2, sticky="w", pady=(px(2), px(14)))
+        self.message.grid(row=6, column=0, columnspan=2, sticky="w", pady=(px(2), px(14)))
+        # trust on first use: the fingerprint and two buttons, shown when asked
+        self.trust_box = ttk.Frame(card, style="CardInner.TFrame")
+        self.trust_fp = ttk.Label(self.trust_box, text="", style="CardNote.TLabel",
+                                  wraplength=px(340), justify="left", font="TkFixedFont")
+        self.trust_fp.pack(anchor="w", pady=(0, px(10)))
+        trust_buttons = ttk.Frame(self.trust_box, style="CardInner.TFrame")
+        trust_buttons.pack(anchor="e")
+        self.distrust_button = ttk.Button(trust_buttons, text="Don\u2019t trust", cursor="hand2",
+                                          command=lambda: self.answer_trust(False))
+        self.distrust_button.pack(side="left")
+        self.trust_button = ttk.Button(trust_buttons, text="Trust this server",
+                                       style="Accent.TButton", cursor="hand2",
+                                       command=lambda: self.answer_trust(True))
+        self.trust_button.pack(side="left", padx=(px(10), 0))
+        self.on_trust: Optional[Callable[[bool], None]] = None
         buttons = ttk.Frame(card, style="CardInner.TFrame")
-        buttons.grid(row=6, column=0, columnspan=2, sticky="e")
+        buttons.grid(row=8, column=0, columnspan=2, sticky="e")
+        self.buttons = buttons
         self.quit_button = ttk.Button(buttons, text="Quit", command=self.on_quit, cursor="hand2")
         self.quit_button.pack(side="left")
         self.connect_button = ttk.Button(buttons, text="Connect", style="Accent.TButton",
@@ -873,8 +940,40 @@ class ConnectCard(ttk.Frame):
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
-        ttk.Style(self).configure("CardInner.TFrame", background=theme.palette.sidebar)
+        style = ttk.Style(self)
+        style.configure("CardInner.TFrame", background=theme.palette.sidebar)
+        style.configure("Card.TCheckbutton", background=theme.palette.sidebar,
+                        foreground=theme.palette.text)
+        style.map("Card.TCheckbutton", background=[("active", theme.palette.sidebar)])
         self.logo.apply_theme(theme, theme.palette.sidebar)
+
+    # trust on first use
+    def ask_trust(self, host: str, port: int, fingerprint: str, reason: str,
+                  on_answer: Callable[[bool], None]) -> None:
+        """Show the certificate's fingerprint and ask whether to trust it."""
+        self.show()
+        self.on_trust = on_answer
+        why = f" ({reason})" if reason else ""
+        self.say(f"The certificate of {host}:{port} is not signed by an authority this "
+                 f"computer knows{why}.  Trust it only if its fingerprint is the one the "
+                 f"server printed at start:", "note")
+        groups = fingerprint.split(":")
+        rows = [":".join(groups[i:i + 8]) for i in range(0, len(groups), 8)]
+        self.trust_fp.configure(text="SHA-256\n" + ":\n".join(rows))
+        self.trust_box.grid(row=7, column=0, columnspan=2, sticky="ew", pady=(0, self.theme.px(14)))
+        self.buttons.grid_remove()
+        self.trust_button.focus_force()
+
+    @property
+    def asking_trust(self) -> bool:
+        return bool(self.trust_box.winfo_manager())
+
+    def answer_trust(self, yes: bool) -> None:
+        self.trust_box.grid_remove()
+        self.buttons.grid()
+        callback, self.on_trust = self.on_trust, None
+        if callback is not None:
+            callback(yes)
 
     def submit(self) -> None:
         self.on_connect(self.name_var.get().strip(), self.host_var.get().strip(),

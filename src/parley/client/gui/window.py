@@ -31,6 +31,7 @@ from ... import protocol as p
 from .. import core
 from ..session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQueueFull,
                        Session, StateChanged)
+from ..tls import TlsOptions, TlsRefused, TrustQuestion, short_fingerprint
 from . import model
 from . import settings
 from . import theme as themes
@@ -273,8 +274,10 @@ class ChatApp:
 
         self.dialog = RoomDialog(root, th, on_join=self.join_room, on_cancel=self._dialog_closed,
                                  emoji=self.emoji)
+        tls = bool(getattr(self.args, "tls", False)) or (
+            self.settings.get("tls") == "on" and not self.args.port)
         self.card = ConnectCard(root, th, on_connect=self.connect, on_quit=self.close,
-                                name=name, host=self.host, port=str(self.port))
+                                name=name, host=self.host, port=str(self.port), tls=tls)
         self.input.set_enabled(False)
 
     def _new_view(self, key: Optional[str]) -> ChatView:
@@ -341,6 +344,10 @@ class ChatApp:
             return
         self._start_session(name, host, port)
 
+    @property
+    def use_tls(self) -> bool:
+        return bool(self.card.tls_var.get())
+
     def _start_session(self, name: str, host: str, port: int) -> None:
         self._drop_session()
         self.host, self.port = host, port
@@ -351,6 +358,9 @@ class ChatApp:
         self.state, self.detail, self.retry_at = "connecting", "", None
         self.card.say(f"Connecting to {host}:{port}\u2026")
         opts = dict(client="parley-gui", retry_first=True)
+        if self.use_tls:
+            opts["tls"] = TlsOptions(ca=getattr(self.args, "ca", None),
+                                     known_hosts=getattr(self.args, "known_hosts", None))
         opts.update(self.session_options)
         self.session = Session(host, port, name, **opts)
         self.session.start()
@@ -542,6 +552,16 @@ class ChatApp:
             self.state, self.detail = "closed", ev.error
             self.card.show()
             self.card.say(f"Cannot connect to {ev.host}:{ev.port}: {ev.error}.", "error")
+        elif isinstance(ev, TrustQuestion):
+            session = self.session
+            self.card.ask_trust(ev.host, ev.port, ev.fingerprint, ev.reason,
+                                lambda yes: session.trust(yes))
+        elif isinstance(ev, TlsRefused):
+            self.state, self.detail = "closed", "certificate refused"
+            if self.card.asking_trust:
+                self.card.answer_trust(False)
+            self.card.show()
+            self.card.say(ev.message, "error")
 
     def _error(self, ev: p.Error) -> None:
         label = ev.label
@@ -668,12 +688,21 @@ class ChatApp:
                 self.switch(target, focus=first)
         if first:
             settings.save({"name": w.name, "host": self.host, "port": self.port,
-                           "theme": self.theme.palette.name})
+                           "theme": self.theme.palette.name,
+                           "tls": "on" if self.use_tls else "off"})
             others = len(w.users) - 1
             company = ("Nobody else is here yet." if others <= 0 else
                        f"{others} other{'s are' if others != 1 else ' is'} online.")
+            info = self.session.tls_info if self.session is not None else None
+            secure = ""
+            if info is not None:
+                how = {"ca": "verified by a certificate authority",
+                       "known_hosts": "the one you trusted before",
+                       "first use": "trusted by you just now"}.get(info.verified_by, "")
+                secure = (f" The connection is encrypted ({info.version}); the server\u2019s "
+                          f"certificate is {how}, SHA-256 {info.fingerprint}.")
             self._welcome_line = (f"Welcome, {w.name}! You are connected to {self.host}:"
-                                  f"{self.port}. {company} Type /help for commands.")
+                                  f"{self.port}.{secure} {company} Type /help for commands.")
             self.input.focus()
         elif fresh:
             self.info(f"Reconnected to {self.host}:{self.port}. The server\u2019s history "
@@ -1048,6 +1077,14 @@ class ChatApp:
         if self.state == "connecting" and self.awaiting_name:
             text, level = "The server refused the name; choose another", "warn"
         self.status.set(text, level)
+        info = self.session.tls_info if self.session is not None else None
+        if info is not None and self.state == "connected":
+            how = {"ca": "verified", "known_hosts": "trusted", "first use": "trusted"}.get(
+                info.verified_by, "")
+            self.status.set_lock(f"{info.version} \u00b7 {how} \u00b7 SHA-256 "
+                                 f"{short_fingerprint(info.fingerprint)}")
+        else:
+            self.status.set_lock(None)
 
     # --- sending ------------------------------------------------------------------------
     def _echoed(self, ev: p.Message, key: str) -> None:

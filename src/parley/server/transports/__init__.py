@@ -13,7 +13,14 @@ added as more transports without touching the session state machine or the hub.
     t.shutdown_write()           half-close after a goodbye
     t.close()
     t.fileno() / t.sock          for the selector (always a socket: Windows' select)
+    t.want_write                 bytes of the transport's own (a TLS handshake) wait
+                                 for the socket to become writable
+    t.secure                     True over TLS
+
+Two transports: ``JsonLinesTransport`` (tcp.py, plain TCP) and ``TlsTransport``
+(tls.py, the same lines inside TLS, on the server's ``--tls-port``).
 """
 from .tcp import JsonLinesTransport, Transport
+from .tls import TlsTransport
 
-__all__ = ["JsonLinesTransport", "Transport"]
+__all__ = ["JsonLinesTransport", "TlsTransport", "Transport"]

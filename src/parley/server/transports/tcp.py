@@ -2,6 +2,7 @@
 and one shared ``bytes`` of encoded lines goes to every recipient as it is."""
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Protocol, Union
 
@@ -9,10 +10,15 @@ from ... import protocol as p
 
 RECV_SIZE = 65536     # at most this much per read, so a flooder cannot hog a thread
 
+log = logging.getLogger("parley.server")
+
 
 class Transport(Protocol):
     sock: socket.socket
     peer: str
+    secure: bool            # TLS
+    want_write: bool        # bytes of its own wait for EVENT_WRITE (a TLS handshake)
+    handshaking: bool       # a TLS handshake in progress (costly steps: rationed per turn)
 
     def fileno(self) -> int: ...
     def recv(self) -> bytes: ...
@@ -27,16 +33,28 @@ class Transport(Protocol):
 class JsonLinesTransport:
     """One JSON object per ``\\n``-terminated line, over a non-blocking socket."""
 
+    secure = False
+    want_write = False          # no bytes of its own to send (TLS has: its handshake)
+    handshaking = False         # (TLS: until its handshake is done)
+
     def __init__(self, sock: socket.socket, peer: str, max_line: int):
         self.sock = sock
         self.peer = peer
         self.decoder = p.FrameDecoder(p.CLIENT_FRAMES, max_line)
+        self._first = True
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def recv(self) -> bytes:
-        return self.sock.recv(RECV_SIZE)
+        data = self.sock.recv(RECV_SIZE)
+        if self._first and data:
+            self._first = False
+            if data[0] == 0x16 and data[1:2] in (b"", b"\x03"):
+                # a TLS ClientHello: answering in JSON would only garble its handshake
+                log.info("%s refused: a TLS client on the plain port", self.peer)
+                raise ConnectionRefusedError("TLS on the plain port")
+        return data
 
     def decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]:
         return self.decoder.feed(data)
