@@ -551,3 +551,40 @@ def test_tls_under_the_windows_rules(server_cert, ca, tmp_path, monkeypatch):
     finally:
         srv.stop(grace=0.5)
     assert SocketsOnlySelector.refused == 0
+
+
+def test_garbage_that_looks_like_tls_never_hurts_the_server(tls_server, ca, caplog, clients):
+    """Random records after a TLS-looking first byte, a ClientHello cut short then
+    garbage, random bytes after a finished handshake: each connection is closed, the
+    server logs no error, and a client that behaves still chats."""
+    import random
+    rng = random.Random(8)
+    srv = tls_server()
+    caplog.set_level(logging.INFO)
+    payloads = [b"\x16\x03\x01" + rng.randbytes(rng.randrange(1, 3000)) for _ in range(15)]
+    payloads += [b"\x16\x03\x01\x00\x05" + rng.randbytes(5) + b"\x17\x03\x03\x00\x10"
+                 + rng.randbytes(16) for _ in range(5)]
+    for data in payloads:
+        s = socket.create_connection(srv.tls_address)
+        s.settimeout(WAIT)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        s.close()
+    # garbage inside an established TLS connection: an unwrapped write on its socket
+    c = TlsRawClient(srv.tls_address, ca.client_context())
+    c.hello("victim")
+    socket.socket.send(c.sock, b"\x17\x03\x03\x00\x20" + rng.randbytes(32))
+    with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):    # the server's alert
+        c.wait_closed(WAIT)
+    c.close()
+    ok = clients(TlsRawClient(srv.tls_address, ca.client_context()))
+    ok.hello("fine")
+    assert ok.request({"type": "say", "text": "all good"}, "ack").type == "ack"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], \
+        [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [c for w in srv.workers for c in w.conns if c.name != "fine"]
