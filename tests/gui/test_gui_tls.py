@@ -91,7 +91,15 @@ def test_dont_trust_stores_nothing(gui, tls_servers, tmp_path, private_config):
 def test_a_certificate_from_a_ca_is_not_asked_about(gui, tls_servers, tmp_path):
     ca = TestCA(tmp_path / "ca")
     srv = tls_servers(*ca.issue())
-    app = gui("--tls", "--ca", ca.ca_file, "--port", str(srv.tls_address[1]), "--name", "carol")
+    app = gui("--tls", "--ca", ca.ca_file, "--port", str(srv.tls_address[1]), "--name", "carol",
+              session_options={"backoff_initial": 1.0, "backoff_max": 1.0})   # a visible outage
     wait_joined(app)
     wait_until(app, lambda: app.status.locked, what="the padlock")
     assert "verified" in app.status.lock_label.cget("text")
+    # the connection drops: no padlock while it is down; back (and caught up) over TLS
+    app.session.reconnect_now()
+    wait_until(app, lambda: app.state == "reconnecting", what="the outage")
+    assert not app.status.locked
+    wait_until(app, lambda: "Reconnected to" in app.chat.text.get("1.0", "end"),
+               what="the reconnect")
+    wait_until(app, lambda: app.status.locked, what="the padlock again")
