@@ -508,6 +508,19 @@ def test_session_reconnects_over_tls_and_catches_up(tls_server, ca, sessions, tm
     assert alice.tls_info is not None and alice.connected
 
 
+def test_session_says_bye_with_close_notify(tls_server, ca, sessions, tmp_path):
+    srv = tls_server()
+    s = sessions(srv.tls_address[1], "polite",
+                 tls=TlsOptions(ca=ca.ca_file, known_hosts=str(tmp_path / "kh")))
+    assert s.registered.wait(WAIT)
+    [transport] = [c.transport for w in srv.workers for c in list(w.conns)]
+    s.close()
+    deadline = time.monotonic() + WAIT
+    while not transport.peer_closed:
+        assert time.monotonic() < deadline, "no close_notify from the client"
+        time.sleep(0.01)         # polling another thread's state, not synchronisation
+
+
 def test_session_on_the_plain_port_with_tls_fails_clearly(tls_server, ca, sessions, tmp_path):
     srv = tls_server()
     from parley.client.session import ConnectFailed
