@@ -103,3 +103,16 @@ def test_a_certificate_from_a_ca_is_not_asked_about(gui, tls_servers, tmp_path):
     wait_until(app, lambda: "Reconnected to" in app.chat.text.get("1.0", "end"),
                what="the reconnect")
     wait_until(app, lambda: app.status.locked, what="the padlock again")
+
+
+def test_wrong_port_both_ways_is_explained_in_the_dialog(gui, tls_servers, tmp_path):
+    ca = TestCA(tmp_path / "ca")
+    srv = tls_servers(*ca.issue())
+    plain_on_tls = gui("--port", str(srv.tls_address[1]), "--name", "dave")
+    wait_until(plain_on_tls, lambda: "this port speaks TLS" in
+               plain_on_tls.card.message.cget("text"), what="the tls_required error",
+               detail=lambda: plain_on_tls.card.message.cget("text"))
+    tls_on_plain = gui("--tls", "--ca", ca.ca_file, "--port", str(srv.address[1]), "--name", "erin")
+    wait_until(tls_on_plain, lambda: "TLS port" in tls_on_plain.card.message.cget("text"),
+               what="the handshake failure", detail=lambda: tls_on_plain.card.message.cget("text"))
+    assert not plain_on_tls.joined and not tls_on_plain.joined
