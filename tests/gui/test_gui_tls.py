@@ -91,7 +91,28 @@ def test_dont_trust_stores_nothing(gui, tls_servers, tmp_path, private_config):
 def test_a_certificate_from_a_ca_is_not_asked_about(gui, tls_servers, tmp_path):
     ca = TestCA(tmp_path / "ca")
     srv = tls_servers(*ca.issue())
-    app = gui("--tls", "--ca", ca.ca_file, "--port", str(srv.tls_address[1]), "--name", "carol")
+    app = gui("--tls", "--ca", ca.ca_file, "--port", str(srv.tls_address[1]), "--name", "carol",
+              session_options={"backoff_initial": 1.0, "backoff_max": 1.0})   # a visible outage
     wait_joined(app)
     wait_until(app, lambda: app.status.locked, what="the padlock")
     assert "verified" in app.status.lock_label.cget("text")
+    # the connection drops: no padlock while it is down; back (and caught up) over TLS
+    app.session.reconnect_now()
+    wait_until(app, lambda: app.state == "reconnecting", what="the outage")
+    assert not app.status.locked
+    wait_until(app, lambda: "Reconnected to" in app.chat.text.get("1.0", "end"),
+               what="the reconnect")
+    wait_until(app, lambda: app.status.locked, what="the padlock again")
+
+
+def test_wrong_port_both_ways_is_explained_in_the_dialog(gui, tls_servers, tmp_path):
+    ca = TestCA(tmp_path / "ca")
+    srv = tls_servers(*ca.issue())
+    plain_on_tls = gui("--port", str(srv.tls_address[1]), "--name", "dave")
+    wait_until(plain_on_tls, lambda: "this port speaks TLS" in
+               plain_on_tls.card.message.cget("text"), what="the tls_required error",
+               detail=lambda: plain_on_tls.card.message.cget("text"))
+    tls_on_plain = gui("--tls", "--ca", ca.ca_file, "--port", str(srv.address[1]), "--name", "erin")
+    wait_until(tls_on_plain, lambda: "TLS port" in tls_on_plain.card.message.cget("text"),
+               what="the handshake failure", detail=lambda: tls_on_plain.card.message.cget("text"))
+    assert not plain_on_tls.joined and not tls_on_plain.joined

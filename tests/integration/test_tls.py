@@ -508,6 +508,19 @@ def test_session_reconnects_over_tls_and_catches_up(tls_server, ca, sessions, tm
     assert alice.tls_info is not None and alice.connected
 
 
+def test_session_says_bye_with_close_notify(tls_server, ca, sessions, tmp_path):
+    srv = tls_server()
+    s = sessions(srv.tls_address[1], "polite",
+                 tls=TlsOptions(ca=ca.ca_file, known_hosts=str(tmp_path / "kh")))
+    assert s.registered.wait(WAIT)
+    [transport] = [c.transport for w in srv.workers for c in list(w.conns)]
+    s.close()
+    deadline = time.monotonic() + WAIT
+    while not transport.peer_closed:
+        assert time.monotonic() < deadline, "no close_notify from the client"
+        time.sleep(0.01)         # polling another thread's state, not synchronisation
+
+
 def test_session_on_the_plain_port_with_tls_fails_clearly(tls_server, ca, sessions, tmp_path):
     srv = tls_server()
     from parley.client.session import ConnectFailed
@@ -551,3 +564,40 @@ def test_tls_under_the_windows_rules(server_cert, ca, tmp_path, monkeypatch):
     finally:
         srv.stop(grace=0.5)
     assert SocketsOnlySelector.refused == 0
+
+
+def test_garbage_that_looks_like_tls_never_hurts_the_server(tls_server, ca, caplog, clients):
+    """Random records after a TLS-looking first byte, a ClientHello cut short then
+    garbage, random bytes after a finished handshake: each connection is closed, the
+    server logs no error, and a client that behaves still chats."""
+    import random
+    rng = random.Random(8)
+    srv = tls_server()
+    caplog.set_level(logging.INFO)
+    payloads = [b"\x16\x03\x01" + rng.randbytes(rng.randrange(1, 3000)) for _ in range(15)]
+    payloads += [b"\x16\x03\x01\x00\x05" + rng.randbytes(5) + b"\x17\x03\x03\x00\x10"
+                 + rng.randbytes(16) for _ in range(5)]
+    for data in payloads:
+        s = socket.create_connection(srv.tls_address)
+        s.settimeout(WAIT)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        s.close()
+    # garbage inside an established TLS connection: an unwrapped write on its socket
+    c = TlsRawClient(srv.tls_address, ca.client_context())
+    c.hello("victim")
+    socket.socket.send(c.sock, b"\x17\x03\x03\x00\x20" + rng.randbytes(32))
+    with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):    # the server's alert
+        c.wait_closed(WAIT)
+    c.close()
+    ok = clients(TlsRawClient(srv.tls_address, ca.client_context()))
+    ok.hello("fine")
+    assert ok.request({"type": "say", "text": "all good"}, "ack").type == "ack"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], \
+        [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [c for w in srv.workers for c in w.conns if c.name != "fine"]

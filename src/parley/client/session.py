@@ -963,8 +963,12 @@ class Session:
                 self._tls_retry = None
             sock.sendall(out)
             if isinstance(sock, ssl.SSLSocket):
+                # the server answers bye with its last frames and its close_notify;
+                # then ours (sent earlier, it would arrive before those frames end)
                 try:
-                    sock = sock.unwrap()        # close_notify (and the server's in return)
+                    while sock.recv(65536):
+                        pass
+                    sock = sock.unwrap()
                 except (OSError, ValueError):
                     pass
             sock.shutdown(socket.SHUT_WR)

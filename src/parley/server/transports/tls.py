@@ -61,6 +61,7 @@ class TlsTransport:
         self.backlog = b""            # ciphertext the kernel did not take yet
         self._first = True            # nothing received yet
         self._closing = False         # close_notify sent: only look for the end of stream
+        self.peer_closed = False      # the client's close_notify arrived
     @property
     def handshaking(self) -> bool:
         return not self.handshaken
@@ -79,8 +80,17 @@ class TlsTransport:
         the bytes read only moved the handshake on, or held no complete record."""
         data = self.sock.recv(RECV_SIZE)
         if not data:
+            if self.handshaken and not self.peer_closed:
+                log.debug("%s closed without close_notify", self.peer)
             return b""
         if self._closing:       # after our close_notify: only the end of stream matters
+            self._in.write(data)
+            if not self.peer_closed:
+                try:
+                    self.ssl.unwrap()        # done once the client's close_notify is in
+                    self.peer_closed = True
+                except ssl.SSLError:         # not yet (want read), or not a clean close
+                    pass
             return data
         if self._first:
             self._first = False
@@ -114,6 +124,7 @@ class TlsTransport:
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:       # the client's close_notify
+            self.peer_closed = True
             if not out:
                 self._flush()
                 return b""
