@@ -216,3 +216,68 @@ def test_a_frame_class_is_inspected_once_not_on_every_line():
 
     first = p._spec(Nudge)
     assert first == {"to": ("to", str, True)} and p._spec(Nudge) is first
+
+
+# --- field checks made once per class; labels kept on decode errors ------------------
+WELCOME = {"type": "welcome", "version": 1, "server": "s", "name": "amy", "users": ["amy"],
+           "last_id": 0, "token": "t", "limits": {}}
+
+
+@pytest.mark.parametrize("field, value, ok", [
+    ("truncated", True, True), ("truncated", False, True), ("truncated", "yes", False),
+    ("truncated", 1, False), ("users", [], True), ("users", ["a", "b"], True),
+    ("users", "amy", False), ("users", ["a", 1], False), ("users", [None], False),
+    ("limits", [], False), ("history", [{"id": 1}], True), ("history", [1], False),
+    ("caps", ["rooms"], True), ("caps", "rooms", False)])
+def test_bool_list_and_dict_fields_are_checked(field, value, ok):
+    frame = dict(WELCOME, **{field: value})
+    if ok:
+        assert getattr(p.event_from_dict(frame, p.SERVER_FRAMES), field) == value
+    else:
+        with pytest.raises(p.ProtocolError) as e:
+            p.event_from_dict(frame, p.SERVER_FRAMES)
+        assert e.value.code == p.BAD_FIELD and f"'{field}'" in e.value.message
+
+
+def test_a_bare_list_field_takes_any_list_and_only_a_list():
+    @dataclass
+    class Tagged(p.Event):
+        type: ClassVar[str] = "tagged"
+        tags: list = dataclasses.field(default_factory=list)
+
+    reg = {"tagged": Tagged}
+    assert p.event_from_dict({"type": "tagged", "tags": [1, "x", None]}, reg).tags == [1, "x", None]
+    with pytest.raises(p.ProtocolError):
+        p.event_from_dict({"type": "tagged", "tags": "x"}, reg)
+
+
+def test_each_class_gets_its_checks_once():
+    plan = p._plan(p.Say)
+    assert p._PLANS[p.Say] is plan and p._plan(p.Say) is plan
+    assert [(key, name, required) for key, name, _ok, required in plan] == [
+        (key, name, required) for key, (name, _hint, required) in p._spec(p.Say).items()]
+    assert p._plan(p.Me) is not plan
+
+
+@pytest.mark.parametrize("line, code", [
+    (b'{"type":5,"label":"L1"}', p.BAD_FRAME),
+    (b'{"label":"L1"}', p.BAD_FRAME),
+    (b'{"type":"dance","label":"L1"}', p.UNKNOWN_TYPE),
+    (b'{"type":"say","label":"L1"}', p.BAD_FIELD),
+    (b'{"type":"say","text":5,"label":"L1"}', p.BAD_FIELD)])
+def test_a_decode_error_keeps_the_frames_label(line, code):
+    with pytest.raises(p.ProtocolError) as e:
+        p.decode_line(line, p.CLIENT_FRAMES)
+    assert (e.value.code, e.value.label) == (code, "L1")
+
+
+@pytest.mark.parametrize("label", [b'5', b'["L1"]', b'null', b'"\\ud800"'])
+def test_a_label_that_is_no_label_is_not_echoed(label):
+    with pytest.raises(p.ProtocolError) as e:
+        p.decode_line(b'{"type":"say","text":5,"label":' + label + b'}', p.CLIENT_FRAMES)
+    assert e.value.code == p.BAD_FIELD and e.value.label is None
+
+
+def test_a_protocol_error_without_a_label_has_none():
+    assert p.ProtocolError(p.BAD_JSON, "x").label is None
+    assert p.ProtocolError(p.BAD_JSON, "x", "L").label == "L"

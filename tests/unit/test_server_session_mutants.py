@@ -249,3 +249,19 @@ def test_a_closed_session_answers_nothing_and_ticks_nothing():
     assert s.state is State.CLOSED and s.name is None
     assert s.receive(p.Say(text="late"), 1.0) == []
     assert s.tick(1000.0) == []
+
+
+def test_retry_after_of_a_whole_second_is_exactly_that():
+    s, hub, _ = make(rate=1.0, burst=1, flood_kick=100)
+    s.receive(hello(), 0.0)                                  # bucket 1 -> 0
+    [err] = sent(s.receive(p.Say(text="x", label="L"), 0.0))
+    assert err.retry_after == 1.0
+
+
+def test_a_decode_error_is_answered_with_the_frames_label():
+    s, hub, _ = make()
+    s.receive(hello(), 0.0)
+    [err] = sent(s.receive(p.ProtocolError(p.BAD_FIELD, "field 'text' is wrong", "L7"), 0.0))
+    assert (err.code, err.message, err.label) == (p.BAD_FIELD, "field 'text' is wrong", "L7")
+    [err] = sent(s.receive(p.ProtocolError(p.BAD_JSON, "not JSON"), 0.0))
+    assert err.label is None

@@ -59,6 +59,12 @@ class Refusal:
         return p.encode(p.Error(self.code, self.message, retry_after=self.retry_after))
 
 
+def ceil_ms(seconds: float) -> float:
+    """Rounded up to the millisecond (waiting that long is enough), ignoring
+    float noise below a microsecond (0.30000000000000004 s is 0.3 s)."""
+    return math.ceil(seconds * 1000 - 1e-3) / 1000
+
+
 def address_of(peer: str) -> str:
     """The IP address of a peer written ``address:port``."""
     return peer.rsplit(":", 1)[0]
@@ -100,7 +106,7 @@ class Guard:
             until = self.banned_until.get(address)
             if until is not None:
                 if now < until:
-                    wait = math.ceil((until - now) * 1000) / 1000
+                    wait = ceil_ms(until - now)
                     return Refusal(p.THROTTLED, "a connection from your address was kicked; "
                                    f"wait {wait:g} s before reconnecting", wait)
                 del self.banned_until[address]
@@ -114,7 +120,7 @@ class Guard:
             else:
                 b.refill(now, self.connect_rate, self.connect_burst)
             if b.tokens < 1:
-                wait = math.ceil((1 - b.tokens) / self.connect_rate * 1000) / 1000
+                wait = ceil_ms((1 - b.tokens) / self.connect_rate)
                 return Refusal(p.THROTTLED, f"too many new connections: at most "
                                f"{self.connect_rate:g} per second from one address", wait)
             b.tokens -= 1
