@@ -29,7 +29,7 @@ def test_connects_with_a_name_and_sends_with_enter(gui, server, connect, private
 
     # the connection is remembered for the next start
     saved = json.loads((private_config / "parley" / "gui.json").read_text())
-    assert saved == {"name": "alice", "host": host, "port": port, "theme": "dark"}
+    assert saved == {"name": "alice", "host": host, "port": port, "theme": "dark", "tls": "off"}
 
 
 def test_the_dialog_is_prefilled_from_last_use_and_connects_on_enter(gui, server, private_config):
