@@ -227,3 +227,13 @@ def test_ceil_ms_rounds_up_but_not_float_noise():
     assert ceil_ms(0.3001) == 0.301
     assert ceil_ms(1 / 3) == 0.334
     assert ceil_ms(2.0) == 2.0
+
+
+def test_one_connection_is_said_in_the_singular():
+    g = Guard(max_per_address=1)
+    g.admit(ADDR, 0.0)
+    assert g.admit(ADDR, 0.0).message == "at most 1 connection from one address"
+    g = Guard(max_per_address=3)
+    for _ in range(3):
+        g.admit(ADDR, 0.0)
+    assert g.admit(ADDR, 0.0).message == "at most 3 connections from one address"

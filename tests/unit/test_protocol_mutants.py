@@ -281,3 +281,25 @@ def test_a_label_that_is_no_label_is_not_echoed(label):
 def test_a_protocol_error_without_a_label_has_none():
     assert p.ProtocolError(p.BAD_JSON, "x").label is None
     assert p.ProtocolError(p.BAD_JSON, "x", "L").label == "L"
+
+
+@pytest.mark.parametrize("hint, good, bad", [
+    (bool, [True, False], [1, 0, "true", None]),
+    (list, [[], [1, "x"]], ["x", {}, None]),
+    (dict, [{}, {"a": 1}], [[], "x"]),
+    (str, ["", "é", "☃"], [1, b"x", "\ud800", None]),
+    (int, [0, 7], [-1, 1.5, True, "1"]),
+    (float, [0, 1.5, -2], [True, "1.5", None]),
+    (list[str], [[], ["a", "b"]], [["a", 1], [None], "ab", ("a",)]),
+    (list[dict], [[{}], []], [[[]], [1]]),
+    (Optional[int], [3], ["3", -1])])
+def test_a_checker_accepts_what_its_hint_allows_and_nothing_else(hint, good, bad):
+    """(Checkers are made once per class and cached: tested here directly.)"""
+    ok = p._checker(hint)
+    assert [ok(v) for v in good] == [True] * len(good)
+    assert [ok(v) for v in bad] == [False] * len(bad)
+
+
+def test_a_checker_for_an_unsupported_hint_is_a_programming_error():
+    with pytest.raises(TypeError, match="set"):
+        p._checker(set)

@@ -72,7 +72,7 @@ def address_of(peer: str) -> str:
 
 def is_loopback(address: str) -> bool:
     try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+        return ipaddress.ip_address(address).is_loopback      # (scoped "::1%lo" too)
     except ValueError:
         return False
 
