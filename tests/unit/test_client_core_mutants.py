@@ -121,3 +121,18 @@ def test_conversation_of_a_direct_message_is_the_other_person():
     frame = {"type": "message", "id": 1, "from": "amy", "to": "bob", "text": "x"}
     assert core.conversation_of(frame, "bob") == "@amy"
     assert core.conversation_of(frame, "AMY") == "@bob"
+
+
+def test_config_dir_follows_xdg_then_appdata_on_windows_then_home(monkeypatch, tmp_path):
+    from pathlib import Path
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "appdata"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(core.sys, "platform", "win32")
+    assert core.config_dir() == tmp_path / "xdg" / "parley"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert core.config_dir() == tmp_path / "appdata" / "parley"
+    monkeypatch.setattr(core.sys, "platform", "linux")
+    assert core.config_dir() == Path(str(tmp_path / "home"), ".config", "parley")
+    monkeypatch.setenv("XDG_CONFIG_HOME", "")
+    assert core.config_dir() == tmp_path / "home" / ".config" / "parley"

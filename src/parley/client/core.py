@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Optional
 
 from .. import protocol as p
@@ -371,3 +374,14 @@ class HistoryCursor:
 
     def before(self, key: str) -> Optional[int]:
         return self.oldest.get(key.casefold())
+
+
+def config_dir() -> Path:
+    """Where the clients keep their settings and known_hosts: $XDG_CONFIG_HOME,
+    else %APPDATA% on Windows, else ~/.config; then ``parley``."""
+    base = os.environ.get("XDG_CONFIG_HOME")
+    if not base and sys.platform == "win32":
+        base = os.environ.get("APPDATA")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "parley"

@@ -36,6 +36,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from .core import config_dir
 
 
 def fingerprint(der: bytes) -> str:
@@ -47,15 +48,6 @@ def fingerprint(der: bytes) -> str:
 def short_fingerprint(fp: str) -> str:
     """The first 8 bytes of a fingerprint, for a status bar (``5C:7D:76:F8:12:77:79:50…``)."""
     return fp[:23] + "…" if len(fp) > 23 else fp
-
-
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME")
-    if not base and os.name == "nt":
-        base = os.environ.get("APPDATA")
-    if not base:
-        base = os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "parley"
 
 
 def default_known_hosts() -> str:

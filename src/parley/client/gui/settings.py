@@ -8,21 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
+from ..core import config_dir
+
 FILE_NAME = "gui.json"
 KEYS = ("name", "host", "port", "theme", "tls")       # tls: "on" | "off"
-
-
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME")
-    if not base and sys.platform == "win32":
-        base = os.environ.get("APPDATA")
-    if not base:
-        base = os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "parley"
 
 
 def path() -> Path:
