@@ -519,7 +519,7 @@ class WebTransport:
             self._upgrade(req)
             return
         if req.method not in ("GET", "HEAD"):
-            self._finish(req, 405, f"{req.method} is not allowed here", close=not keep)
+            self._finish(req, 405, f"{req.method} is not allowed here", close=True)
             return
         real = self.site.resolve(path)
         loaded = self.site.load(real) if real is not None else None
@@ -617,7 +617,8 @@ class WebTransport:
             response.headers["Content-Security-Policy"] = self._csp(host)
             response.headers["X-Content-Type-Options"] = "nosniff"
             ws.send_response(response)
-            self._take_ws_output()
+            for chunk in ws.data_to_send():
+                self._queue(chunk)
             self.ended = (p.QUIT, f"HTTP {response.status_code}")
             return
         self._log(req, 101)
