@@ -316,6 +316,24 @@ def test_etag_revalidation_gives_304_and_head_gives_headers_only(srv, site_dir):
     assert h5["etag"] == h4["etag"] and h5["content-type"].startswith("text/javascript")
 
 
+def test_a_big_file_with_connection_close_arrives_whole(srv, site_dir):
+    """Bigger than the socket buffers: the rest waits for the socket, then the close."""
+    blob = os.urandom(6 << 20)
+    (site_dir / "big.bin").write_bytes(blob)
+    with socket.create_connection(srv.address, timeout=WAIT) as s:
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.3)                        # let the server fill the buffers first
+        data = b""
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"Content-Type: application/octet-stream" in head
+    assert body == blob
+
+
 def test_missing_files_404_and_other_methods_405(srv):
     status, h, body = http_get(srv.address, "/nope.js")
     assert status == 404 and b"Not found" in body
