@@ -75,8 +75,9 @@ PARLEY, IRC = "parley", "irc"
 # WebSocket (Parley's /ws on the same port): what the server sends are FIN text frames
 # (0x81, unmasked) of JSON objects, each ending in '}'.  '}' then 0x81 cannot occur
 # inside UTF-8 text, so it marks a frame boundary; the header after it (length < 126,
-# or 126 + 2 bytes, or 127 + 8 bytes) is replaced by a newline in one C-speed pass.
-WS_HEADER = re.compile(rb"}\x81(?:\x7e..|\x7f.{8}|[\x00-\x7d])", re.DOTALL)
+# or 126 + 2 bytes, or 127 + 8 bytes) is replaced by a newline in one C-speed pass
+# (and the last '}' gets one too).
+WS_HEADER = re.compile(rb"}(?:\x81(?:\x7e..|\x7f.{8}|[\x00-\x7d])|\Z)", re.DOTALL)
 WS_UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
@@ -786,10 +787,12 @@ class Worker:
                 n = pos
                 break
             pos += h + ln
-        complete, c.wsbuf = buf[:pos], buf[pos:n]
-        if not complete:
+        c.wsbuf = buf[pos:n]
+        if not pos:
             return b""
-        return WS_HEADER.sub(b"}\n", b"}" + complete)[2:] + NL
+        ln = buf[1] & 0x7F                   # the first frame's header
+        h0 = 2 if ln < 126 else 4 if ln == 126 else 10
+        return WS_HEADER.sub(b"}\n", memoryview(buf)[h0:pos])
 
     def _lines_with(self, data: bytes, end: int, pat: bytes):
         pos = data.find(pat, 0, end)

@@ -28,7 +28,6 @@ import email.utils
 import hashlib
 import logging
 import os
-import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -214,7 +213,9 @@ def same_origin(origin: str, host: str) -> bool:
 
 # --- WebSocket frames the server sends -------------------------------------------------
 _SMALL = [bytes((0x81, n)) for n in range(126)]
-_cache = threading.local()
+# id(lines) -> (lines, framed), shared by the I/O threads: entries are immutable and
+# single dict operations are atomic, so no lock; holding ``lines`` keeps its id unique
+_framed: dict = {}
 
 
 def text_header(n: int) -> bytes:
@@ -238,16 +239,13 @@ def frame_lines(lines: bytes) -> bytes:
 def frame_lines_shared(lines: bytes) -> bytes:
     """``frame_lines`` once per distinct ``bytes`` object in this thread: the hub gives
     one object to every member of a room, so 1,000 recipients cost one framing."""
-    c = getattr(_cache, "d", None)
-    if c is None:
-        c = _cache.d = {}
-    hit = c.get(id(lines))
+    hit = _framed.get(id(lines))
     if hit is not None and hit[0] is lines:
         return hit[1]
     framed = frame_lines(lines)
-    if len(c) >= 8:
-        c.clear()
-    c[id(lines)] = (lines, framed)      # (holding ``lines`` keeps its id from being reused)
+    if len(_framed) >= 16:
+        _framed.clear()
+    _framed[id(lines)] = (lines, framed)
     return framed
 
 
@@ -352,6 +350,7 @@ class WebTransport:
 
     def __init__(self, inner, site: WebSite, max_line: int):
         self.inner = inner
+        self._send = inner.send
         self.sock = inner.sock
         self.peer = inner.peer
         self.secure = inner.secure
@@ -398,7 +397,10 @@ class WebTransport:
         return []
 
     def wrap(self, lines: bytes) -> bytes:
-        if self.ws is None:
+        ws = self.ws
+        if ws is not None and ws.close_sent is None and not lines.startswith(b'{"type":"bye"'):
+            return frame_lines_shared(lines)          # the common case: fan-out
+        if ws is None:
             # an HTTP connection the server closes (handshake timeout, shutdown):
             # a request cut short is told so
             if lines and self.buf.strip() and self.ended is None:
@@ -420,7 +422,7 @@ class WebTransport:
                 return 0
         if not view:
             return 0
-        n = self.inner.send(view)
+        n = self._send(view)
         if n:
             self._mid = n < len(view)
             if not self._mid and self.out:
