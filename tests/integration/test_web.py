@@ -748,3 +748,17 @@ def test_pings_and_pipelined_requests_that_are_never_read_are_bounded(srv, tcp):
     assert closed and total < 2 * OUT_MAX
     c = tcp("fine")                             # the server is well
     assert c.welcome.name == "fine"
+
+
+def test_an_http_request_after_the_servers_goodbye(web_server):
+    """First bytes that arrive while the server is already closing the connection
+    (a silent client timed out) are read and dropped; the I/O thread carries on."""
+    srv = web_server(handshake_timeout=0.5, io_threads=1)
+    c = RawClient(srv.address)
+    assert c.expect("bye", timeout=5).reason == p.TIMEOUT
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    assert srv.workers[0].is_alive()
+    c.close()
+    status, _, _ = http_get(srv.address, "/app.js")
+    assert status == 200
