@@ -348,9 +348,9 @@ class WebTransport:
     itself (an HTTP response with ``Connection: close``, a WebSocket closing
     handshake or protocol error); the I/O thread then flushes ``out`` and closes."""
 
-    def __init__(self, inner, site: WebSite, max_line: int):
+    def __init__(self, inner, site: WebSite, max_line: int, send=None):
         self.inner = inner
-        self._send = inner.send
+        self._send = send or inner.send         # (plain TCP: the socket's own send)
         self.sock = inner.sock
         self.peer = inner.peer
         self.secure = inner.secure
