@@ -709,3 +709,1020 @@ def test_a_token_for_a_name_online_is_not_looked_up(rig):
     before = len(rig.store.calls)
     rig.connect("alice", token=a.welcome["token"])
     assert [c for c in rig.store.calls[before:] if c[0] == "session_by_token_hash"] == []
+
+
+# --- catch-up -------------------------------------------------------------------------
+def offline(rig, m, u):
+    rig.hub.leave(m, u, p.LOST)
+    rig.settle()
+
+
+def test_catch_up_is_what_was_missed_in_own_rooms_and_dms():
+    rig = Rig(presence_limit=10)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    c, uc = rig.connect("carol")
+    rig.hub.join(c, uc, "#secret", None)
+    rig.settle()
+    seen = rig.hub.last_id
+    # bob's connection is cut (no leave yet): it comes back on a new one
+    rig.say(a, ua, "in general")
+    rig.say(c, uc, "not for bob", room="#secret")
+    rig.say(a, ua, "to carol", to="carol")
+    rig.say(c, uc, "to bob", to="bob")
+    b2, ub2 = rig.connect("bob", token=b.welcome["token"], last_id=seen, instance="inst-A")
+    hist = b2.welcome["history"]
+    assert texts(hist) == ["in general", "to bob"]
+    assert hist[-1]["to"] == "bob"
+    assert b2.welcome["last_id"] == rig.hub.last_id
+    assert "truncated" not in b2.welcome
+    [since] = [args for name, args in rig.store.calls if name == "since"]
+    assert since == (seen, ["#general"], ub.sid, 500)
+
+
+def test_catch_up_after_a_leave_has_the_leave_but_not_the_new_join():
+    rig = Rig(presence_limit=10)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    seen = rig.hub.last_id
+    offline(rig, b, ub)
+    rig.say(a, ua, "missed")
+    b2, ub2 = rig.connect("bob", token=b.welcome["token"], last_id=seen)
+    assert [h.get("text", h["type"]) for h in b2.welcome["history"]] == ["leave", "missed"]
+    assert b2.welcome["last_id"] == rig.hub.last_id          # its own join
+    [since] = [args for name, args in rig.store.calls if name == "since"]
+    assert since == (seen, ["#general"], ub.sid, 500 + 1)   # room for its own join
+
+
+def test_catch_up_bound_is_exact():
+    rig = Rig(history=3, presence_limit=10)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    token = b.welcome["token"]
+    offline(rig, b, ub)
+    mark = rig.hub.last_id                      # after bob's leave
+    for i in range(3):
+        rig.say(a, ua, f"n{i}")
+    b2, ub2 = rig.connect("bob", token=token, last_id=mark)
+    assert texts(b2.welcome["history"]) == ["n0", "n1", "n2"]
+    assert "truncated" not in b2.welcome
+    offline(rig, b2, ub2)
+    mark = rig.hub.last_id
+    for i in range(4):
+        rig.say(a, ua, f"m{i}")
+    b3, _ = rig.connect("bob", token=token, last_id=mark)
+    assert texts(b3.welcome["history"]) == ["m1", "m2", "m3"]
+    assert b3.welcome["truncated"] is True
+
+
+def test_catch_up_own_joins_do_not_count_against_the_bound():
+    rig = Rig(history=2, presence_limit=10)
+    a, ua = rig.connect("alice")
+    rig.hub.join(a, ua, "#py", None)
+    rig.settle()
+    token = a.welcome["token"]
+    offline(rig, a, ua)
+    b, ub = rig.connect("bob")
+    rig.hub.join(b, ub, "#py", None)
+    rig.settle()
+    mark = rig.hub.last_id
+    rig.say(b, ub, "one")
+    rig.say(b, ub, "two", room="#py")
+    # alice comes back: two joins of its own (not shown) and two messages
+    a2, _ = rig.connect("alice", token=token, last_id=mark)
+    assert texts(a2.welcome["history"]) == ["one", "two"]
+    assert "truncated" not in a2.welcome
+
+
+def test_catch_up_store_failure_falls_back_to_memory_and_says_truncated(caplog):
+    rig = Rig(presence_limit=10)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    token = b.welcome["token"]
+    seen = rig.hub.last_id
+    offline(rig, b, ub)
+    rig.say(a, ua, "m1")
+    rig.say(a, ua, "m2")
+    m = Member()
+    rig.hub.register(m, hello("bob", token=token, last_id=seen))
+    rig.store.commit()
+    rig.hub.say(a, ua, "after the welcome point")   # newer than the watermark: not in history
+    rig.store.commit()
+    rig.store.fail = RuntimeError("disk gone")
+    rig.readers.run()
+    frames = m.frames()
+    welcome = frames[0]
+    # (from memory, its own join of just now is in it too)
+    assert [h.get("text", h["type"]) for h in welcome["history"]] == ["leave", "m1", "m2", "join"]
+    assert texts(frames[1:]) == ["after the welcome point"]
+    assert welcome["truncated"] is True
+    assert "catch-up for bob failed: disk gone" in caplog.text
+    assert "unread counts for bob failed: disk gone" in caplog.text
+
+
+def test_catch_up_for_protocol_1_has_no_dms_and_no_topics(rig):
+    a, ua = rig.connect("alice")
+    old, uold = rig.connect("old", rooms=False)
+    b, ub = rig.connect("bob")
+    seen = rig.hub.last_id
+    offline(rig, old, uold)
+    rig.hub.topic(a, ua, None, "new topic", None)
+    rig.say(a, ua, "dm", to="bob")
+    rig.say(a, ua, "public")
+    old2, _ = rig.connect("old", rooms=False, token=old.welcome["token"], last_id=seen)
+    assert [h.get("text", h["type"]) for h in old2.welcome["history"]] == ["leave", "public"]
+
+
+def test_newcomer_history_is_the_last_chat_of_each_room_by_id():
+    rig = Rig(join_history=2, presence_limit=10)
+    a, ua = rig.connect("alice")
+    rig.hub.join(a, ua, "#py", None)
+    rig.settle()
+    rig.say(a, ua, "g1")
+    rig.say(a, ua, "p1", room="#py")
+    rig.say(a, ua, "g2")
+    rig.say(a, ua, "p2", room="#py")
+    rig.say(a, ua, "g3")
+    rig.hub.topic(a, ua, None, "t", None)
+    rig.settle()
+    token = a.welcome["token"]
+    offline(rig, a, ua)
+    a2, _ = rig.connect("alice", token=token)  # no last_id: as a newcomer
+    assert texts(a2.welcome["history"]) == ["p1", "g2", "p2", "g3"]
+    assert [r["room"] for r in a2.welcome["rooms"]] == ["#general", "#py"]
+    assert texts(a2.welcome["rooms"][1]["history"]) == ["p1", "p2"]
+
+
+def test_no_join_history_means_no_recent_messages():
+    rig = Rig(join_history=0)
+    a, ua = rig.connect("alice")
+    rig.say(a, ua, "hello")
+    b, _ = rig.connect("bob")
+    assert b.welcome["history"] == [] and b.welcome["rooms"][0]["history"] == []
+
+
+def test_default_join_history_is_twenty():
+    rig = Rig()
+    a, ua = rig.connect("alice")
+    for i in range(25):
+        rig.say(a, ua, f"m{i}")
+    b, _ = rig.connect("bob")
+    assert texts(b.welcome["history"]) == [f"m{i}" for i in range(5, 25)]
+
+
+def test_default_catch_up_is_five_hundred():
+    rig = Rig()
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    token = b.welcome["token"]
+    offline(rig, b, ub)
+    mark = rig.hub.last_id
+    for i in range(501):
+        rig.hub.say(a, ua, f"m{i}")
+    rig.settle()
+    b2, _ = rig.connect("bob", token=token, last_id=mark)
+    assert len(b2.welcome["history"]) == 500 and b2.welcome["history"][0]["text"] == "m1"
+    assert b2.welcome["truncated"] is True
+
+
+def test_unread_after_a_resume_comes_from_the_store(rig):
+    a, ua = rig.connect("alice")
+    rig.store.unread_frames = [{"type": "unread", "count": 3, "read_id": 1, "last_id": 9,
+                                "mentions": 1, "room": "#general"}]
+    a2, _ = rig.connect("alice", token=a.welcome["token"])
+    assert a2.after == [rig.store.unread_frames[0]]
+
+
+def test_unread_of_a_new_session_is_zero_up_to_the_newest_event(rig):
+    a, ua = rig.connect("alice")
+    [u] = a.after
+    assert u == {"type": "unread", "count": 0, "read_id": a.welcome["last_id"],
+                 "last_id": a.welcome["last_id"], "mentions": 0, "room": "#general"}
+
+
+def test_unread_of_a_new_session_in_a_room_without_events():
+    rig = Rig(presence_limit=0)                 # no join notices: the room has no events
+    a, ua = rig.connect("alice")
+    assert a.welcome["last_id"] == 0
+    assert a.after == [{"type": "unread", "count": 0, "read_id": 0, "last_id": 0,
+                        "mentions": 0, "room": "#general"}]
+
+
+# --- say, ack after commit ------------------------------------------------------------
+def test_message_is_sent_and_acked_only_once_stored(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    a.frames()
+    assert rig.hub.say(a, ua, "hi", label="L1") is None
+    assert a.frames() == [] and b.frames() == []        # nothing before the commit
+    [w] = rig.store.queue
+    assert (w.op, w.kind, w.room, w.sender, w.sender_sid, w.text, w.label) == (
+        "event", "say", "#general", "alice", ua.sid, "hi", "L1")
+    rig.store.commit()
+    got = a.raw()
+    assert got == [
+        b'{"type":"message","id":%d,"ts":"%s","from":"alice","text":"hi","kind":"say",'
+        b'"room":"#general"}\n' % (w.id, TS_TEXT.encode()),
+        b'{"type":"ack","label":"L1","id":%d}\n' % w.id]
+    assert b.raw() == got[:1]
+    assert rig.hub.last_id == w.id
+    members, logs = rig.wakes[-1]
+    assert members == {a} and logs == [rig.hub.rooms["#general"].log]
+
+
+def test_acks_follow_their_messages_in_order(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    for i in range(3):
+        rig.hub.say(a, ua, f"m{i}", kind="me" if i == 1 else "say", label=f"L{i}")
+    rig.store.commit()                          # one batch
+    frames = a.frames()
+    assert types(frames) == ["message", "ack"] * 3
+    ids = [f["id"] for f in frames]
+    assert ids == [ids[0], ids[0], ids[0] + 1, ids[0] + 1, ids[0] + 2, ids[0] + 2]
+    assert [f.get("label") for f in frames[1::2]] == ["L0", "L1", "L2"]
+    assert [f["kind"] for f in frames[::2]] == ["say", "me", "say"]
+
+
+def test_message_without_label_has_no_ack(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.say(a, ua, "x")
+    assert types(a.frames()) == ["message"]
+    assert rig.wakes[-1][0] == set()
+
+
+def test_message_text_is_encoded_exactly_once_right(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    text = 'quote " backslash \\ é 👋 \u2028'
+    rig.say(a, ua, text, kind="me", label="é")
+    raw = rig.hub.rooms["#general"].log.frames[-1]
+    ev = p.decode_line(raw.rstrip(b"\n"), p.SERVER_FRAMES)
+    assert (ev.sender, ev.text, ev.kind, ev.room) == ("alice", text, "me", "#general")
+    assert raw == p.encode(ev) and "é".encode() in raw
+    ack = [f for f in a.raw() if b'"ack"' in f][-1]
+    assert ack == p.encode(p.Ack(label="é", id=ev.id))
+    assert rig.hub.rooms["#general"].recent[-1] == ev.to_dict()
+
+
+def test_room_message_uses_the_rooms_own_spelling(rig):
+    a, ua = rig.connect("alice")
+    rig.hub.join(a, ua, "#PyThon", None)
+    rig.settle()
+    a.frames()
+    rig.say(a, ua, "x", room="#python")
+    [m] = a.frames()
+    assert m["room"] == "#PyThon"
+
+
+def test_refused_messages(rig):
+    a, ua = rig.connect("alice")
+    c, uc = rig.connect("carol")
+    rig.hub.join(a, ua, "#py", None)
+    rig.settle()
+    err = rig.hub.say(a, ua, "x", room="#py", to="carol", label="L")
+    assert (err.code, err.label) == (p.BAD_REQUEST, "L")
+    assert err.message == "a message goes to a room or to a user, not both"
+    err = rig.hub.say(c, uc, "x", room="#py", label="L")
+    assert (err.code, err.label, err.message) == (p.NOT_MEMBER, "L",
+                                                  "you are not in #py; join it first")
+    err = rig.hub.say(c, uc, "x", room="#nope", label="L")
+    assert (err.code, err.label, err.message) == (
+        p.NO_SUCH_ROOM, "L", "there is no room #nope; /join #nope creates it")
+    err = rig.hub.say(c, uc, "x", room="nope", label="L")
+    assert (err.code, err.label) == (p.ROOM_INVALID, "L")
+    assert err.message == f"{p.validate_room('nope')} ({p.ROOM_RULES})"
+    err = rig.hub.say(a, ua, "x", to="ghost", label="L")
+    assert (err.code, err.label, err.message) == (p.NO_SUCH_USER, "L",
+                                                  "nobody called 'ghost' is online")
+    rig.connect("old", rooms=False)
+    err = rig.hub.say(a, ua, "x", to="OLD", label="L")
+    assert (err.code, err.label, err.message) == (
+        p.DM_UNSUPPORTED, "L", "old's client does not support direct messages")
+    assert rig.store.queue == [] and ua.labels == {}   # a refused label can be used again
+
+
+def test_empty_room_means_general(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.say(a, ua, "x", room="")
+    assert [m["room"] for m in a.frames()] == ["#general"]
+
+
+def test_resent_label_is_acked_again_not_stored_twice(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.say(a, ua, "once", label="L")
+    first = a.frames()
+    assert rig.hub.say(a, ua, "once", label="L") is None
+    assert rig.store.queue == []
+    assert a.raw() == [b'{"type":"ack","label":"L","id":%d}\n' % first[0]["id"]]
+
+
+def test_resent_label_still_being_stored_waits_for_its_ack(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.hub.say(a, ua, "once", label="L")
+    assert rig.hub.say(a, ua, "once", label="L") is None     # before the commit
+    assert len(rig.store.queue) == 1 and a.frames() == []
+    rig.store.commit()
+    assert types(a.frames()) == ["message", "ack"]
+
+
+def test_labels_are_remembered_for_a_window(rig):
+    a, ua = rig.connect("alice")
+    for i in range(LABEL_WINDOW + 1):
+        rig.hub.say(a, ua, "x", label=f"L{i}")
+    rig.settle()
+    assert LABEL_WINDOW == 256 and len(ua.labels) == LABEL_WINDOW
+    a.frames()
+    rig.hub.say(a, ua, "x", label="L0")         # forgotten: stored again
+    assert len(rig.store.queue) == 1
+    rig.store.queue.clear()
+    rig.hub.say(a, ua, "x", label="L2")         # remembered (L1 made room for L0)
+    assert rig.store.queue == [] and types(a.frames()) == ["ack"]
+
+
+def test_acks_go_to_every_connection_of_the_user_and_a_closing_one(rig):
+    a, ua = rig.connect("alice")
+    a2, _ = rig.connect("alice", token=a.welcome["token"])
+    a.frames()
+    ua.conns.append(a)                          # (two live connections)
+    rig.say(a, ua, "x", label="L")
+    assert types(a.frames()) == ["message", "ack"]
+    assert types(a2.frames()) == ["message", "ack"]
+    bye = Member()
+    rig.hub.say(bye, ua, "last words", label="B")   # a connection that said bye
+    rig.store.commit()
+    assert types(bye.frames()) == ["ack"]
+    assert rig.wakes[-1][0] == {a, a2, bye}
+
+
+def test_a_store_failure_is_an_error_never_an_ack(rig, caplog):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    a.frames()
+    rig.hub.say(a, ua, "lost", label="L")
+    rig.hub.say(a, ua, "lost too")
+    rig.store.commit(error="disk full")
+    assert a.raw() == [p.encode(p.Error(p.STORE_FAILED, "the server could not store that; "
+                                        "it was not sent (try again)", "L"))]
+    assert b.frames() == [] and rig.hub.last_id == 2
+    assert rig.wakes[-1] == ({a}, [])
+    assert "could not store a say from alice: disk full" in caplog.text
+    assert ua.labels == {}                      # the label can be sent again, and is stored
+    rig.say(a, ua, "kept", label="L")
+    assert types(a.frames()) == ["message", "ack"]
+
+
+def test_a_failed_write_with_a_closed_sender_still_reaches_it(rig):
+    a, ua = rig.connect("alice")
+    bye = Member()
+    rig.hub.say(bye, ua, "x", label="L")
+    rig.store.commit(error="disk full")
+    assert types(bye.frames()) == ["error"]
+    assert rig.wakes[-1][0] == {a, bye}
+
+
+def test_a_write_the_store_skipped_is_an_error(rig, caplog):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.hub.say(a, ua, "x", label="L")
+    [w] = rig.store.queue
+    rig.store.queue = []
+    rig.hub.committed([w], None)                # id None: not stored
+    assert types(a.frames()) == ["error"]
+    assert "could not store a say from alice: not stored" in caplog.text
+
+
+def test_failed_notices_are_only_logged(rig, caplog):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    a.frames()
+    rig.hub.leave(b, ub, p.QUIT)
+    rig.hub.store_barrier(lambda: None)
+    rig.store.commit(error="disk full")
+    assert a.frames() == []
+    assert "could not store a leave from bob: disk full" in caplog.text
+
+
+def test_failed_other_writes_are_logged_and_replies_not_run(rig, caplog):
+    ran = []
+    rig.hub.store_barrier(lambda: ran.append(1))
+    rig.store.submit(Write(op="room", room="#x", name="#x"))
+    rig.store.commit(error="disk full")
+    assert ran == []
+    assert "could not store room: disk full" in caplog.text
+    rig.hub.store_barrier(lambda: ran.append(2))
+    rig.store.commit()
+    assert ran == [2]
+
+
+def test_barrier_runs_after_what_was_submitted_before(rig):
+    a, ua = rig.connect("alice")
+    seen = []
+    rig.hub.say(a, ua, "x", label="L")
+    rig.hub.store_barrier(lambda: seen.append(types(a.frames())))
+    [_, barrier] = rig.store.queue
+    assert barrier.op == "barrier"
+    rig.store.commit()
+    assert seen == [["message", "ack"]]
+
+
+def test_a_failed_registration_join_still_welcomes(rig, caplog):
+    m = Member()
+    rig.hub.register(m, hello("alice"))
+    rig.store.commit(error="disk full")
+    rig.settle()
+    frames = m.frames()
+    assert types(frames) == ["welcome", "unread"]
+    assert frames[0]["last_id"] == 0
+    assert m.holds == ["hold", "release"]
+    rig.say(m, rig.hub.users["alice"], "works")
+    assert texts(m.frames()) == ["works"]
+
+
+# --- direct messages ----------------------------------------------------------------------
+def test_dm_goes_to_both_only(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("Bob")
+    c, uc = rig.connect("carol")
+    for m in (a, b, c):
+        m.frames()
+    assert rig.hub.say(a, ua, "psst", to="bob", label="L") is None
+    [w] = rig.store.queue
+    assert (w.room, w.target, w.target_sid, w.sender_sid) == (None, "Bob", ub.sid, ua.sid)
+    rig.store.commit()
+    raw = b'{"type":"message","id":%d,"ts":"%s","from":"alice","text":"psst","kind":"say",' \
+          b'"to":"Bob"}\n' % (w.id, TS_TEXT.encode())
+    assert a.raw() == [raw, b'{"type":"ack","label":"L","id":%d}\n' % w.id]
+    assert b.raw() == [raw]
+    assert c.raw() == []
+    assert rig.hub.rooms["#general"].log.end == 3       # not in the room's log
+    members, logs = rig.wakes[-1]
+    assert members == {a} and set(logs) == {ua.dm_log, ub.dm_log}
+    assert rig.hub.last_id == w.id
+
+
+def test_dm_to_oneself_arrives_once(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.say(a, ua, "note", to="ALICE", label="L")
+    assert types(a.frames()) == ["message", "ack"]
+    assert ua.dm_log.end == 1
+
+
+def test_dm_to_someone_who_left_before_the_commit(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    a.frames()
+    rig.hub.say(a, ua, "psst", to="bob", label="L")
+    rig.hub.leave(b, ub, p.QUIT)
+    rig.connect("bob")                          # someone else by that name now
+    rig.store.commit()
+    assert rig.hub.users["bob"].dm_log.end == 0     # not the bob it was meant for
+    assert texts(a.frames()) == ["psst"] and ua.dm_log.end == 1
+
+
+def test_dm_sender_gone_recipient_still_gets_it(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    b.frames()
+    rig.hub.say(a, ua, "psst", to="bob")
+    rig.hub.leave(a, ua, p.QUIT)
+    rig.settle()
+    assert texts(b.frames()) == ["psst"]
+
+
+# --- rooms: join, part, topic ---------------------------------------------------------------
+def test_join_creates_a_room_and_answers_once_stored(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    a.frames()
+    assert rig.hub.join(a, ua, "#Py", "J") is None
+    [room, add, ev] = rig.store.queue
+    assert (room.op, room.room, room.name) == ("room", "#py", "#Py")
+    assert (add.op, add.sid, add.room) == ("member_add", ua.sid, "#py")
+    assert (ev.op, ev.kind, ev.room, ev.sender, ev.sender_sid) == ("event", "join", "#py",
+                                                                   "alice", ua.sid)
+    assert a.frames() == []
+    assert rig.appends >= 1
+    rig.store.commit()
+    [info] = a.frames()
+    assert info == {"type": "room", "room": "#Py", "count": 1, "topic": "",
+                    "members": ["alice"], "history": [], "label": "J"}
+    assert b.frames() == []                     # not in #py
+    assert rig.store.room_rows["#py"] == ["#Py", ""]
+    assert rig.wakes[-1][0] == {a}
+    # it follows the room from its join on
+    rig.hub.join(b, ub, "#PY", None)
+    rig.settle()
+    [j] = a.frames()
+    assert (j["type"], j["name"], j["room"]) == ("join", "bob", "#Py")
+    [info] = b.frames()
+    assert info["members"] == ["alice", "bob"] and "label" not in info
+
+
+def test_join_answers_every_connection_the_label_only_to_the_asker(rig):
+    a, ua = rig.connect("alice")
+    a2, _ = rig.connect("alice", token=a.welcome["token"])
+    ua.conns.insert(0, a)
+    a.frames()
+    rig.hub.join(a2, ua, "#py", "J")
+    rig.settle()
+    [info] = a.frames()
+    [info2] = a2.frames()
+    assert "label" not in info and info2["label"] == "J"
+    rig.say(a, ua, "both see it", room="#py")
+    assert texts(a.frames()) == texts(a2.frames()) == ["both see it"]
+
+
+def test_join_without_label_answers_all_connections_alike(rig):
+    a, ua = rig.connect("alice")
+    a2, _ = rig.connect("alice", token=a.welcome["token"])
+    ua.conns.insert(0, a)
+    a.frames()
+    rig.hub.join(a2, ua, "#py", None)
+    rig.settle()
+    assert a.frames() == a2.frames()
+
+
+def test_join_a_room_already_in_tells_it_again(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.hub.join(a, ua, "#GENERAL", "J")
+    assert rig.store.queue == []
+    [info] = a.frames()
+    assert (info["type"], info["room"], info["label"], info["count"]) == ("room", "#general",
+                                                                          "J", 1)
+
+
+def test_join_refusals(rig):
+    a, ua = rig.connect("alice")
+    err = rig.hub.join(a, ua, "py", "J")
+    assert (err.code, err.label) == (p.ROOM_INVALID, "J")
+    assert err.message == f"{p.validate_room('py')} ({p.ROOM_RULES})"
+    old, uold = rig.connect("old", rooms=False)
+    err = rig.hub.join(old, uold, "#py", "J")
+    assert (err.code, err.label, err.message) == (
+        p.BAD_REQUEST, "J", "ask for the rooms capability to join rooms")
+    assert rig.store.queue == [] and "#py" not in rig.hub.rooms
+    assert rig.hub.join(old, uold, "#General", "J") is None     # its own room: fine
+    assert types(old.frames())[-1] == "room"
+
+
+def test_joining_a_big_room_is_presence_and_answered_at_once():
+    rig = Rig(presence_limit=1)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")                  # #general is big now
+    assert [w.kind for w in rig.store.events].count("join") == 1
+    a.frames()
+    assert b.after == [{"type": "unread", "count": 0, "read_id": 1, "last_id": 1,
+                        "mentions": 0, "room": "#general"}]
+    rig.hub.join(a, ua, "#py", None)
+    rig.settle()
+    a.frames()
+    rig.hub.join(b, ub, "#py", "J")
+    assert [w.op for w in rig.store.queue] == ["member_add"]    # no join notice
+    [info] = b.frames()                         # answered before the commit
+    assert (info["room"], info["count"], info["label"]) == ("#py", 2, "J")
+    assert "members" not in info
+    rig.settle()
+    assert a.frames() == []
+    rig.hub.flush_presence(now=10.0)
+    frames = sorted(a.frames(), key=lambda f: f["room"])
+    assert frames == [{"type": "presence", "room": room, "count": 2, "joined": ["bob"],
+                       "left": [], "joined_count": 1, "left_count": 0}
+                      for room in ("#general", "#py")]
+
+
+def test_part_leaves_the_room(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    for m, u in ((a, ua), (b, ub)):
+        rig.hub.join(m, u, "#py", None)
+        rig.settle()
+    a.frames()
+    b.frames()
+    assert rig.hub.part(b, ub, "#PY", "P") is None
+    assert "#py" not in ub.rooms and "bob" not in rig.hub.rooms["#py"].members
+    [rm, ev] = rig.store.queue
+    assert (rm.op, rm.sid, rm.room) == ("member_remove", ub.sid, "#py")
+    assert (ev.op, ev.kind, ev.room, ev.sender, ev.sender_sid, ev.text) == (
+        "event", "leave", "#py", "bob", ub.sid, p.PART)
+    rig.store.commit()
+    [leave] = a.frames()
+    assert (leave["type"], leave["name"], leave["reason"], leave["room"]) == (
+        "leave", "bob", "part", "#py")
+    assert b.raw() == [b'{"type":"ack","label":"P","id":%d}\n' % ev.id]
+    rig.say(a, ua, "gone?", room="#py")
+    assert b.frames() == []
+    assert rig.hub.say(b, ub, "x", room="#py").code == p.NOT_MEMBER
+
+
+def test_part_refusals(rig):
+    a, ua = rig.connect("alice")
+    old, uold = rig.connect("old", rooms=False)
+    err = rig.hub.part(old, uold, "#general", "P")
+    assert (err.code, err.label, err.message) == (
+        p.BAD_REQUEST, "P", "a protocol 1 client cannot leave #general")
+    err = rig.hub.part(a, ua, "#nope", "P")
+    assert (err.code, err.label) == (p.NO_SUCH_ROOM, "P")
+    assert rig.store.queue == []
+
+
+def test_part_of_a_big_room_is_presence_and_acked_at_once():
+    rig = Rig(presence_limit=2)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    c, uc = rig.connect("carol")                # 3 > 2: a big room
+    a.frames()
+    b.frames()
+    rig.hub.part(b, ub, "#general", "P")        # 2 left: still big for a leave
+    assert [w.op for w in rig.store.queue] == ["member_remove"]
+    assert b.raw() == [b'{"type":"ack","label":"P"}\n']
+    rig.hub.part(c, uc, "#general", None)       # 1 left: a small room again
+    assert [w.op for w in rig.store.queue] == ["member_remove", "member_remove", "event"]
+    assert c.frames() == []
+    rig.settle()
+    rig.hub.flush_presence(now=10.0)
+    frames = a.frames()
+    assert types(frames) == ["leave", "presence"]
+    assert frames[0]["name"] == "carol"
+    assert (frames[1]["left"], frames[1]["left_count"], frames[1]["count"]) == (["bob"], 1, 1)
+
+
+def test_part_of_a_big_room_without_label_has_no_ack():
+    rig = Rig(presence_limit=1)
+    rig.connect("alice")
+    b, ub = rig.connect("bob")
+    rig.connect("carol")
+    b.frames()
+    rig.hub.part(b, ub, "#general", None)
+    assert b.frames() == []
+
+
+def test_topic_is_stored_then_announced_and_acked(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    a.frames()
+    assert rig.hub.topic(a, ua, "#General", "  new\ntopic  ", "T") is None
+    [w] = rig.store.queue
+    assert (w.op, w.kind, w.room, w.sender, w.sender_sid, w.text) == (
+        "event", "topic", "#general", "alice", ua.sid, "new topic")
+    assert rig.hub.rooms["#general"].topic == ""        # not before it is stored
+    rig.store.commit()
+    topic = {"type": "topic", "id": w.id, "ts": TS_TEXT, "room": "#general",
+             "topic": "new topic", "by": "alice"}
+    assert a.frames() == [topic, {"type": "ack", "label": "T", "id": w.id}]
+    assert b.frames() == [topic]
+    assert rig.hub.rooms["#general"].topic == "new topic"
+    assert rig.hub.rooms_list(ua)[0]["topic"] == "new topic"
+    rig.hub.topic(a, ua, None, "", None)        # cleared
+    rig.settle()
+    assert rig.hub.rooms["#general"].topic == ""
+    assert b.frames()[0]["topic"] == ""
+
+
+def test_topic_refusals(rig):
+    a, ua = rig.connect("alice")
+    err = rig.hub.topic(a, ua, "#general", "x" * (p.TOPIC_MAX + 1), "T")
+    assert (err.code, err.label, err.message) == (
+        p.TOPIC_TOO_LONG, "T", f"a topic is at most {p.TOPIC_MAX} characters")
+    assert rig.hub.topic(a, ua, "#general", "x" * p.TOPIC_MAX, "T") is None
+    err = rig.hub.topic(a, ua, "#general", "bell\x07", "T")
+    assert (err.code, err.label) == (p.BAD_TEXT, "T")
+    assert "topic" in err.message and "message" not in err.message
+    err = rig.hub.topic(a, ua, "#nope", "x", "T")
+    assert (err.code, err.label) == (p.NO_SUCH_ROOM, "T")
+    assert len(rig.store.queue) == 1
+
+
+def test_rooms_list_and_users(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    rig.hub.join(a, ua, "#Zed", None)
+    rig.hub.join(a, ua, "#abc", None)
+    rig.settle()
+    assert rig.hub.rooms_list(ub) == [
+        {"room": "#abc", "topic": "", "count": 1, "joined": False},
+        {"room": "#general", "topic": "", "count": 2, "joined": True},
+        {"room": "#Zed", "topic": "", "count": 1, "joined": False}]
+    assert rig.hub.rooms_list(ua)[0]["joined"] is True
+    assert rig.hub.users_in(ub, None) == ["alice", "bob"]
+    assert rig.hub.users_in(ub, "#ZED") == ["alice"]
+    err = rig.hub.users_in(ub, "#nope")
+    assert (err.code, err.message) == (p.NO_SUCH_ROOM, "there is no room #nope")
+    assert rig.hub.count == 2
+
+
+# --- leaving and presence -------------------------------------------------------------------
+def test_leave_announces_in_every_small_room(rig, caplog):
+    caplog.set_level(logging.INFO, logger="parley.hub")
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob", member=Member("9.9.9.9:9"))
+    for m, u in ((a, ua), (b, ub)):
+        rig.hub.join(m, u, "#py", None)
+        rig.settle()
+    a.frames()
+    rig.hub.leave(b, ub, p.TIMEOUT)
+    assert "bob" not in rig.hub.users and rig.hub.count == 1
+    assert [(w.kind, w.room, w.sender, w.sender_sid, w.text) for w in rig.store.queue] == [
+        ("leave", "#general", "bob", ub.sid, "timeout"), ("leave", "#py", "bob", ub.sid, "timeout")]
+    rig.store.commit()
+    frames = a.frames()
+    assert sorted((f["type"], f["name"], f["reason"], f["room"]) for f in frames) == [
+        ("leave", "bob", "timeout", "#general"), ("leave", "bob", "timeout", "#py")]
+    assert rig.hub.users_in(ua, "#py") == ["alice"]
+    assert "9.9.9.9:9 bob left (timeout)" in caplog.text
+    rig.hub.leave(b, ub, p.TIMEOUT)             # twice is harmless
+    rig.hub.leave(b, None, p.TIMEOUT)
+    assert rig.store.queue == []
+    b2, ub2 = rig.connect("BOB")                # the name is free
+    assert ub2.sid != ub.sid
+
+
+def test_leave_of_one_connection_of_two_keeps_the_user(rig):
+    a, ua = rig.connect("alice")
+    a2, _ = rig.connect("alice", token=a.welcome["token"])
+    ua.conns.append(a)
+    rig.hub.leave(a, ua, p.LOST)
+    assert ua.conns == [a2] and rig.hub.users["alice"] is ua
+    assert rig.store.queue == []
+
+
+def test_leave_of_a_replaced_user_object_does_nothing(rig):
+    a, ua = rig.connect("alice")
+    token = a.welcome["token"]
+    rig.hub.leave(a, ua, p.LOST)
+    rig.settle()
+    a2, ua2 = rig.connect("alice", token=token)
+    ua.conns.append(a)                          # a stale user object still holding a member
+    rig.hub.leave(a, ua, p.LOST)
+    assert rig.hub.users["alice"] is ua2 and rig.store.queue == []
+
+
+def test_leave_of_a_big_room_is_coalesced(rig):
+    watcher, _ = rig.connect("watcher")
+    members = [rig.connect(f"u{i}") for i in range(4)]
+    watcher.frames()
+    # 5 members > 3: u3 is gone with no notice; the room stays big until 3 are left
+    rig.hub.leave(*members[0], p.QUIT)          # 4 left: still >= 3
+    rig.hub.leave(*members[1], p.QUIT)          # 3 left: still >= 3
+    rig.hub.leave(*members[2], p.QUIT)          # 2 left: a notice
+    rig.settle()
+    assert [(f["type"], f["name"]) for f in watcher.frames()] == [("leave", "u2")]
+    rig.hub.flush_presence(now=50.0)
+    [pres] = watcher.frames()
+    assert (pres["left"], pres["left_count"], pres["count"]) == (["u0", "u1"], 2, 2)
+
+
+def test_presence_is_coalesced_and_at_most_once_a_second(rig):
+    watcher, _ = rig.connect("watcher")
+    watcher.frames()
+    members = [rig.connect(f"u{i}") for i in range(8)]
+    frames = watcher.frames()
+    assert [f["name"] for f in frames if f["type"] == "join"] == ["u0", "u1"]
+    rig.hub.flush_presence(now=1000.0)
+    [pres] = watcher.frames()
+    assert pres == {"type": "presence", "room": "#general", "count": 9,
+                    "joined": ["u2", "u3", "u4", "u5", "u6"], "left": [],
+                    "joined_count": 6, "left_count": 0}
+    assert PRESENCE_NAMES == 5
+    assert rig.wakes[-1] == (set(), [rig.hub.rooms["#general"].log])
+    log = rig.hub.rooms["#general"].log
+    assert log.ids[-1] == rig.hub.last_id       # sorts after what came before it
+    rig.hub.flush_presence(now=1000.2)          # nothing new: nothing sent
+    assert watcher.frames() == []
+    rig.hub.leave(*members[0], p.QUIT)
+    rig.hub.flush_presence(now=1000.5)          # within a second of the last one
+    assert watcher.frames() == []
+    rig.hub.flush_presence(now=1000.999)
+    assert watcher.frames() == []
+    rig.hub.flush_presence(now=1001.0)
+    [pres] = watcher.frames()
+    assert (pres["count"], pres["left"], pres["left_count"], pres["joined"]) == (8, ["u0"], 1, [])
+
+
+def test_came_and_went_within_a_second_says_neither(rig):
+    watcher, _ = rig.connect("watcher")
+    members = [rig.connect(f"u{i}") for i in range(3)]       # u2 makes it big
+    rig.hub.flush_presence(now=100.0)
+    watcher.frames()
+    rig.hub.leave(*members[2], p.QUIT)
+    m, u = rig.connect("u2")
+    rig.hub.leave(m, u, p.QUIT)
+    x, ux = rig.connect("x")
+    rig.hub.flush_presence(now=200.0)
+    [pres] = watcher.frames()
+    assert (pres["joined"], pres["joined_count"], pres["left"], pres["left_count"]) == (
+        ["x"], 1, ["u2"], 1)
+    y, uy = rig.connect("y")
+    rig.hub.leave(y, uy, p.QUIT)                # joined then left: nothing at all
+    rig.hub.flush_presence(now=300.0)
+    assert watcher.frames() == []
+
+
+def test_presence_with_nothing_to_flush_and_the_real_clock(rig):
+    rig.hub.flush_presence()                    # nothing dirty: nothing at all
+    assert rig.wakes[-1:] != [(set(), [])] or len(rig.wakes) == 1
+    big = Rig(presence_limit=0)
+    w, _ = big.connect("w")
+    big.connect("v")
+    n = len(big.wakes)
+    big.hub.flush_presence()                    # time.monotonic(): later than -inf
+    assert len(big.wakes) == n + 1
+    assert types(w.frames()) == ["presence"]
+
+
+# --- history, search, read markers ------------------------------------------------------------
+def history(**kw):
+    return p.HistoryRequest(**kw)
+
+
+def test_history_of_a_room_is_read_on_a_reader_and_answered(rig):
+    a, ua = rig.connect("alice")
+    rig.hub.join(a, ua, "#Py", None)
+    rig.settle()
+    a.frames()
+    page = [{"type": "message", "id": 3, "ts": TS_TEXT, "from": "x", "text": "old",
+             "kind": "say", "room": "#Py"}]
+    rig.store.page = (page, True)
+    n = rig.appends
+    assert rig.hub.query(a, ua, history(room="#PY", before=9, label="H")) is None
+    assert a.frames() == [] and len(rig.readers.tasks) == 1
+    rig.readers.run()
+    assert a.frames() == [{"type": "history", "messages": page, "more": True, "room": "#Py",
+                           "label": "H"}]
+    assert rig.appends == n + 1
+    [(_, (sid, kw))] = [c for c in rig.store.calls if c[0] == "history"]
+    assert sid == ua.sid
+    assert kw == {"room": "#py", "peer": None, "before": 9, "after": None, "limit": 50}
+
+
+def test_history_of_a_dm_conversation(rig):
+    a, ua = rig.connect("alice")
+    a.frames()
+    rig.hub.query(a, ua, history(peer="BoB", after=4, limit=p.PAGE_MAX))
+    rig.readers.run()
+    assert a.frames() == [{"type": "history", "messages": [], "more": False, "with": "BoB"}]
+    [(_, (sid, kw))] = [c for c in rig.store.calls if c[0] == "history"]
+    assert kw == {"room": None, "peer": "bob", "before": None, "after": 4, "limit": p.PAGE_MAX}
+
+
+def test_query_refusals(rig):
+    a, ua = rig.connect("alice")
+    q = rig.hub.query
+    err = q(a, ua, history(room="#general", peer="bob", label="H"))
+    assert (err.code, err.label, err.message) == (p.BAD_REQUEST, "H",
+                                                  "ask for a room or a person, not both")
+    for limit in (0, p.PAGE_MAX + 1):
+        err = q(a, ua, history(room="#general", limit=limit, label="H"))
+        assert (err.code, err.label, err.message) == (p.BAD_REQUEST, "H",
+                                                      f"limit must be 1 to {p.PAGE_MAX}")
+    assert q(a, ua, history(room="#general", limit=1)) is None
+    err = q(a, ua, history(room="#general", before=5, after=1, label="H"))
+    assert (err.code, err.label, err.message) == (p.BAD_REQUEST, "H",
+                                                  "give before or after, not both")
+    err = q(a, ua, history(label="H"))
+    assert (err.code, err.label, err.message) == (p.BAD_REQUEST, "H",
+                                                  "history needs a room or with")
+    err = q(a, ua, history(room="#nope", label="H"))
+    assert (err.code, err.label) == (p.NO_SUCH_ROOM, "H")
+    err = q(a, ua, p.SearchRequest(query="  ", label="S"))
+    assert (err.code, err.label, err.message) == (p.BAD_QUERY, "S",
+                                                  "search for at least one word")
+    err = q(a, ua, p.SearchRequest(query="x" * 501, label="S"))
+    assert (err.code, err.label, err.message) == (p.BAD_QUERY, "S",
+                                                  "a search is at most 500 characters")
+    assert q(a, ua, p.SearchRequest(query="x" * 500)) is None
+    assert len(rig.readers.tasks) == 2
+
+
+def test_search_in_the_rooms_one_is_in(rig):
+    a, ua = rig.connect("alice")
+    rig.hub.join(a, ua, "#py", None)
+    rig.settle()
+    b, ub = rig.connect("bob")
+    rig.hub.join(b, ub, "#secret", None)
+    rig.settle()
+    a.frames()
+    rig.store.page = ([{"type": "message", "id": 1}], False)
+    rig.hub.query(a, ua, p.SearchRequest(query="snake", before=7, limit=10, label="S"))
+    rig.readers.run()
+    assert a.frames() == [{"type": "results", "query": "snake", "messages": [{"type": "message",
+                                                                              "id": 1}],
+                           "more": False, "label": "S"}]
+    [(_, args)] = [c for c in rig.store.calls if c[0] == "search"]
+    assert args == (ua.sid, "snake", ["#general", "#py"],
+                    {"room": None, "peer": None, "before": 7, "limit": 10})
+    rig.hub.query(a, ua, p.SearchRequest(query="snake", room="#PY", peer=None))
+    rig.hub.query(a, ua, p.SearchRequest(query="snake", peer="Bob"))
+    rig.readers.run()
+    calls = [c[1] for c in rig.store.calls if c[0] == "search"]
+    assert calls[1][3] == {"room": "#py", "peer": None, "before": None, "limit": 50}
+    assert calls[2][3] == {"room": None, "peer": "bob", "before": None, "limit": 50}
+
+
+def test_a_bad_search_and_a_failed_read_are_errors(rig, caplog):
+    a, ua = rig.connect("alice", member=Member("7.7.7.7:7"))
+    a.frames()
+    rig.store.fail = BadQuery("unbalanced quotes")
+    rig.hub.query(a, ua, p.SearchRequest(query='"x', label="S"))
+    rig.readers.run()
+    assert a.frames() == [{"type": "error", "code": p.BAD_QUERY, "message": "unbalanced quotes",
+                           "label": "S"}]
+    rig.store.fail = RuntimeError("disk gone")
+    n = rig.appends
+    rig.hub.query(a, ua, history(room="#general", label="H"))
+    rig.readers.run()
+    assert a.frames() == [{"type": "error", "code": p.STORE_FAILED,
+                           "message": "the server could not read its history; try again",
+                           "label": "H"}]
+    assert rig.appends == n + 1
+    assert "7.7.7.7:7: a history query failed: disk gone" in caplog.text
+
+
+def read(**kw):
+    return p.ReadMarker(**kw)
+
+
+def test_read_marker_of_a_room_is_stored_then_every_connection_told(rig):
+    a, ua = rig.connect("alice")
+    a2, _ = rig.connect("alice", token=a.welcome["token"])
+    ua.conns.append(a)
+    rig.say(a, ua, "x")
+    rig.say(a, ua, "y")                         # id 3
+    a.frames()
+    a2.frames()
+    rig.store.unread_frames = [
+        {"type": "unread", "count": 0, "read_id": 3, "last_id": 3, "mentions": 0,
+         "room": "#General"},
+        {"type": "unread", "count": 1, "read_id": 0, "last_id": 9, "mentions": 0, "with": "bob"}]
+    assert rig.hub.mark_read(a, ua, read(id=3, room="#GENERAL", label="R")) is None
+    assert a.raw() == [b'{"type":"ack","label":"R"}\n']      # acked at once
+    [w] = rig.store.queue
+    assert (w.op, w.sid, w.conv, w.read_id) == ("read", ua.sid, "#general", 3)
+    rig.store.commit()
+    assert a.frames() == [] and len(rig.readers.tasks) == 1
+    n = rig.appends
+    rig.readers.run()
+    assert a.frames() == a2.frames() == [rig.store.unread_frames[0]]
+    assert rig.appends == n + 1
+    assert ("unread", (ua.sid, "alice", ["#general"])) in rig.store.calls
+    assert rig.store.reads == [(ua.sid, "#general", 3)]
+
+
+def test_read_marker_of_a_dm_conversation(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    rig.say(b, ub, "hi", to="alice")
+    a.frames()
+    rig.store.unread_frames = [
+        {"type": "unread", "count": 0, "read_id": 0, "last_id": 1, "mentions": 0,
+         "room": "#general"},
+        {"type": "unread", "count": 0, "read_id": 3, "last_id": 3, "mentions": 0, "with": "BOB"},
+        {"type": "unread", "count": 2, "read_id": 0, "last_id": 3, "mentions": 0, "with": "carol"}]
+    rig.hub.mark_read(a, ua, read(id=3, peer="Bob"))
+    [w] = rig.store.queue
+    assert w.conv == "@bob"
+    rig.settle()
+    assert a.frames() == [rig.store.unread_frames[1]]
+    assert ("unread", (ua.sid, "alice", [])) in rig.store.calls
+
+
+def test_read_marker_without_an_unread_row_still_answers(rig):
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    rig.say(b, ub, "hi", to="alice")
+    a.frames()
+    rig.store.unread_frames = []
+    rig.hub.mark_read(a, ua, read(id=3, peer="Bob"))
+    rig.hub.mark_read(a, ua, read(id=2, room="#General"))
+    rig.settle()
+    assert a.frames() == [
+        {"type": "unread", "count": 0, "read_id": 3, "last_id": 0, "mentions": 0, "with": "Bob"},
+        {"type": "unread", "count": 0, "read_id": 2, "last_id": 0, "mentions": 0,
+         "room": "#general"}]
+
+
+def test_read_marker_refusals(rig, caplog):
+    a, ua = rig.connect("alice")
+    last = rig.hub.last_id
+    for kw in ({}, {"room": "#general", "peer": "bob"}):
+        err = rig.hub.mark_read(a, ua, read(id=1, label="R", **kw))
+        assert (err.code, err.label, err.message) == (p.BAD_REQUEST, "R",
+                                                      "read needs a room or with")
+    err = rig.hub.mark_read(a, ua, read(id=last + 1, room="#general", label="R"))
+    assert (err.code, err.label, err.message) == (p.BAD_REQUEST, "R",
+                                                  f"there is no id {last + 1} yet")
+    err = rig.hub.mark_read(a, ua, read(id=1, room="#nope", label="R"))
+    assert (err.code, err.label) == (p.NO_SUCH_ROOM, "R")
+    assert rig.store.queue == []
+    assert rig.hub.mark_read(a, ua, read(id=last, room="#general")) is None
+    a.frames()
+    rig.store.fail = RuntimeError("disk gone")
+    rig.settle()
+    assert a.frames() == []
+    assert "unread for alice failed: disk gone" in caplog.text
