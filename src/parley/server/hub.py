@@ -186,7 +186,7 @@ class _Sent:
 
 
 def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return hashlib.sha256(token.encode()).digest()
 
 
 class Hub:
@@ -238,7 +238,7 @@ class Hub:
         return self
 
     def close(self) -> None:
-        self.readers.shutdown(wait=True, cancel_futures=True)
+        self.readers.shutdown(cancel_futures=True)      # (waits for a running read)
         self.store.close()
 
     def _add_room(self, key: str, name: str, topic: str, recent: list) -> Room:
@@ -555,7 +555,7 @@ class Hub:
                 if target.legacy:
                     return p.Error(p.DM_UNSUPPORTED,
                                    f"{target.name}'s client does not support direct messages", label)
-                w = Write(op="event", kind=kind, room=None, sender=user.name,
+                w = Write(op="event", kind=kind, sender=user.name,
                           sender_sid=user.sid, target=target.name, target_sid=target.sid,
                           text=text, label=label, ctx=_Sent(user, member, label))
             else:
@@ -573,7 +573,7 @@ class Hub:
         # encode the message here, on the I/O thread: the writer thread, which
         # every message goes through, only splices in its id and time
         w.ctx.tail = json.dumps(dict({"from": user.name, "text": text, "kind": kind}, **where),
-                                ensure_ascii=False, separators=(",", ":")).encode("utf-8")[1:]
+                                ensure_ascii=False, separators=(",", ":")).encode()[1:]
         self.store.submit(w, check=False)      # (every field checked above)
         return None
 
@@ -772,7 +772,7 @@ class Hub:
         with self.lock:
             touched = self._touched = set()
             for w in batch:
-                sent: Optional[_Sent] = w.ctx if isinstance(w.ctx, _Sent) else None
+                sent: Optional[_Sent] = w.ctx          # (the hub's writes carry a _Sent or None)
                 if w.op != "event":
                     if error is not None:
                         log.error("could not store %s: %s", w.op, error)
@@ -837,7 +837,7 @@ class Hub:
                     if sent.label in user.labels:
                         user.labels[sent.label] = w.id
                     ack = b'{"type":"ack","label":%s,"id":%d}\n' % (
-                        json.dumps(sent.label, ensure_ascii=False).encode("utf-8"), w.id)
+                        json.dumps(sent.label, ensure_ascii=False).encode(), w.id)
                     targets = list(user.conns)
                     if sent.member is not None and sent.member not in targets:
                         targets.append(sent.member)      # it said bye: still owed its acks
@@ -868,7 +868,7 @@ class Hub:
 
 def _spliced(id: int, ts: str, tail: bytes) -> bytes:
     """A message frame from its fields after id and ts, encoded by say()."""
-    return b'{"type":"message","id":%d,"ts":"%s",%s\n' % (id, ts.encode("ascii"), tail)
+    return b'{"type":"message","id":%d,"ts":"%s",%s\n' % (id, ts.encode(), tail)
 
 
 def _notice(w: Write, ts: str, room: str) -> dict:
