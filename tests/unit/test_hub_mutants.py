@@ -521,8 +521,8 @@ def test_others_see_a_join_the_joiner_does_not(rig):
     assert b.frames() == []
 
 
-def test_names_in_the_welcome_keep_their_spelling_and_unicode_safely(rig):
-    rig.connect("Zoë".encode("ascii", "ignore").decode() or "Zo")
+def test_user_list_keeps_arrival_order_and_spelling(rig):
+    rig.connect("Zo")
     rig.connect("x.y-z_1")
     m, _ = rig.connect("Bob")
     assert m.welcome["users"] == ["Zo", "x.y-z_1", "Bob"]
@@ -1532,8 +1532,9 @@ def test_came_and_went_within_a_second_says_neither(rig):
 
 
 def test_presence_with_nothing_to_flush_and_the_real_clock(rig):
+    n = len(rig.wakes)
     rig.hub.flush_presence()                    # nothing dirty: nothing at all
-    assert rig.wakes[-1:] != [(set(), [])] or len(rig.wakes) == 1
+    assert len(rig.wakes) == n
     big = Rig(presence_limit=0)
     w, _ = big.connect("w")
     big.connect("v")
@@ -1800,7 +1801,7 @@ def test_another_instance_is_a_full_catch_up_not_a_newcomers_history():
     assert [h.get("text", h["type"]) for h in b.welcome["history"]] == ["join", "m1", "m2"]
 
 
-def test_a_resent_label_of_message_one_is_acked(monkeypatch):
+def test_a_resent_label_of_message_one_is_acked():
     rig = Rig(presence_limit=0)                 # no join notices: the first message is id 1
     a, ua = rig.connect("alice")
     rig.say(a, ua, "first", label="L")
