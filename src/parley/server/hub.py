@@ -33,11 +33,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from .. import __version__
 from .. import protocol as p
-from .store import Store, StoreError, Write
+from .store import CHAT, Store, Write
 
 log = logging.getLogger("parley.hub")
 
@@ -185,7 +185,7 @@ class _Sent:
 
 
 def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return hashlib.sha256(token.encode()).digest()
 
 
 class Hub:
@@ -204,7 +204,6 @@ class Hub:
         self.limits = dict(limits or {})
         self.presence_limit = presence_limit
         self.recent_size = max(recent, join_history)
-        self.clock = clock
         self.users: dict[str, User] = {}          # casefolded name -> User (online)
         self._quoted: dict[str, bytes] = {}        # the same, each name JSON-encoded once
         self.rooms: dict[str, Room] = {}          # room key -> Room (every room there is)
@@ -224,7 +223,7 @@ class Hub:
         """Open the store, load the rooms, start the writer.  Raises StoreError."""
         if self._started:
             return self
-        if not getattr(self.store, "opened", False):
+        if not self.store.opened:
             self.store.open()
         self.instance = self.store.instance
         self.last_id = self.store.last_id
@@ -238,7 +237,7 @@ class Hub:
         return self
 
     def close(self) -> None:
-        self.readers.shutdown(wait=True, cancel_futures=True)
+        self.readers.shutdown(cancel_futures=True)      # (waits for a running read)
         self.store.close()
 
     def _add_room(self, key: str, name: str, topic: str, recent: list) -> Room:
@@ -250,13 +249,11 @@ class Hub:
     def _big(self, room: Room) -> bool:
         return len(room.members) > self.presence_limit
 
-    def _room_info(self, room: Room, label: Optional[str] = None,
-                   history: Optional[list] = None) -> p.RoomInfo:
+    def _room_info(self, room: Room, label: Optional[str] = None) -> p.RoomInfo:
         count = len(room.members)
         members = None if count > self.presence_limit else [u.name for u in room.members.values()]
         return p.RoomInfo(room=room.name, count=count, topic=room.topic, members=members,
-                          history=history if history is not None else self._recent_chat(room),
-                          label=label)
+                          history=self._recent_chat(room), label=label)
 
     def _recent_chat(self, room: Room) -> list:
         if not self.join_history:
@@ -314,7 +311,7 @@ class Hub:
                 user = User(sid, name, th, [member], legacy=legacy, token=token,
                             dm_log=BroadcastLog(self.keep_bytes, "@" + name))
                 self.users[key] = user
-                self._quoted[key] = p.quote(name).encode("utf-8")
+                self._quoted[key] = p.quote(name).encode()
                 reg = _Registration(user, member, last_id, resumed=False,
                                     new_session=stored is None)
                 if stored is None:
@@ -435,7 +432,7 @@ class Hub:
         welcome = p.Welcome(
             version=p.PROTOCOL_VERSION, server=f"parley/{__version__}", name=user.name,
             users=[] if quoted is not None else [user.name], last_id=watermark,
-            token=user.token or "",
+            token=user.token,
             limits=self.limits, history=history, truncated=True if truncated else None,
             caps=None if user.legacy else [p.CAP_ROOMS], instance=self.instance,
             rooms=[i.to_dict() for i in infos] if infos is not None else None)
@@ -514,8 +511,7 @@ class Hub:
                     self._presence(room, user.name, joined=False)
                 else:
                     writes.append(Write(op="event", kind="leave", room=room.key,
-                                        sender=user.name, sender_sid=user.sid, text=reason,
-                                        ctx=_Sent(None, None)))
+                                        sender=user.name, sender_sid=user.sid, text=reason))
         for w in writes:
             self.store.submit(w)
         log.info("%s %s left (%s)", member.peer, user.name, reason)
@@ -571,7 +567,7 @@ class Hub:
         # splices in its id and time
         sent = _Sent(user, member, label)
         if to is not None:
-            w = Write(op="event", kind=kind, room=None, sender=user.name, sender_sid=user.sid,
+            w = Write(op="event", kind=kind, sender=user.name, sender_sid=user.sid,
                       target=target.name, target_sid=target.sid, text=text, label=label, ctx=sent)
             where = ',"to":' + p.quote(target.name)
         else:
@@ -579,7 +575,7 @@ class Hub:
                       text=text, label=label, ctx=sent)
             where = ',"room":' + p.quote(r.name)
         sent.tail = ('"from":' + p.quote(user.name) + ',"text":' + p.quote(text) + ',"kind":'
-                     + p.quote(kind) + where + "}").encode("utf-8")
+                     + p.quote(kind) + where + "}").encode()
         self.store.submit(w, check=False)      # (every field checked above)
         return None
 
@@ -614,10 +610,7 @@ class Hub:
         self._touched.update(user.conns)
         for c in user.conns:
             c.subscribe(room.log, room.log.end)
-            if c is member or label is None:
-                c.push(p.encode(self._room_info(room, label if c is member else None)))
-            else:
-                c.push(p.encode(self._room_info(room)))
+            c.push(p.encode(self._room_info(room, label if c is member else None)))
 
     def part(self, member: Member, user: User, room: str, label: Optional[str]) -> Optional[p.Error]:
         if user.legacy:
@@ -682,9 +675,9 @@ class Hub:
     # --- reads on the reader threads (never on an I/O thread) -----------------------
     def query(self, member: Member, user: User, req: p.Event) -> Optional[p.Error]:
         """history / search: checked here, run on a reader thread, answer pushed."""
-        label = getattr(req, "label", None)
+        label = req.label
         room_key = None
-        if getattr(req, "room", None) is not None and getattr(req, "peer", None) is not None:
+        if req.room is not None and req.peer is not None:
             return p.Error(p.BAD_REQUEST, "ask for a room or a person, not both", label)
         limit = req.limit if req.limit is not None else 50
         if not 1 <= limit <= p.PAGE_MAX:
@@ -765,8 +758,7 @@ class Hub:
                     c.push(p.encode_dict(f))
             self.on_append()
         self.store.submit(Write(op="read", sid=user.sid, conv=conv, read_id=req.id,
-                                ctx=_Sent(user, member, label,
-                                          reply=lambda: self.readers.submit(tell))))
+                                ctx=_Sent(None, None, reply=lambda: self.readers.submit(tell))))
         if label is not None:
             member.push(p.encode(p.Ack(label=label)))
         return None
@@ -782,7 +774,7 @@ class Hub:
         with self.lock:
             touched = self._touched = set()
             for w in batch:
-                sent: Optional[_Sent] = w.ctx if isinstance(w.ctx, _Sent) else None
+                sent: Optional[_Sent] = w.ctx          # (the hub's writes carry a _Sent or None)
                 if w.op != "event":
                     if error is not None:
                         log.error("could not store %s: %s", w.op, error)
@@ -801,32 +793,27 @@ class Hub:
                 self.last_id = max(self.last_id, w.id)
                 if w.ts != ts_ms:
                     ts_ms, ts = w.ts, p.format_ts(w.ts)       # (one per batch)
-                tail = sent.tail if sent is not None else None
-                if tail is not None:
-                    frame = {"type": "message", "id": w.id, "ts": ts, "from": w.sender,
-                             "text": w.text, "kind": w.kind}
-                    if w.room is not None:
-                        frame["room"] = self.rooms[w.room].name
-                    else:
-                        frame["to"] = w.target
-                    data = b'{"type":"message","id":%d,"ts":"%s",%s\n' % (
-                        w.id, ts.encode("ascii"), tail)
-                else:
-                    frame = _frame(w, self.rooms)
-                    data = p.encode_dict(frame)
                 if w.room is not None:
                     room = self.rooms.get(w.room)
                     if room is None:
                         continue
-                    if w.kind == "topic":
-                        room.topic = w.text or ""
+                    if w.kind in CHAT:  # encoded early (say()): only id and ts spliced in
+                        frame = {"type": "message", "id": w.id, "ts": ts, "from": w.sender,
+                                 "text": w.text, "kind": w.kind, "room": room.name}
+                        data = _spliced(w.id, ts, sent.tail)
+                    else:
+                        frame = _notice(w, ts, room.name)
+                        data = p.encode_dict(frame)
+                        if w.kind == "topic":
+                            room.topic = w.text or ""
                     room.recent.append(frame)
                     room.log.append(data, w.id)
                     grown.add(room.log)
                     after = (room.log, room.log.end)
                 else:                  # a DM: into the logs of both people (once if to oneself)
+                    data = _spliced(w.id, ts, sent.tail)
                     after = (None, 0)
-                    for key in {w.sender.casefold(), (w.target or "").casefold()}:
+                    for key in {w.sender.casefold(), w.target.casefold()}:
                         u = self.users.get(key)
                         if u is not None and u.sid in (w.sender_sid, w.target_sid):
                             u.dm_log.append(data, w.id)
@@ -845,15 +832,14 @@ class Hub:
                     continue
                 user = sent.user
                 if w.kind == "join" and user is not None:
-                    room = self.rooms.get(w.room)
-                    if room is not None and room.key in user.rooms:
-                        self._joined(sent.member, user, room, sent.label)
+                    if w.room in user.rooms:      # (not if it left again meanwhile)
+                        self._joined(sent.member, user, user.rooms[w.room], sent.label)
                     continue
                 if sent.label is not None and user is not None:
                     if sent.label in user.labels:
                         user.labels[sent.label] = w.id
                     ack = b'{"type":"ack","label":%s,"id":%d}\n' % (
-                        p.quote(sent.label).encode("utf-8"), w.id)
+                        p.quote(sent.label).encode(), w.id)
                     targets = list(user.conns)
                     if sent.member is not None and sent.member not in targets:
                         targets.append(sent.member)      # it said bye: still owed its acks
@@ -882,15 +868,16 @@ class Hub:
             c.push(err)
 
 
-def _frame(w: Write, rooms: dict) -> dict:
-    """A stored event in its wire form, from the typed events of parley.protocol."""
-    ts = p.format_ts(w.ts)
-    room = rooms[w.room].name if w.room is not None and w.room in rooms else w.room
-    if w.kind in ("say", "me"):
-        event: p.Event = p.Message(id=w.id, ts=ts, sender=w.sender, text=w.text, kind=w.kind,
-                                   room=room, to=None if room is not None else w.target)
-    elif w.kind == "join":
-        event = p.Join(id=w.id, ts=ts, name=w.sender, room=room)
+def _spliced(id: int, ts: str, tail: bytes) -> bytes:
+    """A message frame from its fields after id and ts, encoded by say()."""
+    return b'{"type":"message","id":%d,"ts":"%s",%s\n' % (id, ts.encode(), tail)
+
+
+def _notice(w: Write, ts: str, room: str) -> dict:
+    """A stored join, leave or topic in its wire form, from the typed events of
+    parley.protocol.  (Chat messages are encoded in say().)"""
+    if w.kind == "join":
+        event: p.Event = p.Join(id=w.id, ts=ts, name=w.sender, room=room)
     elif w.kind == "leave":
         event = p.Leave(id=w.id, ts=ts, name=w.sender, reason=w.text or p.QUIT, room=room)
     else:
