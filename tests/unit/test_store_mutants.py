@@ -938,3 +938,228 @@ def test_a_new_index_file_is_not_a_rebuild_and_reports_catching_up(db_path, capl
         assert ids(s.search(A, "one OR two", ["#general"])[0]) == [2, 1]
     assert not [m for m in caplog.messages if "rebuilding" in m]
     assert "search index: 2 events to catch up on" in caplog.messages
+
+
+# --- the writer thread, flush and close ------------------------------------------------
+class Recorder:
+    def __init__(self):
+        self.calls = []
+        self.cv = threading.Condition()
+
+    def __call__(self, batch, error):
+        with self.cv:
+            self.calls.append(([w for w in batch], error))
+            self.cv.notify_all()
+
+    def wait_for(self, write, timeout=5):
+        with self.cv:
+            return self.cv.wait_for(lambda: any(write in b for b, _ in self.calls), timeout)
+
+
+def test_writer_batches_what_is_queued(db_path):
+    s = Store(db_path, batch_max=3).open()
+    rec = Recorder()
+    writes = [say(f"m{i}") for i in range(7)]
+    for w in writes:
+        s.submit(w)
+    barrier = Write(op="barrier")
+    s.submit(barrier)
+    try:
+        s.start(rec)
+        assert s.flush(5) is True
+        assert [[w.text for w in b if w.op == "event"] for b, _ in rec.calls] == \
+            [["m0", "m1", "m2"], ["m3", "m4", "m5"], ["m6"]]
+        assert rec.calls[-1][0][-1] is barrier and barrier.error is None and barrier.id is None
+        with pytest.raises(RuntimeError, match="^the store's writer is already running$"):
+            s.start(rec)
+    finally:
+        s.close()
+
+
+def test_writer_waits_for_more_when_asked(db_path):
+    s = Store(db_path, batch_max=8, batch_wait=30).open()
+    rec = Recorder()
+    s.start(rec)
+    writes = [say(f"m{i}") for i in range(7)]
+    for w in writes:
+        s.submit(w)
+    closing = threading.Thread(target=s.close)
+    closing.start()                                   # 7 writes + the stop: a full batch
+    closing.join(20)
+    assert not closing.is_alive()                     # not held for the 30 s
+    assert [[w.text for w in b] for b, _ in rec.calls] == [[f"m{i}" for i in range(7)]]
+    s = Store(db_path, batch_max=8, batch_wait=0.05).open()
+    rec = Recorder()
+    s.start(rec)
+    try:
+        w = say("alone")
+        s.submit(w)
+        assert rec.wait_for(w, 10)                    # committed once the wait is over
+        assert [len(b) for b, _ in rec.calls] == [1]
+    finally:
+        s.close()
+
+
+def test_flush_results(db_path, monkeypatch):
+    s = Store(db_path).open()
+    try:
+        assert s.flush(1) is True                     # nothing queued, nothing to index
+        s.submit(say("waiting"))
+        assert s.flush(0.01) is False                 # queued, but no writer to commit it
+        s.start()
+        assert s.flush() is True and s.last_id == 1
+        gate = threading.Event()
+        s.submit(Write(op="barrier"))
+        s._on_commit = lambda batch, error: gate.wait(10)
+        s.submit(say("held"))
+        assert s.flush(0.05) is False                 # on_commit still running
+        gate.set()
+        assert s.flush(5) is True
+    finally:
+        s.close()
+    assert s.flush() is False
+
+
+def test_close_commits_writes_queued_behind_the_stop(db_path):
+    s = Store(db_path).open()
+    gate = threading.Event()
+    rec = Recorder()
+
+    def on_commit(batch, error):
+        rec(batch, error)
+        gate.wait(10)
+
+    s.start(on_commit)
+    first = say("first")
+    s.submit(first)
+    assert rec.wait_for(first)                        # the writer is busy in on_commit
+    closing = threading.Thread(target=s.close)
+    closing.start()
+    while s._queue.empty():                           # the stop is queued ...
+        threading.Event().wait(0.001)
+    late = say("late")
+    s._queue.put(late)                                # ... and a write behind it
+    f = store_mod._Flush()
+    s._queue.put(f)
+    gate.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert late.id == 2 and f.done.is_set()
+    with Store(db_path) as again:
+        assert again.last_id == 2
+
+
+def test_a_failing_on_commit_is_logged_and_the_writer_goes_on(db_path, caplog):
+    s = Store(db_path).open()
+
+    def on_commit(batch, error):
+        raise KeyError("oops")
+
+    s.start(on_commit)
+    try:
+        s.submit(say("one"))
+        assert s.flush(5)
+        s.submit(say("two"))
+        assert s.flush(5) and s.last_id == 2
+    finally:
+        s.close()
+    assert caplog.messages.count("store: on_commit failed") == 2
+
+
+def test_a_failed_batch_gives_every_write_the_error(st, caplog):
+    pages = st._wconn.execute("PRAGMA page_count").fetchone()[0]
+    st._wconn.execute(f"PRAGMA max_page_count={pages}")
+    seen = []
+    st._on_commit = lambda batch, error: seen.append((list(batch), error))
+    barrier = Write(op="barrier")
+    writes = commit(st, *[say("x" * 5000) for _ in range(3)], Write(op="room", room="#n",
+                                                                      name="#n"), barrier)
+    assert len(seen) == 1 and seen[0][1] == "database or disk is full"
+    assert [w.error for w in writes] == ["database or disk is full"] * 4 + [None]
+    assert all(w.id is None for w in writes)
+    assert not st._wconn.in_transaction
+    assert st.last_id == 0 and st._names.get("#n") is None
+    assert "could not store 5 writes: database or disk is full" in caplog.messages
+    st._wconn.execute("PRAGMA max_page_count=1000000")
+    (w,) = commit(st, say("fits"))
+    assert w.id == 1
+
+
+def test_an_unexpected_error_fails_the_batch_as_internal(st, caplog):
+    class Odd(str):
+        def __eq__(self, other):
+            raise TypeError("no comparing")
+        __hash__ = str.__hash__
+
+    w = Write(op=Odd("event"), kind="say", room="#general", sender="a", text="x")
+    st.submit(w, check=False)
+    st.commit_queued()
+    assert w.id is None and w.error == "internal error: TypeError('no comparing')"
+    assert "store writer: unexpected error" in caplog.messages
+
+
+def test_only_barriers_need_no_transaction(st):
+    pages = st._wconn.execute("PRAGMA page_count").fetchone()[0]
+    st._wconn.execute("PRAGMA query_only=1")         # any write would fail now
+    b = Write(op="barrier")
+    commit(st, b)
+    assert b.error is None
+    st._wconn.execute("PRAGMA query_only=0")
+    assert st._wconn.execute("PRAGMA page_count").fetchone()[0] == pages
+
+
+def test_readers_of_finished_threads_are_closed(st):
+    commit(st, say("x"))
+    t = threading.Thread(target=lambda: st.history(None, room="#general"))
+    t.start()
+    t.join()
+    (theirs,) = st._readers.values()
+    st.history(None, room="#general")                 # this thread's first read
+    assert list(st._readers) == [threading.current_thread()]
+    with pytest.raises(sqlite3.ProgrammingError):
+        theirs.execute("SELECT 1")                    # closed
+
+
+def test_a_reader_that_cannot_open_is_a_store_error(st, monkeypatch):
+    def fail(self, path=None):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(Store, "_connect", fail)
+    with pytest.raises(StoreError) as e:
+        st.rooms()
+    assert str(e.value) == f"cannot open {st.path}: unable to open database file"
+
+
+# --- the search index -------------------------------------------------------------------
+def test_the_indexer_works_in_chunks(db_path, monkeypatch):
+    monkeypatch.setattr(store_mod, "INDEX_CHUNK", 2)
+    with Store(db_path) as s:
+        commit(s, *[say(f"chunk {i}") for i in range(5)],
+               Write(op="event", kind="join", room="#general", sender="x", sender_sid=C))
+        assert ids(s.search(A, "chunk", ["#general"])[0]) == [5, 4, 3, 2, 1]
+        assert s._indexed == 6
+        upto = s._sconn.execute("SELECT value FROM meta WHERE key='indexed_upto'").fetchone()[0]
+        assert upto == "6"
+
+
+def test_a_search_does_not_wait_long_for_a_stuck_index(st, monkeypatch, caplog):
+    monkeypatch.setattr(store_mod, "SEARCH_WAIT", 0.2)
+    commit(st, say("early bird"))
+    assert st.flush(5)
+    blocker = sqlite3.connect(st.search_path, isolation_level=None, timeout=0)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        st._sconn.execute("PRAGMA busy_timeout=0")
+        commit(st, say("late bird"))
+        assert ids(st.search(A, "bird", ["#general"])[0]) == [1]      # the index is behind
+        assert "searching an index that is behind (1 of 2)" in caplog.messages
+        errors = [m for m in caplog.messages if m.startswith("could not update the search index")]
+        assert errors and errors[0] == (f"could not update the search index {st.search_path}: "
+                                        f"database is locked (will retry)")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    st._index_wake.set()                              # the indexer retries when woken
+    with st._index_cv:
+        assert st._index_cv.wait_for(lambda: st._indexed >= 2, 5)
+    assert ids(st.search(A, "bird", ["#general"])[0]) == [2, 1]
