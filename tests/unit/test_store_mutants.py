@@ -979,14 +979,14 @@ def test_writer_batches_what_is_queued(db_path):
 def test_writer_waits_for_more_when_asked(db_path):
     s = Store(db_path, batch_max=8, batch_wait=30).open()
     rec = Recorder()
-    s.start(rec)
     writes = [say(f"m{i}") for i in range(7)]
     for w in writes:
         s.submit(w)
-    closing = threading.Thread(target=s.close)
-    closing.start()                                   # 7 writes + the stop: a full batch
-    closing.join(20)
-    assert not closing.is_alive()                     # not held for the 30 s
+    s._queue.put(store_mod._STOP)                     # 7 writes + the stop: a full batch
+    s.start(rec)
+    s._thread.join(20)
+    assert not s._thread.is_alive()                   # it did not wait the 30 s for more
+    s.close()
     assert [[w.text for w in b] for b, _ in rec.calls] == [[f"m{i}" for i in range(7)]]
     s = Store(db_path, batch_max=8, batch_wait=0.05).open()
     rec = Recorder()
@@ -1163,3 +1163,52 @@ def test_a_search_does_not_wait_long_for_a_stuck_index(st, monkeypatch, caplog):
     with st._index_cv:
         assert st._index_cv.wait_for(lambda: st._indexed >= 2, 5)
     assert ids(st.search(A, "bird", ["#general"])[0]) == [2, 1]
+
+
+# --- small contracts --------------------------------------------------------------------
+def test_batch_max_is_at_least_one(db_path):
+    assert Store(db_path, batch_max=0).batch_max == 1
+    assert Store(db_path, batch_max=-3).batch_max == 1
+    assert Store(db_path, batch_max=7).batch_max == 7
+    s = Store(db_path)
+    assert (s.batch_max, s.batch_wait, s.instance, s.last_id, s.opened, s.fts) == \
+        (1000, 0.0, "", 0, False, False)
+
+
+def test_submit_checks_unless_told_not_to(st):
+    with pytest.raises(ValueError):
+        st.submit(Write(op="nope"))
+    st.submit(Write(op="nope"), check=False)           # the caller vouches for it
+    st.commit_queued()
+    st.close()
+    with pytest.raises(StoreError, match="^the store is closed$"):
+        st.submit(say("late"))
+    with pytest.raises(StoreError, match="^the store is closed$"):
+        st.rooms()
+
+
+def test_close_stops_every_thread_of_the_store(db_path):
+    s = Store(db_path).open()
+    s.start()
+    threads = [s._thread, s._checkpointer, s._indexer]
+    assert [t.name for t in threads] == ["parley-store-writer", "parley-store-checkpoint",
+                                         "parley-store-index"]
+    assert all(t.daemon and t.is_alive() for t in threads)
+    s.close()
+    assert not any(t.is_alive() for t in threads)
+    assert (s._thread, s._checkpointer, s._indexer, s._sconn, s._wconn) == (None,) * 5
+    assert not s.opened
+
+
+def test_context_manager_opens_once_and_closes(db_path):
+    s = Store(db_path)
+    with s as same:
+        assert same is s and s.opened
+        with pytest.raises(StoreError):
+            Store(db_path).open()                      # locked while open
+    assert not s.opened
+    Store(db_path).open().close()                      # unlocked
+    t = Store(db_path).open()
+    with t:
+        assert t.opened
+    assert not t.opened

@@ -488,9 +488,7 @@ class Store:
         return self
 
     def _connect(self, path: Optional[str] = None) -> sqlite3.Connection:
-        path = path or self._uri
-        conn = sqlite3.connect(path, uri=path.startswith("file:"),
-                               isolation_level=None, check_same_thread=False,
+        conn = sqlite3.connect(path or self._uri, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return conn
