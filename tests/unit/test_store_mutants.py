@@ -1142,27 +1142,33 @@ def test_the_indexer_works_in_chunks(db_path, monkeypatch):
         assert upto == "6"
 
 
-def test_a_search_does_not_wait_long_for_a_stuck_index(st, monkeypatch, caplog):
+def test_a_search_does_not_wait_long_for_a_stuck_index(db_path, monkeypatch, caplog):
     monkeypatch.setattr(store_mod, "SEARCH_WAIT", 0.2)
-    commit(st, say("early bird"))
-    assert st.flush(5)
-    blocker = sqlite3.connect(st.search_path, isolation_level=None, timeout=0)
+    monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_MS", 0)      # a locked index fails at once
+    st = Store(db_path, clock=Clock()).open()
     try:
-        blocker.execute("BEGIN IMMEDIATE")
-        st._sconn.execute("PRAGMA busy_timeout=0")
-        commit(st, say("late bird"))
-        assert ids(st.search(A, "bird", ["#general"])[0]) == [1]      # the index is behind
-        assert "searching an index that is behind (1 of 2)" in caplog.messages
-        errors = [m for m in caplog.messages if m.startswith("could not update the search index")]
-        assert errors and errors[0] == (f"could not update the search index {st.search_path}: "
-                                        f"database is locked (will retry)")
+        commit(st, say("early bird"))
+        assert st.flush(5)
+        blocker = sqlite3.connect(st.search_path, isolation_level=None, timeout=0)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            commit(st, say("late bird"))
+            assert ids(st.search(A, "bird", ["#general"])[0]) == [1]      # the index is behind
+            assert "searching an index that is behind (1 of 2)" in caplog.messages
+            with st._index_cv:
+                assert st._index_cv.wait_for(lambda: not st._index_ok, 5)
+            errors = [m for m in caplog.messages if m.startswith("could not update the search")]
+            assert errors == [f"could not update the search index {st.search_path}: "
+                              f"database is locked (will retry)"]
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        st._index_wake.set()                              # the indexer retries when woken
+        with st._index_cv:
+            assert st._index_cv.wait_for(lambda: st._indexed >= 2, 5)
+        assert ids(st.search(A, "bird", ["#general"])[0]) == [2, 1]
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
-    st._index_wake.set()                              # the indexer retries when woken
-    with st._index_cv:
-        assert st._index_cv.wait_for(lambda: st._indexed >= 2, 5)
-    assert ids(st.search(A, "bird", ["#general"])[0]) == [2, 1]
+        st.close()
 
 
 # --- small contracts --------------------------------------------------------------------
