@@ -1218,3 +1218,39 @@ def test_context_manager_opens_once_and_closes(db_path):
     with t:
         assert t.opened
     assert not t.opened
+
+
+# --- reads that run several queries see one snapshot --------------------------------------
+class WriteBetween:
+    """A reader connection that lets a write commit right after its first query."""
+
+    def __init__(self, conn, write):
+        self.conn, self.write, self.done = conn, write, False
+
+    def execute(self, sql, *args):
+        cur = self.conn.execute(sql, *args)
+        if not self.done and sql.lstrip().upper().startswith("SELECT"):
+            self.done = True
+            self.write()
+        return cur
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def _between(st, *writes):
+    st.history(None, room="#general")                 # this thread's reader connection
+    real = st._local.conn
+    st._local.conn = WriteBetween(real, lambda: commit(st, *writes))
+    return real
+
+
+def test_unread_reads_one_snapshot(st):
+    commit(st, say("one", sender="carol", sid=C))
+    real = _between(st, say("two", sender="carol", sid=C))
+    try:
+        (u,) = st.unread(B, "bob", ["#general"])
+    finally:
+        st._local.conn = real
+    assert (u["last_id"], u["count"]) == (1, 1)
+    assert st.unread(B, "bob", ["#general"])[0]["last_id"] == 2
