@@ -649,7 +649,7 @@ class Store:
             return f"{where} is not a Parley database or is damaged: {msg}"
         if "readonly" in low or "read-only" in low:
             return f"cannot write to {where}: the file or its directory is read-only ({msg})"
-        if "disk is full" in low or "database or disk is full" in low:
+        if "disk is full" in low:               # SQLite says "database or disk is full"
             return f"cannot write to {where}: the disk is full"
         if "locked" in low or "busy" in low:
             return f"{where} is locked by another program ({msg})"
