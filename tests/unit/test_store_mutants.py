@@ -1025,8 +1025,8 @@ def test_flush_results(db_path, monkeypatch):
     assert s.flush() is False
 
 
-def test_close_commits_writes_queued_behind_the_stop(db_path):
-    s = Store(db_path).open()
+def test_writes_queued_behind_the_stop_are_committed(db_path):
+    s = Store(db_path, batch_max=1).open()
     gate = threading.Event()
     rec = Recorder()
 
@@ -1037,19 +1037,15 @@ def test_close_commits_writes_queued_behind_the_stop(db_path):
     s.start(on_commit)
     first = say("first")
     s.submit(first)
-    assert rec.wait_for(first)                        # the writer is busy in on_commit
-    closing = threading.Thread(target=s.close)
-    closing.start()
-    while s._queue.empty():                           # the stop is queued ...
-        threading.Event().wait(0.001)
-    late = say("late")
-    s._queue.put(late)                                # ... and a write behind it
-    f = store_mod._Flush()
-    s._queue.put(f)
+    assert rec.wait_for(first)                        # the writer is held in on_commit
+    late, f = say("late"), store_mod._Flush()
+    for item in (store_mod._STOP, late, f):           # as close() leaves them, and one behind
+        s._queue.put(item)
     gate.set()
-    closing.join(10)
-    assert not closing.is_alive()
+    s._thread.join(10)
+    assert not s._thread.is_alive()
     assert late.id == 2 and f.done.is_set()
+    s.close()
     with Store(db_path) as again:
         assert again.last_id == 2
 
