@@ -1277,3 +1277,19 @@ def test_dm_history_reads_one_snapshot(st):
         st._local.conn = real
     assert got == [1]
     assert ids(st.history(A, peer="bob")[0]) == [1, 2]
+
+
+def test_a_peer_search_keeps_to_that_conversation(st):
+    commit(st, dm("word to bob", "alice", A, "bob", B), dm("word to carol", "alice", A, "carol", C),
+           dm("word from carol", "carol", C, "alice", A), say("word in a room"))
+    assert ids(st.search(A, "word", ["#general"], peer="bob")[0]) == [1]
+    assert ids(st.search(A, "word", ["#general"], peer="Carol")[0]) == [3, 2]
+
+
+def test_a_room_search_without_fts5_keeps_to_that_room(db_path, monkeypatch):
+    monkeypatch.setattr(store_mod, "fts5_available", lambda conn: False)
+    with Store(db_path) as s:
+        commit(s, say("pipeline ready", room="#secret"), say("pipeline here", room="#general"),
+               say("pipeline too", room="#python"))
+        assert ids(s.search(A, "pipeline", ["#general", "#python"], room="#secret")[0]) == []
+        assert ids(s.search(A, "pipeline", ["#general", "#python"], room="#python")[0]) == [3]
