@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -1293,3 +1294,45 @@ def test_a_room_search_without_fts5_keeps_to_that_room(db_path, monkeypatch):
                say("pipeline too", room="#python"))
         assert ids(s.search(A, "pipeline", ["#general", "#python"], room="#secret")[0]) == []
         assert ids(s.search(A, "pipeline", ["#general", "#python"], room="#python")[0]) == [3]
+
+
+def test_search_reads_one_snapshot(st, monkeypatch):
+    monkeypatch.setattr(store_mod, "MAX_PARAMS", 1)
+    monkeypatch.setattr(store_mod, "SCOPE_TERMS", 0)
+    commit(st, say("word b", room="#b"))
+    assert st.flush(5)
+
+    def write_and_index():
+        commit(st, say("word b2", room="#b"))
+        assert st.flush(5)
+
+    st.history(None, room="#general")
+    real = st._local.conn
+    st._local.conn = WriteBetween(real, write_and_index)   # after the (empty) #a statement
+    try:
+        got = ids(st.search(None, "word", ["#a", "#b"])[0])
+    finally:
+        st._local.conn = real
+    assert got == [1]
+    assert ids(st.search(None, "word", ["#a", "#b"])[0]) == [2, 1]
+
+
+def test_flush_gives_up_on_a_slow_index_after_its_timeout(st):
+    gate = threading.Event()
+    real = st._index_to
+
+    def slow(target):
+        gate.wait(10)
+        real(target)
+
+    st._index_to = slow
+    try:
+        commit(st, say("slow"))
+        t = time.monotonic()
+        assert st.flush(0.05) is False
+        assert time.monotonic() - t < 0.9
+    finally:
+        gate.set()
+    with st._index_cv:
+        assert st._index_cv.wait_for(lambda: st._indexed >= 1, 10)
+    assert st.flush(5) is True
