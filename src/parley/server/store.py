@@ -248,13 +248,6 @@ def _scope_sql(t: str) -> str:
             f"coalesce('u' || hex({t}.target_sid), '')) END")
 
 
-def _scope(room: Optional[str], sender_sid: Optional[str], target_sid: Optional[str]) -> str:
-    """The ``scope`` column of a message (the same tokens as _scope_sql)."""
-    if room is not None:
-        return "r" + room.encode().hex()
-    return " ".join("u" + s.encode().hex() for s in (sender_sid, target_sid) if s)
-
-
 # the indexer: the messages with lo < id <= hi, from the events database (attached as ev)
 _INDEX_RANGE = (f"INSERT INTO events_fts(rowid, text, scope) SELECT e.id, e.text, {_scope_sql('e')} "
                 "FROM ev.events e WHERE e.id > ? AND e.id <= ? AND e.kind IN ('say', 'me') "
@@ -495,9 +488,7 @@ class Store:
         return self
 
     def _connect(self, path: Optional[str] = None) -> sqlite3.Connection:
-        path = path or self._uri
-        conn = sqlite3.connect(path, uri=path.startswith("file:"),
-                               isolation_level=None, check_same_thread=False,
+        conn = sqlite3.connect(path or self._uri, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return conn
@@ -658,7 +649,7 @@ class Store:
             return f"{where} is not a Parley database or is damaged: {msg}"
         if "readonly" in low or "read-only" in low:
             return f"cannot write to {where}: the file or its directory is read-only ({msg})"
-        if "disk is full" in low or "database or disk is full" in low:
+        if "disk is full" in low:               # SQLite says "database or disk is full"
             return f"cannot write to {where}: the disk is full"
         if "locked" in low or "busy" in low:
             return f"{where} is locked by another program ({msg})"
@@ -709,10 +700,7 @@ class Store:
             os.close(fd)
 
     def _abort_open(self) -> None:
-        if self._sconn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._sconn.close()
-            self._sconn = None
+        # (the search connection is set last, when nothing can fail any more)
         if self._wconn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._wconn.close()
@@ -732,7 +720,7 @@ class Store:
             self._thread.join()
             self._thread = None
         elif self.opened:                    # never started: still commit what was queued
-            self._drain_unstarted()
+            self.commit_queued()
         if self._checkpointer is not None:
             self._ckpt_stop.set()
             self._checkpointer.join()
@@ -767,17 +755,21 @@ class Store:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def _drain_unstarted(self) -> None:
+    def commit_queued(self) -> None:
+        """Commit what is queued now, on the calling thread, in transactions of
+        up to ``batch_max`` writes: for a store whose writer was never started
+        (``close`` does it; tests drive the store this way, without threads).
+        Only writes can be queued then: flushes and the stop come with the writer."""
+        if self._thread is not None:
+            raise RuntimeError("the store's writer is running: it commits what is queued")
+        if not self.opened:
+            raise StoreError("the store is closed" if self._closed else "the store is not open")
         batch = []
         while True:
             try:
-                item = self._queue.get_nowait()
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-            if isinstance(item, _Flush):
-                item.done.set()
-            elif item is not _STOP:
-                batch.append(item)
         for i in range(0, len(batch), self.batch_max):
             self._commit(batch[i:i + self.batch_max])
 
