@@ -1,0 +1,94 @@
+"""Fixtures for the web client tests: a real Parley server (SQLite file, so it
+can restart with its history), the test bridge serving the page and /ws, and a
+headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+import os
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:                                   # pragma: no cover
+    sync_playwright = None
+
+if sync_playwright is None:
+    pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
+if not os.path.exists(CHROMIUM):
+    pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+
+from bridge import Bridge                             # noqa: E402
+from parley.server.app import Server                  # noqa: E402
+from parley.server.connection import Limits           # noqa: E402
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class Web:
+    """The server, the bridge in front of it, and how to restart the server."""
+
+    def __init__(self, db):
+        self.db = db
+        self.server = self._start()
+        self.bridge = Bridge(self.server.address).start()
+
+    def _start(self):
+        limits = Limits(rate=200.0, burst=400, flood_kick=10_000)
+        return Server("127.0.0.1", 0, limits, io_threads=1, db=self.db).start()
+
+    @property
+    def url(self):
+        return self.bridge.url
+
+    @property
+    def address(self):
+        return self.server.address
+
+    def stop_server(self):
+        self.server.stop(grace=0.5)
+        self.bridge.drop()
+
+    def start_server(self):
+        self.server = self._start()
+        self.bridge.target = self.server.address
+
+    def close(self):
+        self.bridge.stop()
+        self.server.stop(grace=0.5)
+
+
+@pytest.fixture
+def web(tmp_path):
+    w = Web(str(tmp_path / "parley.db"))
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b.devices = p.devices
+        yield b
+        b.close()
+
+
+class Watch:
+    """Console errors and page errors of every page opened through it."""
+
+    def __init__(self):
+        self.errors = []
+
+    def page(self, context):
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.set_default_timeout(10_000)
+        return page
+
+
+@pytest.fixture
+def watch():
+    w = Watch()
+    yield w
+    assert w.errors == [], w.errors
