@@ -106,7 +106,7 @@ class Bridge:
                         text = line.decode("utf-8").rstrip("\r\n")
                         if text and not self.deaf:
                             ws.send(text)
-            except (OSError, ValueError):
+            except Exception:              # either side went away
                 pass
             finally:
                 ws.close()

@@ -241,7 +241,10 @@ function addEvent(ev, live) {
     }
     if (live && document.hidden && mention) ui.notify(c, ev);
   }
-  if (key === state.current) ui.insertEvent(state, c, ev);
+  if (key === state.current) {
+    ui.insertEvent(state, c, ev);
+    if (ev.type === "join" || ev.type === "leave") ui.renderMembers(state);
+  }
   if (live) {
     ui.renderSidebar(state);
     if (key === state.current) ui.renderHeader(state);
