@@ -205,3 +205,159 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     carol.close()
     ctx_a.close()
     ctx_b.close()
+
+
+# --- 2. the phone ----------------------------------------------------------------------------
+def test_phone_drawer_input_touch_targets_and_theme(web, browser, watch):
+    ctx = browser.new_context(**browser.devices["Pixel 7"])
+    pat = watch.page(ctx)
+    login(pat, web.url, "pat")
+    carol = RawClient(web.address)
+    carol.hello("carol", rooms=True)
+    for text in ("morning all ☀️", "anyone tried the new build?", "pat: yes, works on my phone 📱"):
+        carol.send({"type": "say", "text": text, "label": text[:8]})
+    wait_text(pat, "works on my phone")
+    send(pat, "same here, from the bus 🚌")
+    expect_message(carol, "same here, from the bus 🚌", sender="pat")
+    no_pending(pat)
+
+    vw, vh = pat.viewport_size["width"], pat.viewport_size["height"]
+    assert vw < 420
+    # the sidebar is a drawer, closed; the composer is at the bottom, on screen
+    assert pat.locator("#sidebar").is_hidden()
+    box = pat.locator("#input").bounding_box()
+    assert box["y"] + box["height"] <= vh and box["y"] > vh * 0.75, box
+    assert pat.evaluate("document.documentElement.scrollWidth") <= vw     # nothing sticks out sideways
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pat.screenshot(path=str(SHOTS / "web-phone.png"))
+
+    # every visible button is a comfortable touch target
+    def small_targets():
+        return pat.eval_on_selector_all(
+            "button, input, textarea",
+            "els => els.filter(e => e.offsetParent !== null).map(e => [e.id || e.className, "
+            "e.getBoundingClientRect().width, e.getBoundingClientRect().height])"
+            ".filter(([, w, h]) => w < 44 || h < 44)")
+    assert small_targets() == []
+
+    # the menu button opens the drawer; Escape closes it and gives focus back
+    menu = pat.locator("#menu-btn")
+    menu.click()
+    pat.locator("#sidebar").wait_for(state="visible")
+    assert menu.get_attribute("aria-expanded") == "true"
+    assert small_targets() == []
+    pat.keyboard.press("Escape")
+    pat.locator("#sidebar").wait_for(state="hidden")
+    assert menu.get_attribute("aria-expanded") == "false"
+    assert pat.evaluate("document.activeElement.id") == "menu-btn"
+    # the scrim closes it too, and picking a conversation closes it
+    menu.click()
+    pat.locator("#scrim").click(position={"x": vw - 10, "y": vh // 2})
+    pat.locator("#sidebar").wait_for(state="hidden")
+    menu.click()
+    pat.click("#add-room")
+    pat.fill("#room-input", "bus")
+    pat.press("#room-input", "Enter")
+    pat.locator("#sidebar").wait_for(state="hidden")
+    pat.wait_for_function("() => document.querySelector('#conv-title').textContent === '#bus'")
+    menu.click()
+    pat.click('#room-list button[data-key="#general"]')
+    pat.locator("#sidebar").wait_for(state="hidden")
+    assert pat.locator("#conv-title").inner_text() == "#general"
+
+    # light theme and an accent colour, remembered across a reload
+    menu.click()
+    pat.click("#settings-btn")
+    pat.check('input[name="theme"][value="light"]')
+    pat.fill("#accent", "#e0457b")
+    pat.click("#settings button[value=close]")
+    assert pat.evaluate("document.documentElement.dataset.theme") == "light"
+    pat.reload()
+    wait_online(pat)
+    assert pat.evaluate("document.documentElement.dataset.theme") == "light"
+    bg = pat.evaluate("getComputedStyle(document.querySelector('#send')).backgroundColor")
+    assert bg == "rgb(224, 69, 123)", bg
+    surface = pat.evaluate("getComputedStyle(document.querySelector('.main')).backgroundColor")
+    assert surface == "rgb(255, 255, 255)", surface
+    carol.close()
+    ctx.close()
+
+
+# --- 3. reconnecting --------------------------------------------------------------------------
+def test_reconnect_after_server_restart_catches_up_and_sends_queued_once(web, browser, watch):
+    ctx = browser.new_context(viewport={"width": 1000, "height": 700})
+    alice = watch.page(ctx)
+    login(alice, web.url, "alice")
+    carol = RawClient(web.address)
+    carol.hello("carol", rooms=True)
+    send(alice, "before the restart")
+    expect_message(carol, "before the restart")
+    no_pending(alice)
+
+    # 1. a message the server stores whose ack never reaches the browser
+    web.bridge.deaf = True
+    send(alice, "acked but not heard")
+    expect_message(carol, "acked but not heard", sender="alice")
+    assert texts(alice, pending=True)[-1].startswith("acked but not heard")
+    assert alice.locator("#messages li.pending").count() == 1
+
+    # 2. the server goes away (and the page cannot reconnect yet)
+    web.bridge.paused = True
+    web.stop_server()
+    carol.close()
+    alice.locator("#banner").wait_for(state="visible")
+    assert "Reconnecting" in alice.locator("#banner").inner_text()
+    send(alice, "typed while offline")
+    assert alice.locator("#messages li.pending").count() == 2
+
+    # 3. it comes back with its history; someone speaks before alice is back
+    web.start_server()
+    web.bridge.deaf = False
+    dave = RawClient(web.address)
+    dave.hello("dave", rooms=True)
+    dave.send({"type": "say", "text": "you missed this", "label": "d-1"})
+    dave.answer("d-1")
+    web.bridge.paused = False
+
+    # 4. alice is back by herself: caught up, the queue sent exactly once
+    wait_online(alice)
+    wait_text(alice, "you missed this")
+    expect_message(dave, "typed while offline", sender="alice")
+    no_pending(alice)
+    shown = texts(alice)
+    for text in ("before the restart", "acked but not heard", "typed while offline", "you missed this"):
+        assert shown.count(text) == 1, (text, shown)
+    assert shown.index("you missed this") < shown.index("typed while offline")
+    again = [ev.text for ev in dave.frames(1.0) if ev.type == "message"]
+    assert "acked but not heard" not in again and "typed while offline" not in again, again
+    history = dave.request({"type": "history", "room": "#general", "limit": 50}, "history")
+    stored = [m["text"] for m in history.messages if m["type"] == "message"]
+    assert stored.count("acked but not heard") == 1 and stored.count("typed while offline") == 1, stored
+    dave.close()
+    watch.errors[:] = [e for e in watch.errors if not NETWORK_NOISE.search(e)]
+    ctx.close()
+
+
+# --- 4. history ----------------------------------------------------------------------------
+def test_history_loads_as_you_scroll_up(web, browser, watch):
+    carol = RawClient(web.address)
+    carol.hello("carol", rooms=True)
+    for i in range(1, 131):
+        carol.send({"type": "say", "text": f"line {i}", "label": f"h{i}"})
+    for i in range(1, 131):
+        carol.answer(f"h{i}")
+    ctx = browser.new_context(viewport={"width": 1000, "height": 700})
+    alice = watch.page(ctx)
+    login(alice, web.url, "alice")
+    wait_text(alice, "line 130")
+    assert "line 1" not in texts(alice)               # a newcomer gets the last few
+    for _ in range(20):
+        if "line 1" in texts(alice):
+            break
+        alice.eval_on_selector("#log", "e => e.scrollTop = 0")
+        alice.wait_for_timeout(300)
+    shown = [t for t in texts(alice) if t.startswith("line ")]
+    assert shown == [f"line {i}" for i in range(1, 131)]
+    alice.locator("#log-top", has_text="beginning of #general").wait_for()
+    carol.close()
+    ctx.close()
