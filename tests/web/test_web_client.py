@@ -361,3 +361,77 @@ def test_history_loads_as_you_scroll_up(web, browser, watch):
     alice.locator("#log-top", has_text="beginning of #general").wait_for()
     carol.close()
     ctx.close()
+
+
+# --- 5. notifications, accessibility, the offline shell --------------------------------
+# The tab's visibility and the Notification API, under the test's control: headless
+# Chromium has no visible desktop to hide a tab from or show a notification on.
+HIDDEN_TAB = """
+window.__hidden = false;
+window.__notes = [];
+Object.defineProperty(Document.prototype, "hidden", { get: () => window.__hidden, configurable: true });
+window.Notification = class {
+  constructor(title, options) { window.__notes.push([title, options && options.body]); }
+  close() {}
+  static get permission() { return "granted"; }
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+"""
+
+
+def test_notifications_title_accessibility_and_offline_shell(web, browser, watch):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    ctx.add_init_script(HIDDEN_TAB)
+    alice = watch.page(ctx)
+    login(alice, web.url, "alice")
+    carol = RawClient(web.address)
+    carol.hello("carol", rooms=True)
+
+    # ARIA: the log is a polite live region, the sidebar a navigation with lists
+    log = alice.locator("#log")
+    assert log.get_attribute("role") == "log" and log.get_attribute("aria-live") == "polite"
+    assert alice.locator("nav#sidebar[aria-label] ul.conv-list").count() == 2
+    # keyboard: Tab from the top reaches the sidebar first, with a visible focus ring
+    alice.evaluate("document.activeElement.blur()")
+    alice.keyboard.press("Tab")
+    assert alice.evaluate("document.activeElement.id") == "add-room"
+    assert alice.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    alice.keyboard.press("Enter")                       # opens the "join a room" field
+    assert alice.evaluate("document.activeElement.id") == "room-input"
+    alice.keyboard.press("Escape")
+    assert alice.evaluate("document.activeElement.id") == "add-room"
+
+    # the tab is hidden: a mention and a DM notify, a plain message only counts
+    alice.evaluate("window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))")
+    for frame in ({"text": "lunch anyone?"}, {"text": "alice, are you there?"},
+                  {"text": "just between us", "to": "alice"}):
+        carol.send({"type": "say", "label": frame["text"][:6], **frame})
+        carol.answer(frame["text"][:6])
+    alice.wait_for_function("() => window.__notes.length >= 2")
+    alice.wait_for_timeout(300)
+    assert alice.evaluate("window.__notes") == [["carol in #general", "alice, are you there?"],
+                                                ["carol (direct message)", "just between us"]]
+    assert alice.title() == "(3) Parley"
+    assert alice.locator("#favicon").get_attribute("href") == "icon-mention.svg"
+    # back to the tab: #general is read, the DM still waits
+    alice.evaluate("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
+    alice.wait_for_function("() => document.title === '(1) Parley'")
+    alice.locator('#dm-list button[data-key="@carol"] .badge.mention').wait_for()
+
+    # the service worker keeps the shell: with no network it opens, "reconnecting"
+    assert alice.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+    alice.wait_for_function("() => !!navigator.serviceWorker.controller")
+    ctx.set_offline(True)
+    alice.reload()
+    alice.locator("#app").wait_for(state="visible")
+    alice.locator("#banner", has_text="Reconnecting").wait_for()
+    assert alice.locator("#me").inner_text() == "alice"
+    send(alice, "written offline")
+    assert alice.locator("#messages li.pending").count() == 1
+    ctx.set_offline(False)
+    wait_online(alice)
+    expect_message(carol, "written offline", sender="alice")
+    no_pending(alice)
+    carol.close()
+    watch.errors[:] = [e for e in watch.errors if not NETWORK_NOISE.search(e)]
+    ctx.close()
