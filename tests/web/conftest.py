@@ -78,6 +78,13 @@ class Watch:
 
     def __init__(self):
         self.errors = []
+        self.allowed = None          # a regex of errors that are expected (a refused WebSocket)
+
+    def allow(self, pattern):
+        self.allowed = pattern
+
+    def unexpected(self):
+        return [e for e in self.errors if not (self.allowed and self.allowed.search(e))]
 
     def page(self, context):
         page = context.new_page()
@@ -91,4 +98,4 @@ class Watch:
 def watch():
     w = Watch()
     yield w
-    assert w.errors == [], w.errors
+    assert w.unexpected() == [], w.unexpected()
