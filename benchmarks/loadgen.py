@@ -65,12 +65,40 @@ EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR, EPOLLHUP = select.EPOLLERR, select.EPOLLHUP
 
 # client states
-NEW, CONNECTING, HELLO, IRC_REG, IRC_JOIN, READY, CLOSED, ROOMS, TLS_HS = range(9)
-HANDSHAKING = (CONNECTING, HELLO, IRC_REG, IRC_JOIN, ROOMS, TLS_HS)
+NEW, CONNECTING, HELLO, IRC_REG, IRC_JOIN, READY, CLOSED, ROOMS, TLS_HS, WS_HS = range(10)
+HANDSHAKING = (CONNECTING, HELLO, IRC_REG, IRC_JOIN, ROOMS, TLS_HS, WS_HS)
 # TLS (Parley's --tls-port): what a non-blocking SSL socket raises instead of BlockingIOError
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 PARLEY, IRC = "parley", "irc"
+
+# WebSocket (Parley's /ws on the same port): what the server sends are FIN text frames
+# (0x81, unmasked) of JSON objects, each ending in '}'.  '}' then 0x81 cannot occur
+# inside UTF-8 text, so it marks a frame boundary; the header after it (length < 126,
+# or 126 + 2 bytes, or 127 + 8 bytes) is replaced by a newline in one C-speed pass
+# (and the last '}' gets one too).
+WS_HEADER = re.compile(rb"}(?:\x81(?:\x7e..|\x7f.{8}|[\x00-\x7d])|\Z)", re.DOTALL)
+WS_UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def ws_frames(lines: bytes) -> bytes:
+    """JSON lines -> masked client text frames (mask key 0: a benchmark needs no
+    secrecy from proxies, and XOR with zero leaves the payload as it is)."""
+    out = []
+    for line in lines.split(NL):
+        if not line:
+            continue
+        n = len(line)
+        if n < 126:
+            out.append(bytes((0x81, 0x80 | n)))
+        elif n < 65536:
+            out.append(b"\x81\xfe" + n.to_bytes(2, "big"))
+        else:
+            out.append(b"\x81\xff" + n.to_bytes(8, "big"))
+        out.append(b"\0\0\0\0")
+        out.append(line)
+    return b"".join(out)
 
 
 def raise_nofile() -> int:
@@ -107,7 +135,7 @@ class Client:
                  "t_start", "t_reg", "out", "mask", "last_id", "token", "seen", "base_id",
                  "marks", "bye", "seq", "sessions", "truncated", "flood_off", "retries",
                  "closed_at", "close_reason", "gen", "slow_bytes", "dups", "hist",
-                 "caps", "rooms", "part_general", "post_room", "joins_left")
+                 "caps", "rooms", "part_general", "post_room", "joins_left", "wsbuf")
 
     def __init__(self, idx: int, name: str, mode: str, sample: bool, track: bool):
         self.idx, self.name, self.mode = idx, name, mode
@@ -116,6 +144,7 @@ class Client:
         self.fd = -1
         self.state = NEW
         self.tail = b""
+        self.wsbuf = b""
         self.t_start = self.t_reg = 0
         self.out = bytearray()
         self.mask = 0
@@ -188,6 +217,7 @@ class Worker:
         self.join_pat = b'"type":"join"'
         self.rng = random.Random(1000 + wid)
         self.tls: Optional[ssl.SSLContext] = None
+        self.ws = False                     # WebSocket at /ws instead of JSON Lines
 
     # --- timers -----------------------------------------------------------
     def at(self, when: float, fn, *args) -> None:
@@ -273,8 +303,9 @@ class Worker:
             self.exit = True
 
     def op_setup(self, host: str, port: int, proto: str, max_inflight: int = 64,
-                 reg_timeout: float = 60.0, tls: bool = False) -> dict:
+                 reg_timeout: float = 60.0, tls: bool = False, ws: bool = False) -> dict:
         self.host, self.port, self.proto = host, port, proto
+        self.ws = ws
         if tls:          # a benchmark: encryption yes, certificate checks no
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             self.tls.check_hostname = False
@@ -497,6 +528,7 @@ class Worker:
         s.setblocking(False)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c.sock, c.fd, c.tail, c.out, c.bye = s, s.fileno(), b"", bytearray(), None
+        c.wsbuf = b""
         c.state = CONNECTING
         c.t_start = time.time_ns()
         c.gen += 1
@@ -529,7 +561,7 @@ class Worker:
         if c.gen == gen and c.state in HANDSHAKING:
             self._fail(c, "registration timeout")
 
-    def _connected(self, c: Client) -> None:
+    def _connected(self, c: Client, upgraded: bool = False) -> None:
         err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self._fail(c, "connect:" + errno.errorcode.get(err, str(err)))
@@ -540,6 +572,10 @@ class Worker:
             self._tls_handshake(c)
             return
         self._set_mask(c, EPOLLIN)
+        if self.ws and not upgraded:
+            c.state = WS_HS
+            self._send(c, WS_UPGRADE % (self.host.encode(), self.port))
+            return
         if self.proto == IRC:
             c.state = IRC_REG
             n = c.name.encode()
@@ -615,6 +651,8 @@ class Worker:
     def _send(self, c: Client, data: bytes) -> None:
         if c.sock is None:
             return
+        if self.ws and c.state != WS_HS:
+            data = ws_frames(data)
         if c.out:
             if len(c.out) > OUT_CAP:
                 self.st["send_dropped"] += 1
@@ -665,6 +703,12 @@ class Worker:
         if not data:
             self._lost(c, "eof")
             return
+        if self.ws:
+            if c.state == WS_HS:
+                data = self._ws_upgraded(c, data)
+            data = self._ws_lines(c, data) if data else b""
+            if not data:
+                return
         now = time.time_ns()
         st = self.st
         st["bytes"] += len(data)
@@ -706,6 +750,49 @@ class Worker:
                     self._special_irc(c, data, end, now)
                 else:
                     self._special(c, data, end, now)
+
+    def _ws_upgraded(self, c: Client, data: bytes) -> bytes:
+        """The server's answer to the upgrade; then hello (as a frame).  What is left."""
+        head = c.wsbuf + data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            c.wsbuf = head if len(head) < 65536 else b""
+            return b""
+        c.wsbuf = b""
+        if not head.startswith(b"HTTP/1.1 101"):
+            self._fail(c, "ws:" + head[:40].decode("latin-1", "replace"))
+            return b""
+        c.state = CONNECTING
+        self._connected(c, upgraded=True)   # now says hello, framed
+        return head[end + 4:]
+
+    def _ws_lines(self, c: Client, data: bytes) -> bytes:
+        """Complete server frames -> JSON lines; a partial frame waits in wsbuf."""
+        buf = c.wsbuf + data if c.wsbuf else data
+        n = len(buf)
+        pos = buf.rfind(b"}\x81") + 1        # everything before is whole frames
+        while pos + 2 <= n:                  # the frame(s) after it: complete?
+            ln, h = buf[pos + 1] & 0x7F, 2
+            if ln == 126:
+                if pos + 4 > n:
+                    break
+                ln, h = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif ln == 127:
+                if pos + 10 > n:
+                    break
+                ln, h = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if pos + h + ln > n:
+                break
+            if buf[pos] != 0x81:             # a close frame: the end of the stream follows
+                n = pos
+                break
+            pos += h + ln
+        c.wsbuf = buf[pos:n]
+        if not pos:
+            return b""
+        ln = buf[1] & 0x7F                   # the first frame's header
+        h0 = 2 if ln < 126 else 4 if ln == 126 else 10
+        return WS_HEADER.sub(b"}\n", memoryview(buf)[h0:pos])
 
     def _lines_with(self, data: bytes, end: int, pat: bytes):
         pos = data.find(pat, 0, end)
@@ -1157,9 +1244,11 @@ class LoadGen:
     """Coordinator: starts worker processes and drives them with commands."""
 
     def __init__(self, host: str, port: int, proto: str = PARLEY, workers: int = 2,
-                 max_inflight: int = 64, reg_timeout: float = 60.0, tls: bool = False):
+                 max_inflight: int = 64, reg_timeout: float = 60.0, tls: bool = False,
+                 ws: bool = False):
         self.host, self.port, self.proto = host, port, proto
         self.tls = tls
+        self.ws = ws
         self.nworkers = workers
         self.max_inflight, self.reg_timeout = max_inflight, reg_timeout
         self.procs: list = []
@@ -1187,7 +1276,7 @@ class LoadGen:
             self.conns.append(a)
         r = self.call_all("setup", host=self.host, port=self.port, proto=self.proto,
                           max_inflight=self.max_inflight, reg_timeout=self.reg_timeout,
-                          tls=self.tls)
+                          tls=self.tls, ws=self.ws)
         self.pids = [x["pid"] for x in r]
 
     def stop(self) -> None:

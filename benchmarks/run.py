@@ -19,6 +19,8 @@ Scenarios (clients speak protocol 1 unless the rooms cap is said):
          twice: protocol-1 clients, then rooms-cap clients)
   s1tls  the same burst with every client on Parley's TLS port (a self-signed
          certificate; Parley only), next to plain TCP in the same run
+  s1ws   the same burst with every client a WebSocket (/ws on the same port; Parley
+         only, needs the websockets package), next to plain TCP in the same run
   s2     latency at a steady 20,000 deliveries/s
   s3     10,000 clients connect and register; then one message to all
   s3r    the same with rooms-cap clients (Parley only)
@@ -674,7 +676,7 @@ class Bench:
         srv.start()
         return srv
 
-    def loadgen(self, srv: ServerProc, tls: bool = False) -> LoadGen:
+    def loadgen(self, srv: ServerProc, tls: bool = False, ws: bool = False) -> LoadGen:
         # ngircd listens with a backlog of 10 and accepts one connection per
         # turn of its loop: more handshakes in flight overflow its accept
         # queue (SYN retransmits, seconds lost); fewer leave it idle.  16 per
@@ -682,7 +684,7 @@ class Bench:
         inflight = 16 if srv.kind == "ngircd" else 32
         lg = LoadGen("127.0.0.1", srv.tls_port if tls else srv.port, srv.proto,
                      workers=self.args.workers, max_inflight=inflight, reg_timeout=120.0,
-                     tls=tls)
+                     tls=tls, ws=ws)
         lg.start()
         return lg
 
@@ -767,13 +769,21 @@ class Bench:
         self._s1(kind, caps=False)
         self._s1(kind, caps=False, tls=True)
 
-    def _s1(self, kind: str, caps: bool, tls: bool = False) -> None:
+    def s1ws(self, kind: str) -> None:
+        """S1 over WebSocket (Parley only), after the same burst over plain TCP."""
+        if kind != "parley":
+            log(f"    s1ws: Parley only, {kind} skipped")
+            return
+        self._s1(kind, caps=False)
+        self._s1(kind, caps=False, ws=True)
+
+    def _s1(self, kind: str, caps: bool, tls: bool = False, ws: bool = False) -> None:
         n = 200 if self.quick else self.args.s1_clients
         rounds = 1 if self.quick else 3
         extra = ["--tls-self-signed", "--tls-port", "0"] if tls else None
-        srv = self.server(kind, "s1-tls" if tls else "s1-caps" if caps else "s1",
-                          parley_args=extra)
-        lg = self.loadgen(srv, tls=tls)
+        srv = self.server(kind, "s1-ws" if ws else "s1-tls" if tls else "s1-caps" if caps
+                          else "s1", parley_args=extra)
+        lg = self.loadgen(srv, tls=tls, ws=ws)
         try:
             with Sampler(srv) as smp:
                 c = self.connect(lg, range(n), timeout=120, caps=caps)
@@ -814,7 +824,8 @@ class Bench:
                             f" CPU {lcpu_s:.2f} s (per million deliveries: server "
                             f"{cpu_s * per_m:.2f} s, loadgen {lcpu_s * per_m:.2f} s)")
             self.add(Row("S1 fan-out burst" + (" (cap rooms)" if caps else "")
-                         + (" (TLS)" if tls else ""), kind, n, med,
+                         + (" (TLS)" if tls else "") + (" (WebSocket)" if ws else ""),
+                         kind, n, med,
                          p["p50"], p["p99"], p["max"],
                          st["rss_mb"], st["hwm_mb"], smp.max_threads or st["threads"],
                          c["connect_s"], "; ".join(notes),

@@ -26,6 +26,8 @@ from .certs import CertError, default_names, fingerprint, self_signed
 from .connection import IOWorker, Limits
 from .guard import Guard
 from .transports.tls import server_context
+from .transports import web as webmod
+from .transports.web import WebSite
 from .hub import Hub
 from .store import Store, StoreError, default_data_dir
 
@@ -70,8 +72,11 @@ class Server:
                  limits: Optional[Limits] = None, io_threads: int = 2,
                  db: str = ":memory:",
                  selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector,
-                 tls: Optional[ssl.SSLContext] = None, tls_port: int = 8889):
+                 tls: Optional[ssl.SSLContext] = None, tls_port: int = 8889,
+                 web: Optional[WebSite] = None):
         self.host, self.port = host, port
+        # HTTP (static files) and WebSocket (/ws) on the same ports; None: JSON Lines only
+        self.web = web
         # TLS: the same chat on a second port (plain TCP stays for old clients)
         self.tls, self.tls_port = tls, tls_port
         self.tls_listener: Optional[socket.socket] = None
@@ -86,7 +91,8 @@ class Server:
         self.guard = Guard(max_per_address=lim.max_per_address, connect_rate=lim.connect_rate,
                            connect_burst=lim.connect_burst, kick_cooldown=lim.kick_cooldown,
                            limit_loopback=lim.limit_loopback, rate=lim.rate, burst=lim.burst)
-        self.workers = [IOWorker(i, self.hub, self.limits, selector_factory, guard=self.guard)
+        self.workers = [IOWorker(i, self.hub, self.limits, selector_factory, guard=self.guard,
+                                 web=web)
                         for i in range(max(1, io_threads))]
         self.hub.on_append = self._wake_all
         self.hub.on_wake = self._wake_for
@@ -323,6 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
                           "fingerprint is printed at start: clients show it on first use")
     tls.add_argument("--tls-port", type=int, default=None,
                      help="TLS port (default 8889; 0 picks a free one)")
+    web = ap.add_argument_group(
+        "web", "Browsers are served on the same ports as the other clients: an HTTP request "
+               "gets static files (http:// on --port, https:// on --tls-port), /ws is the "
+               "WebSocket (ws://, wss://) speaking the same JSON frames.  WebSocket needs the "
+               "'websockets' package (pip install websockets, or the 'web' extra).")
+    web.add_argument("--web-root", metavar="DIR", default=None,
+                     help="serve the static files of this directory instead of the built-in "
+                          "web client")
+    web.add_argument("--web-origin", metavar="URL", action="append", default=[],
+                     help="also let pages from this origin (e.g. https://chat.example.org) open "
+                          "the WebSocket; repeatable.  Same-origin pages and clients that send "
+                          "no Origin (not browsers) are always allowed; others get 403")
+    web.add_argument("--no-web", action="store_true",
+                     help="no HTTP or WebSocket: an HTTP request gets a 404 page saying so, "
+                          "then the connection is closed")
     group = ap.add_argument_group("limits")
     for f in dataclasses.fields(Limits):
         flag = "--" + f.name.replace("_", "-")
@@ -332,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
             group.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
                                help=f"{LIMIT_HELP[f.name]} (default {f.default})")
     return ap
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _raise_fd_limit() -> None:
@@ -382,8 +407,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         except CertError as e:
             print(f"parley-server: {e}", file=sys.stderr)
             return 2
+    web_note = None
+    if args.no_web:
+        web = WebSite.off("it was started with --no-web")
+    elif webmod.WEBSOCKETS is None:
+        web = WebSite.off("the server has no WebSocket support: " + webmod.ENABLE_HINT)
+        web_note = "web client off: " + webmod.ENABLE_HINT
+    else:
+        if args.web_root is not None and not os.path.isdir(args.web_root):
+            print(f"parley-server: --web-root {args.web_root}: not a directory", file=sys.stderr)
+            return 2
+        web = WebSite(args.web_root or "", tuple(args.web_origin))
     server = Server(args.host, args.port, limits, io_threads=args.io_threads, db=db,
-                    tls=tls_context, tls_port=8889 if args.tls_port is None else args.tls_port)
+                    tls=tls_context, tls_port=8889 if args.tls_port is None else args.tls_port,
+                    web=web)
     try:
         server.start()
     except StoreError as e:
@@ -412,6 +449,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         # always shown: clients show this fingerprint and ask whether to trust it
         print(f"TLS on {host}:{port}, certificate SHA-256 fingerprint {tls_fingerprint}",
               file=sys.stderr, flush=True)
+    if web_note is not None:
+        print(web_note, file=sys.stderr, flush=True)     # one line: how to turn it on
+    elif web.enabled:
+        host, port = server.address
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        where = f"http://{_url_host(host)}:{port}/"
+        if tls_context is not None:
+            where += f" and https://{_url_host(host)}:{server.tls_address[1]}/"
+        print(f"web client on {where} (WebSocket at /ws)", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum, _frame):

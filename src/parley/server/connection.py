@@ -34,7 +34,7 @@ from .. import protocol as p
 from .hub import BroadcastLog, Hub
 from .guard import Guard, address_of
 from .session import Close, Limits, Send, ServerSession
-from .transports import JsonLinesTransport, TlsTransport
+from .transports import JsonLinesTransport, SwitchProtocol, TlsTransport
 
 log = logging.getLogger("parley.server")
 
@@ -198,8 +198,9 @@ class IOWorker(threading.Thread):
 
     def __init__(self, index: int, hub: Hub, limits: Limits,
                  selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector,
-                 guard: Optional[Guard] = None):
+                 guard: Optional[Guard] = None, web=None):
         super().__init__(name=f"parley-io-{index}", daemon=True)
+        self.web = web              # a WebSite: HTTP and WebSocket on the same ports (or None)
         self.index = index
         self.hub = hub
         self.limits = limits
@@ -304,9 +305,9 @@ class IOWorker(threading.Thread):
             sock.close()
             return
         if tls is not None:     # its SSL object is created here: only this thread uses it
-            transport = TlsTransport(sock, peer, self.limits.max_line, tls)
+            transport = TlsTransport(sock, peer, self.limits.max_line, tls, self.web)
         else:
-            transport = JsonLinesTransport(sock, peer, self.limits.max_line)
+            transport = JsonLinesTransport(sock, peer, self.limits.max_line, self.web)
         c = Connection(transport, self, time.monotonic())
         self.conns.add(c)
         self.selector.register(sock, selectors.EVENT_READ, c)
@@ -322,6 +323,9 @@ class IOWorker(threading.Thread):
         except OSError:
             self.close(c, p.LOST, notify=False)
             return
+        except SwitchProtocol as switch:    # an HTTP request: the web transport takes over
+            c.transport = switch.transport
+            data = switch.data
         if c.transport.want_write:
             self._wait_writable(c)
         if not data:
@@ -343,6 +347,13 @@ class IOWorker(threading.Thread):
                 actions = [Send(p.Error(p.INTERNAL, "the server failed to handle that frame",
                                         getattr(item, "label", None)))]
             self._act(c, actions)
+        t = c.transport
+        if t.ended is not None and not c.closed and c.draining_until is None:
+            # the transport closed the conversation (HTTP done, WebSocket closing
+            # handshake or error): send what it queued, then half-close
+            self.close(c, t.ended[0], t.ended[1], notify=False, graceful=True)
+        elif t.want_write and not c.closed:     # its own bytes (an HTTP response, a pong)
+            self._wait_writable(c)
 
     def _act(self, c: Connection, actions: list) -> None:
         for a in actions:
@@ -579,9 +590,8 @@ class IOWorker(threading.Thread):
             log.info("%s disconnecting: %s (%s)", c.peer, reason, text)
             bye = c.transport.wrap(p.encode(p.Bye(reason=reason, message=text)))
             if reason == p.SENDQ:
-                # it cannot take what it owes: finish the line in progress, then say why
-                nl = rest.find(b"\n")
-                data = (rest[:nl + 1] if nl >= 0 else b"") + bye
+                # it cannot take what it owes: finish the frame in progress, then say why
+                data = (c.transport.rest_of_frame(c.pending) if c.pending else b"") + bye
             else:
                 private = c.transport.wrap(b"".join(f for _, _, f in c.private))
                 data = rest + private + bye
@@ -592,7 +602,8 @@ class IOWorker(threading.Thread):
         for lg in list(c.cursors):
             self.unfollow(c, lg)
         c.cursors.clear()
-        c.pending = memoryview(data) if data else None
+        # (an empty buffer still flushes the transport's own bytes: an HTTP response)
+        c.pending = memoryview(data) if data or c.transport.want_write else None
         c.draining_until = time.monotonic() + 5.0
         if self._send_pending(c) and not c.closed:
             self._half_close(c)

@@ -17,10 +17,20 @@ added as more transports without touching the session state machine or the hub.
                                  for the socket to become writable
     t.secure                     True over TLS
 
+    t.rest_of_frame(view)        the bytes finishing the frame in progress in a wrapped
+                                 buffer (so a goodbye can follow it)
+    t.ended                      None, or (reason, why) once the transport itself ended
+                                 the conversation (HTTP done, WebSocket closed)
+
 Two transports: ``JsonLinesTransport`` (tcp.py, plain TCP) and ``TlsTransport``
-(tls.py, the same lines inside TLS, on the server's ``--tls-port``).
+(tls.py, the same lines inside TLS, on the server's ``--tls-port``).  Given a
+``WebSite``, either hands a connection whose first bytes are an HTTP request
+over to ``WebTransport`` (web.py: static files, WebSocket at ``/ws``), which
+keeps it as its byte stream.
 """
 from .tcp import JsonLinesTransport, Transport
 from .tls import TlsTransport
+from .web import SwitchProtocol, WebSite, WebTransport
 
-__all__ = ["JsonLinesTransport", "TlsTransport", "Transport"]
+__all__ = ["JsonLinesTransport", "SwitchProtocol", "TlsTransport", "Transport", "WebSite",
+           "WebTransport"]

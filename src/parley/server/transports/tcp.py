@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Protocol, Union
+from typing import Optional, Protocol, Union
 
 from ... import protocol as p
+from .web import SwitchProtocol, WebTransport, sniff_http
 
 RECV_SIZE = 65536     # at most this much per read, so a flooder cannot hog a thread
 
@@ -19,6 +20,7 @@ class Transport(Protocol):
     secure: bool            # TLS
     want_write: bool        # bytes of its own wait for EVENT_WRITE (a TLS handshake)
     handshaking: bool       # a TLS handshake in progress (costly steps: rationed per turn)
+    ended: Optional[tuple[str, str]]  # (reason, why): the transport ended the conversation
 
     def fileno(self) -> int: ...
     def recv(self) -> bytes: ...
@@ -26,6 +28,7 @@ class Transport(Protocol):
     def end_of_stream(self) -> list[p.ProtocolError]: ...
     def wrap(self, lines: bytes) -> bytes: ...
     def send(self, data: memoryview) -> int: ...
+    def rest_of_frame(self, data: memoryview) -> bytes: ...
     def shutdown_write(self) -> None: ...
     def close(self) -> None: ...
 
@@ -36,12 +39,15 @@ class JsonLinesTransport:
     secure = False
     want_write = False          # no bytes of its own to send (TLS has: its handshake)
     handshaking = False         # (TLS: until its handshake is done)
+    ended = None                # (the web transport ends a conversation by itself)
 
-    def __init__(self, sock: socket.socket, peer: str, max_line: int):
+    def __init__(self, sock: socket.socket, peer: str, max_line: int, web=None):
         self.sock = sock
         self.peer = peer
+        self.max_line = max_line
         self.decoder = p.FrameDecoder(p.CLIENT_FRAMES, max_line)
         self._first = True
+        self.web = web              # a WebSite: an HTTP request hands over to WebTransport
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -54,6 +60,8 @@ class JsonLinesTransport:
                 # a TLS ClientHello: answering in JSON would only garble its handshake
                 log.info("%s refused: a TLS client on the plain port", self.peer)
                 raise ConnectionRefusedError("TLS on the plain port")
+            if self.web is not None and sniff_http(data):
+                raise SwitchProtocol(WebTransport(self, self.web, self.max_line), data)
         return data
 
     def decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]:
@@ -68,8 +76,18 @@ class JsonLinesTransport:
     def send(self, data: memoryview) -> int:
         return self.sock.send(data)
 
+    def rest_of_frame(self, data: memoryview) -> bytes:
+        return rest_of_line(data)
+
     def shutdown_write(self) -> None:
         self.sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def rest_of_line(data: memoryview) -> bytes:
+    """The bytes that finish the line in progress at the start of ``data``."""
+    rest = bytes(data)
+    nl = rest.find(b"\n")
+    return rest[:nl + 1] if nl >= 0 else b""

@@ -34,7 +34,8 @@ import ssl
 from typing import Optional, Union
 
 from ... import protocol as p
-from .tcp import RECV_SIZE
+from .tcp import RECV_SIZE, rest_of_line
+from .web import SwitchProtocol, WebTransport, sniff_http
 
 log = logging.getLogger("parley.server")
 
@@ -49,10 +50,15 @@ class TlsTransport:
     """One JSON object per line, inside TLS, over a non-blocking socket."""
 
     secure = True
+    ended = None
 
-    def __init__(self, sock: socket.socket, peer: str, max_line: int, context: ssl.SSLContext):
+    def __init__(self, sock: socket.socket, peer: str, max_line: int, context: ssl.SSLContext,
+                 web=None):
         self.sock = sock
         self.peer = peer
+        self.max_line = max_line
+        self.web = web                # a WebSite: an HTTPS request hands over to WebTransport
+        self._first_plain = web is not None
         self.decoder = p.FrameDecoder(p.CLIENT_FRAMES, max_line)
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
@@ -132,7 +138,12 @@ class TlsTransport:
             self._flush()                    # a read may produce output (key update, alert)
         if not out:
             raise BlockingIOError("no complete TLS record yet")
-        return b"".join(out)
+        data = b"".join(out)
+        if self._first_plain:
+            self._first_plain = False
+            if sniff_http(data):
+                raise SwitchProtocol(WebTransport(self, self.web, self.max_line), data)
+        return data
 
     def _refuse_plain(self, data: bytes) -> None:
         """A client that does not start with a TLS handshake: tell a JSON Lines
@@ -172,6 +183,9 @@ class TlsTransport:
             self.ssl.write(data[:n])
             self._flush()
         return n
+
+    def rest_of_frame(self, data: memoryview) -> bytes:
+        return rest_of_line(data)
 
     def _flush(self) -> None:
         """Move what the engine produced to the socket; keep what the kernel refuses."""
