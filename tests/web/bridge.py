@@ -43,15 +43,11 @@ def static_response(path: str) -> Response:
 
 
 class Bridge:
-    """``Bridge(target).start()``; ``url`` is the page; ``target`` (host, port)
-    may change (a restarted server); ``drop()`` cuts every bridged connection;
-    ``paused`` refuses new WebSockets; ``deaf`` stops forwarding server lines
-    (the server thinks they were delivered, the browser never sees them)."""
+    """``Bridge(target).start()``; ``url`` is the page; ``drop()`` cuts every
+    bridged connection."""
 
     def __init__(self, target):
         self.target = target
-        self.paused = False
-        self.deaf = False
         self.links: list[tuple[object, socket.socket]] = []
         self.lock = threading.Lock()
         self.server = serve(self._handle, "127.0.0.1", 0, process_request=self._route,
@@ -85,8 +81,6 @@ class Bridge:
     def _route(self, connection, request):
         if request.path.split("?", 1)[0] != "/ws":
             return static_response(request.path)
-        if self.paused:
-            return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
         return None
 
     def _handle(self, ws) -> None:
@@ -104,7 +98,7 @@ class Bridge:
                 with sock.makefile("rb") as lines:
                     for line in lines:
                         text = line.decode("utf-8").rstrip("\r\n")
-                        if text and not self.deaf:
+                        if text:
                             ws.send(text)
             except Exception:              # either side went away
                 pass

@@ -20,40 +20,55 @@ from bridge import Bridge                             # noqa: E402
 from parley.server.app import Server                  # noqa: E402
 from parley.server.connection import Limits           # noqa: E402
 
+try:                                                  # the server's own HTTP + WebSocket
+    from parley.server.transports.web import WEBSOCKETS, WebSite
+except ImportError:                                   # pragma: no cover
+    WEBSOCKETS = WebSite = None
+# "server": the page and /ws from the Parley server itself (the default when it can);
+# "bridge": through tests/web/bridge.py, a stand-in in front of a TCP-only server.
+TRANSPORT = os.environ.get("PARLEY_WEB_TRANSPORT") or ("server" if WEBSOCKETS else "bridge")
+
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 class Web:
-    """The server, the bridge in front of it, and how to restart the server."""
+    """A server the browser reaches (itself, or through the bridge), and how to
+    stop it and start it again on the same address with the same database."""
 
-    def __init__(self, db):
+    def __init__(self, db, transport=TRANSPORT):
         self.db = db
+        self.transport = transport
+        self.port = 0
         self.server = self._start()
-        self.bridge = Bridge(self.server.address).start()
+        self.port = self.server.address[1]
+        self.bridge = Bridge(self.server.address).start() if transport == "bridge" else None
 
     def _start(self):
         limits = Limits(rate=200.0, burst=400, flood_kick=10_000)
-        return Server("127.0.0.1", 0, limits, io_threads=1, db=self.db).start()
+        site = WebSite() if self.transport == "server" else None
+        return Server("127.0.0.1", self.port, limits, io_threads=1, db=self.db, web=site).start()
 
     @property
     def url(self):
-        return self.bridge.url
+        return self.bridge.url if self.bridge else f"http://127.0.0.1:{self.port}/"
 
     @property
     def address(self):
+        """Where TCP clients connect."""
         return self.server.address
 
     def stop_server(self):
         self.server.stop(grace=0.5)
-        self.bridge.drop()
+        if self.bridge:
+            self.bridge.drop()
 
     def start_server(self):
         self.server = self._start()
-        self.bridge.target = self.server.address
 
     def close(self):
-        self.bridge.stop()
+        if self.bridge:
+            self.bridge.stop()
         self.server.stop(grace=0.5)
 
 

@@ -284,10 +284,43 @@ def test_phone_drawer_input_touch_targets_and_theme(web, browser, watch):
 
 
 # --- 3. reconnecting --------------------------------------------------------------------------
+class Line:
+    """The page's WebSockets, under the test's control (a Playwright route in the
+    browser, so it works whoever serves /ws): ``refuse`` new ones, go ``deaf``
+    (the server's frames are dropped on the way to the page), ``cut()`` them."""
+
+    def __init__(self, page):
+        self.refuse = False
+        self.deaf = False
+        self.open = []
+        page.route_web_socket(re.compile(r"/ws$"), self._route)
+
+    def _route(self, ws):
+        if self.refuse:
+            ws.close()
+            return
+        server = ws.connect_to_server()
+        self.open.append((ws, server))
+        if self.deaf:
+            server.on_message(lambda message: None)
+
+    def go_deaf(self):
+        self.deaf = True
+        for _, server in self.open:
+            server.on_message(lambda message: None)
+
+    def cut(self):
+        for ws, server in self.open:
+            ws.close()
+            server.close()
+        self.open = []
+
+
 def test_reconnect_after_server_restart_catches_up_and_sends_queued_once(web, browser, watch):
     watch.allow(NETWORK_NOISE)
     ctx = browser.new_context(viewport={"width": 1000, "height": 700})
     alice = watch.page(ctx)
+    line = Line(alice)
     login(alice, web.url, "alice")
     carol = RawClient(web.address)
     carol.hello("carol", rooms=True)
@@ -296,29 +329,30 @@ def test_reconnect_after_server_restart_catches_up_and_sends_queued_once(web, br
     no_pending(alice)
 
     # 1. a message the server stores whose ack never reaches the browser
-    web.bridge.deaf = True
+    line.go_deaf()
     send(alice, "acked but not heard")
     expect_message(carol, "acked but not heard", sender="alice")
+    alice.wait_for_timeout(300)
     assert texts(alice, pending=True)[-1].startswith("acked but not heard")
     assert alice.locator("#messages li.pending").count() == 1
 
-    # 2. the server goes away (and the page cannot reconnect yet)
-    web.bridge.paused = True
+    # 2. the server goes away (and the page cannot reconnect for now)
+    line.refuse = True
     web.stop_server()
+    line.cut()
     carol.close()
-    alice.locator("#banner").wait_for(state="visible")
-    assert "Reconnecting" in alice.locator("#banner").inner_text()
+    alice.locator("#banner", has_text="Reconnecting").wait_for()
     send(alice, "typed while offline")
     assert alice.locator("#messages li.pending").count() == 2
 
-    # 3. it comes back with its history; someone speaks before alice is back
+    # 3. it comes back with its history, on the same address; someone speaks
     web.start_server()
-    web.bridge.deaf = False
+    line.deaf = False
     dave = RawClient(web.address)
     dave.hello("dave", rooms=True)
     dave.send({"type": "say", "text": "you missed this", "label": "d-1"})
     dave.answer("d-1")
-    web.bridge.paused = False
+    line.refuse = False
 
     # 4. alice is back by herself: caught up, the queue sent exactly once
     wait_online(alice)
