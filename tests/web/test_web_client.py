@@ -75,7 +75,15 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     assert 10_000 < first_load < 200_000, first_load        # the whole first load, every file
 
     bob = watch.page(ctx_b)
-    login(bob, web.url, "bob")
+    bob.goto(web.url)
+    bob.fill("#login-name", "ALICE")                      # taken, ignoring case
+    bob.press("#login-name", "Enter")
+    bob.locator("#login-error", has_text="taken").wait_for()
+    assert bob.locator("#app").is_hidden()
+    bob.fill("#login-name", "bob")
+    bob.press("#login-name", "Enter")
+    wait_online(bob)
+    assert alice.locator("#messages li.day").first.inner_text() == "Today"
     carol = RawClient(web.address)
     carol.hello("carol", rooms=True)
 
@@ -120,6 +128,10 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     names = ["alice", "bob", "carol", "Zed.x", "UPPER_case-9"]
     js = alice.evaluate("names => import('./util.js').then(m => names.map(n => m.nameColourIndex(n)))", names)
     assert js == [name_colour_index(n) for n in names]
+    days = alice.evaluate("""() => import('./util.js').then(m => [
+        m.dayLabel(new Date().toISOString()), m.dayLabel(new Date(Date.now() - 86400e3).toISOString()),
+        m.dayLabel('2026-03-02T12:00:00.000Z', new Date('2026-11-25T12:00:00Z'))])""")
+    assert days[:2] == ["Today", "Yesterday"] and "2026" in days[2] and "Mar" in days[2], days
     who = alice.locator("#messages li.msg:not(.action) .who", has_text="carol").first
     assert f"nc{name_colour_index('carol')}" in who.get_attribute("class").split()
 
@@ -158,6 +170,8 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     badge = alice.locator('#room-list button[data-key="#python"] .badge.mention')
     badge.wait_for()
     assert badge.inner_text() == "1"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    alice.screenshot(path=str(SHOTS / "web-desktop.png"))
     # a plain message elsewhere gives a plain badge
     bob.click("#add-room")
     bob.fill("#room-input", "#python")
@@ -189,8 +203,6 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     send(alice, "thanks 🙏 see https://docs.python.org/3/")
     expect_message(carol, "thanks 🙏 see https://docs.python.org/3/", room="#python")
     no_pending(alice)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    alice.screenshot(path=str(SHOTS / "web-desktop.png"))
 
     send(alice, "/part")
     alice.locator('#room-list button[data-key="#python"]').wait_for(state="detached")

@@ -2,7 +2,7 @@
 // DOM nodes and textContent -- never innerHTML with anything from the network --
 // so a message can never inject markup or script.  app.js owns the state; this
 // file shows it and forwards what the user does to the ``actions`` it is given.
-import { localDateTime, localTime, mentions, nameColourIndex, segments } from "./util.js";
+import { dayLabel, localDateTime, localTime, mentions, nameColourIndex, segments } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 let actions = null;
@@ -149,6 +149,7 @@ export function renderHeader(st) {
 function eventNode(ev, me) {
   const li = el("li", "line");
   li.dataset.key = String(ev.id);
+  li.dataset.day = dayLabel(ev.ts);
   const t = el("time", "ts", localTime(ev.ts));
   t.dateTime = ev.ts || "";
   t.title = localDateTime(ev.ts);
@@ -224,8 +225,25 @@ function place(node) {
 
 export function insertEvent(st, c, ev) {
   const bottom = atBottom();
-  place(eventNode(ev, st.me));
+  const node = eventNode(ev, st.me);
+  place(node);
+  const prev = node.previousElementSibling;
+  if (!prev || prev.dataset.day !== node.dataset.day) markDays();
   if (bottom) scrollDown();
+}
+
+/** A "Today" / "Yesterday" / date line before the first event of each day. */
+function markDays() {
+  let day = null;
+  for (const li of [...list().children]) {
+    if (li.classList.contains("day")) { li.remove(); continue; }
+    if (!li.dataset.day || li.dataset.day === day) continue;
+    day = li.dataset.day;
+    const sep = el("li", "day");
+    sep.setAttribute("role", "separator");
+    sep.append(el("span", "", day));
+    li.before(sep);
+  }
 }
 
 export function addNotice(n) {
@@ -255,6 +273,7 @@ export function scrollAnchor() {
 }
 
 export function restoreScroll(a) {
+  markDays();
   if (a.bottom && a.top === 0 && a.height <= log().clientHeight) scrollDown();
   else log().scrollTop = log().scrollHeight - (a.height - a.top);
   fillIfShort();
@@ -283,6 +302,7 @@ export function renderAll(st) {
   }
   for (const p of st.pending.values()) if (p.key === st.current) nodes.push(pendingNode(st, p));
   list().replaceChildren(...nodes);
+  markDays();
   scrollDown();
   fillIfShort();
 }

@@ -88,6 +88,17 @@ export function localDateTime(ts) {
   return Number.isNaN(d.getTime()) ? "" : d.toLocaleString();
 }
 
+/** The local day of a timestamp: "Today", "Yesterday" or e.g. "Mon 23 Nov 2026". */
+export function dayLabel(ts, now = new Date()) {
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return "";
+  const start = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((start(now) - start(d)) / 86400000);
+  if (days === 0) return "Today";
+  if (days === 1) return "Yesterday";
+  return d.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short", year: "numeric" });
+}
+
 // --- mentions -----------------------------------------------------------------------
 const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
