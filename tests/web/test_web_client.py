@@ -73,6 +73,8 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     login(alice, web.url, "alice")
     first_load = sum(sizes)
     assert 10_000 < first_load < 200_000, first_load        # the whole first load, every file
+    # even everything the service worker keeps (every file of the client) is under 200 KB
+    assert sum(f.stat().st_size for f in (ROOT / "src" / "parley" / "web").iterdir()) < 200_000
 
     bob = watch.page(ctx_b)
     bob.goto(web.url)
@@ -470,6 +472,20 @@ def test_notifications_title_accessibility_and_offline_shell(web, browser, watch
     alice.wait_for_function("() => document.title === '(1) Parley'")
     alice.locator('#dm-list button[data-key="@carol"] .badge.mention').wait_for()
 
+    # Alt+Down / Alt+Up walk the conversations; Tab completes a name
+    alice.focus("#input")
+    alice.keyboard.press("Alt+ArrowDown")
+    alice.wait_for_function("() => document.querySelector('#conv-title').textContent === '@carol'")
+    alice.keyboard.press("Alt+ArrowUp")
+    alice.wait_for_function("() => document.querySelector('#conv-title').textContent === '#general'")
+    alice.keyboard.type("ca")
+    alice.keyboard.press("Tab")
+    assert alice.input_value("#input") == "carol: "
+    alice.keyboard.type("ok @car")
+    alice.keyboard.press("Tab")
+    assert alice.input_value("#input") == "carol: ok @carol "
+    alice.fill("#input", "")
+
     # the service worker keeps the shell: with no network it opens, "reconnecting"
     assert alice.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
     alice.wait_for_function("() => !!navigator.serviceWorker.controller")
@@ -480,9 +496,13 @@ def test_notifications_title_accessibility_and_offline_shell(web, browser, watch
     assert alice.locator("#me").inner_text() == "alice"
     send(alice, "written offline")
     assert alice.locator("#messages li.pending").count() == 1
+    alice.reload()                                      # still offline: the queue is kept
+    alice.locator("#messages li.pending", has_text="written offline").wait_for()
     ctx.set_offline(False)
     wait_online(alice)
     expect_message(carol, "written offline", sender="alice")
     no_pending(alice)
+    assert texts(alice).count("written offline") == 1
+    assert not [ev for ev in carol.frames(0.5) if ev.type == "message" and ev.text == "written offline"]
     carol.close()
     ctx.close()

@@ -60,6 +60,25 @@ const labelPrefix = "w" + Math.random().toString(36).slice(2, 8);
 let labelCount = 0;
 const nextLabel = () => `${labelPrefix}-${++labelCount}`;
 
+/** Messages typed but not yet acknowledged survive a reload (same labels, so
+ * the server's catch-up still tells which of them went through). */
+function savePending() {
+  const keep = [...state.pending.values()].filter((p) => !p.error)
+    .map(({ label, key, kind, text }) => ({ label, key, kind, text }));
+  store.set("pending", keep.length ? JSON.stringify(keep) : null);
+}
+
+function loadPending() {
+  try {
+    for (const p of JSON.parse(store.get("pending") || "[]")) {
+      if (p && typeof p.label === "string" && typeof p.text === "string" && typeof p.key === "string") {
+        state.pending.set(p.label, { label: p.label, key: p.key, kind: p.kind === "me" ? "me" : "say",
+                                     text: p.text, error: null });
+      }
+    }
+  } catch { store.set("pending", null); }
+}
+
 export function conversation(key) {
   let c = state.conversations.get(key);
   if (!c) {
@@ -302,6 +321,7 @@ function onError(e) {
       return;
     }
     p.error = e.message || e.code;
+    savePending();
     ui.updatePending(state, p);
     return;
   }
@@ -353,6 +373,7 @@ export function signOut() {
   state.lastId = 0;
   state.conversations.clear();
   state.pending.clear();
+  store.set("pending", null);
   state.current = "#general";
   ui.hideBanner();
   ui.showLogin("", "");
@@ -423,12 +444,14 @@ function settle(label) {
   const p = state.pending.get(label);
   if (!p) return;
   state.pending.delete(label);
+  savePending();
   ui.removePending(p);
 }
 
 function say(key, text, kind = "say") {
   const p = { label: nextLabel(), key, kind, text, error: null };
   state.pending.set(p.label, p);
+  savePending();
   if (key === state.current) ui.addPending(state, p);
   sendPending(p);
 }
@@ -523,6 +546,7 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden) { markRead(); ui.renderSidebar(state); reconnectSoon(); }
 });
 
+loadPending();
 ui.init(state, { login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
 if (state.me) {
   ui.showApp(state);             // the shell at once, "reconnecting" until welcomed

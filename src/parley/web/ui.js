@@ -399,6 +399,28 @@ function setMembers(open) {
   if (open) actions.requestMembers();
 }
 
+/** Tab after the start of a name completes it ("ca" -> "carol: " at the start of
+ * the line, "carol " elsewhere).  Nothing to complete: Tab moves focus as usual. */
+function completeName(input) {
+  const at = input.selectionStart;
+  if (at !== input.selectionEnd) return false;
+  const before = input.value.slice(0, at);
+  const word = /@?[A-Za-z0-9_.-]+$/.exec(before);
+  if (!word) return false;
+  const prefix = word[0].replace(/^@/, "").toLowerCase();
+  const c = state.conversations.get(state.current);
+  const names = [...(c && c.members ? c.members : []), ...(c && !c.isRoom ? [c.key.slice(1)] : []), ...state.users];
+  const match = names.find((n) => n.toLowerCase().startsWith(prefix) && n.toLowerCase() !== state.me.toLowerCase());
+  if (!match) return false;
+  const start = at - word[0].length;
+  const name = (word[0].startsWith("@") ? "@" : "") + match;
+  const tail = start === 0 ? ": " : " ";
+  input.value = before.slice(0, start) + name + tail + input.value.slice(at);
+  const caret = start + name.length + tail.length;
+  input.setSelectionRange(caret, caret);
+  return true;
+}
+
 // --- wiring ----------------------------------------------------------------------------------
 export function init(st, acts) {
   state = st;
@@ -427,6 +449,16 @@ export function init(st, acts) {
   input.addEventListener("input", grow);
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+    else if (e.key === "Tab" && !e.shiftKey && completeName(input)) e.preventDefault();
+  });
+  // Alt+Up / Alt+Down: the previous / next conversation of the sidebar
+  document.addEventListener("keydown", (e) => {
+    if (!e.altKey || (e.key !== "ArrowUp" && e.key !== "ArrowDown") || $("app").hidden) return;
+    const keys = [...document.querySelectorAll("#sidebar button.conv")].map((b) => b.dataset.key);
+    if (keys.length < 2) return;
+    const i = keys.indexOf(state.current);
+    e.preventDefault();
+    actions.switchTo(keys[(i + (e.key === "ArrowDown" ? 1 : -1) + keys.length) % keys.length]);
   });
 
   const onConv = (e) => {
