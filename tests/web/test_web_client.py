@@ -192,6 +192,14 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     assert "three" in result.first.inner_text() and "bob" in result.first.inner_text()
     alice.keyboard.press("Escape")
     assert alice.locator("#results").is_hidden()
+    alice.fill("#search-input", "psst")                 # a result elsewhere: opens it, shows it
+    alice.press("#search-input", "Enter")
+    result.first.wait_for()
+    alice.wait_for_function("() => document.querySelector('#result-list button.result')?.dataset.key === '@carol'")
+    result.first.click()
+    assert alice.locator("#conv-title").inner_text() == "@carol"
+    alice.locator("#messages li.flash", has_text="psst alice").wait_for()
+    alice.click('#room-list button[data-key="#general"]')
 
     # /help is shown locally; an unknown command says so
     send(alice, "/help")
@@ -202,6 +210,9 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     alice.click('#room-list button[data-key="#python"]')
     wait_text(alice, "look at this")
     alice.locator("#messages li.mention").wait_for()
+    # a "New" line above what came since alice last looked at #python
+    after_marker = alice.locator("#messages li.new-marker + li")
+    assert "look at this" in after_marker.inner_text()
     send(alice, "thanks 🙏 see https://docs.python.org/3/")
     expect_message(carol, "thanks 🙏 see https://docs.python.org/3/", room="#python")
     no_pending(alice)

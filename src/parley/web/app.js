@@ -33,6 +33,7 @@ function newConversation(key) {
     unread: 0,
     mentions: 0,
     readId: 0,
+    marker: null,           // the read position when the conversation was opened
     notices: [],            // local lines (help, errors), not from the server
   };
 }
@@ -286,8 +287,10 @@ function onUnread(u) {
   c.unread = u.count || 0;
   c.mentions = u.mentions || 0;
   c.readId = Math.max(c.readId, u.read_id || 0);
-  if (key === state.current && !document.hidden) {
-    if (c.unread) markRead();
+  if (key === state.current && !document.hidden && c.unread) {
+    c.marker = c.readId;
+    ui.renderAll(state);
+    markRead();
   }
   ui.renderSidebar(state);
 }
@@ -385,6 +388,8 @@ export function switchTo(key) {
     key = existing || key;
   }
   const c = conversation(key);
+  // a "new" line above what arrived since you last read it
+  if (key !== state.current) c.marker = c.unread > 0 ? c.readId : null;
   state.current = key;
   store.set("current", key);
   ui.renderAll(state);

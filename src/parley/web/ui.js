@@ -184,6 +184,13 @@ function eventNode(ev, me) {
   return li;
 }
 
+function newMarker() {
+  const li = el("li", "new-marker");
+  li.setAttribute("role", "separator");
+  li.append(el("span", "", "New"));
+  return li;
+}
+
 function noticeNode(n) {
   const li = el("li", `line notice ${n.cls || ""}`);
   li.dataset.key = String(n.key);
@@ -297,7 +304,9 @@ export function renderAll(st) {
   if (c) {
     const evs = [...c.events.values()].sort((a, b) => a.id - b.id);
     const lines = [...evs.map((ev) => [ev.id, () => eventNode(ev, st.me)]),
-                   ...c.notices.map((n) => [n.key, () => noticeNode(n)])].sort((a, b) => a[0] - b[0]);
+                   ...c.notices.map((n) => [n.key, () => noticeNode(n)])];
+    if (c.marker !== null && evs.some((ev) => ev.id > c.marker)) lines.push([c.marker + 0.25, newMarker]);
+    lines.sort((a, b) => a[0] - b[0]);
     for (const [, make] of lines) nodes.push(make());
   }
   for (const p of st.pending.values()) if (p.key === st.current) nodes.push(pendingNode(st, p));
@@ -340,6 +349,7 @@ export function showResults(st, query, messages, error) {
     b.type = "button";
     const key = ev.to ? "@" + (ev.from.toLowerCase() === st.me.toLowerCase() ? ev.to : ev.from) : ev.room || "#general";
     b.dataset.key = key;
+    b.dataset.id = String(ev.id);
     const head = el("span", "result-head");
     head.append(el("span", "result-conv", key), " ", nameNode(ev.from), " ",
                 el("time", "ts", localDateTime(ev.ts)));
@@ -349,6 +359,15 @@ export function showResults(st, query, messages, error) {
     li.append(b);
     return li;
   }));
+}
+
+/** Scroll to a shown event and make it flash (a search result). */
+function showEvent(id) {
+  const li = list().querySelector(`li[data-key="${CSS.escape(id)}"]`);
+  if (!li) return;
+  li.scrollIntoView({ block: "center" });
+  li.classList.add("flash");
+  setTimeout(() => li.classList.remove("flash"), 2500);
 }
 
 // --- notifications ------------------------------------------------------------------------
@@ -516,6 +535,7 @@ export function init(st, acts) {
     if (!b) return;
     actions.switchTo(b.dataset.key);
     $("results").hidden = true;
+    showEvent(b.dataset.id);
   });
 
   $("settings-btn").addEventListener("click", () => { updateNotifyState(); $("settings").showModal(); });
