@@ -286,6 +286,9 @@ def test_phone_drawer_input_touch_targets_and_theme(web, browser, watch):
     pat.locator("#sidebar").wait_for(state="hidden")
     pat.wait_for_function("() => document.querySelector('#conv-title').textContent === '#bus'")
     menu.click()
+    pat.locator("#sidebar").wait_for(state="visible")
+    pat.wait_for_timeout(300)                           # the slide-in transition
+    pat.screenshot(path=str(SHOTS / "web-phone-drawer.png"))
     pat.click('#room-list button[data-key="#general"]')
     pat.locator("#sidebar").wait_for(state="hidden")
     assert pat.locator("#conv-title").inner_text() == "#general"
