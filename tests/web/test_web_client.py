@@ -520,3 +520,41 @@ def test_notifications_title_accessibility_and_offline_shell(web, browser, watch
     assert not [ev for ev in carol.frames(0.5) if ev.type == "message" and ev.text == "written offline"]
     carol.close()
     ctx.close()
+
+
+# --- 6. two tabs, one name -------------------------------------------------------------------
+def test_a_second_tab_takes_over_and_the_first_steps_back(web, browser, watch):
+    ctx = browser.new_context(viewport={"width": 1000, "height": 700})
+    welcomes = {"first": 0, "second": 0}
+
+    def count(page, name):
+        page.on("websocket", lambda ws: ws.on(
+            "framereceived", lambda f: welcomes.__setitem__(name, welcomes[name] + 1)
+            if '"type":"welcome"' in str(f) else None))
+
+    first = watch.page(ctx)
+    count(first, "first")
+    login(first, web.url, "alice")
+    second = watch.page(ctx)                       # same browser profile: same name and token
+    count(second, "second")
+    second.goto(web.url)
+    wait_online(second)
+    first.locator("#banner", has_text="open in another tab").wait_for()
+    second.wait_for_timeout(1500)                  # no ping-pong between the two
+    assert welcomes == {"first": 1, "second": 1}, welcomes
+    assert second.locator("#banner").is_hidden()
+
+    carol = RawClient(web.address)
+    carol.hello("carol", rooms=True)
+    send(second, "from the second tab")
+    expect_message(carol, "from the second tab", sender="alice")
+
+    first.click("#use-here")                       # take it back
+    wait_online(first)
+    second.locator("#banner", has_text="open in another tab").wait_for()
+    wait_text(first, "from the second tab")        # caught up on what the other tab did
+    send(first, "back in the first")
+    expect_message(carol, "back in the first", sender="alice")
+    assert [ev for ev in carol.frames(0.5) if ev.type in ("join", "leave")] == []   # quietly
+    carol.close()
+    ctx.close()

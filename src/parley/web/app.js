@@ -89,6 +89,30 @@ export function conversation(key) {
   return c;
 }
 
+// --- one connection per name, across tabs --------------------------------------------
+// The server keeps one connection per session: a second tab resuming with the same
+// token replaces the first, which would reconnect and replace the second, and so
+// on.  So tabs agree: the one connecting last says so, the others step back and
+// offer "Use here".
+const tabId = Math.random().toString(36).slice(2);
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("parley") : null;
+if (tabs) {
+  tabs.onmessage = (e) => {
+    const m = e.data;
+    if (m && m.type === "claim" && m.tab !== tabId && !stopped &&
+        typeof m.name === "string" && m.name.toLowerCase() === state.me.toLowerCase()) stepBack();
+  };
+}
+
+function stepBack() {
+  // No reconnecting from now on.  The socket is left open: the other tab's hello
+  // takes the session over and the server closes this one quietly (closing it
+  // here would tell everyone that we left, then that we came back).
+  stopped = true;
+  clearTimeout(retryTimer);
+  ui.showElsewhere();
+}
+
 // --- the connection ------------------------------------------------------------------
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -114,6 +138,7 @@ function request(frame, callback) {
 
 export function connect() {
   stopped = false;
+  if (tabs && state.me) tabs.postMessage({ type: "claim", tab: tabId, name: state.me });
   clearTimeout(retryTimer);
   if (ws) { ws.onclose = null; ws.close(); }
   const sock = new WebSocket(socketUrl());
@@ -552,7 +577,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 loadPending();
-ui.init(state, { login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
+ui.init(state, { connect, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
 if (state.me) {
   ui.showApp(state);             // the shell at once, "reconnecting" until welcomed
   ui.renderAll(state);

@@ -73,6 +73,20 @@ export function showBanner(st, until, reason) {
   updatePlaceholder();
 }
 
+/** This name is connected in another tab: offer to take it over here. */
+export function showElsewhere() {
+  clearInterval(bannerTimer);
+  const banner = $("banner");
+  const use = el("button", "banner-btn", "Use here");
+  use.type = "button";
+  use.id = "use-here";
+  use.addEventListener("click", () => actions.connect());
+  banner.replaceChildren("Parley is open in another tab or window. ", use);
+  banner.hidden = false;
+  document.body.classList.add("offline");
+  updatePlaceholder();
+}
+
 export function hideBanner() {
   clearInterval(bannerTimer);
   $("banner").hidden = true;
