@@ -307,6 +307,7 @@ def test_phone_drawer_input_touch_targets_and_theme(web, browser, watch):
     assert bg == "rgb(224, 69, 123)", bg
     surface = pat.evaluate("getComputedStyle(document.querySelector('.main')).backgroundColor")
     assert surface == "rgb(255, 255, 255)", surface
+    pat.screenshot(path=str(SHOTS / "web-phone-light.png"))
     carol.close()
     ctx.close()
 

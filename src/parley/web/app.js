@@ -264,7 +264,6 @@ function addEvent(ev, live) {
   if (typeof ev.id !== "number") return;
   noteId(ev.id);
   const key = conversationOf(ev, state.me);
-  if (ev.type !== "message" && ev.room === undefined && !key.startsWith("#")) return;
   const c = conversation(key);
   if (ev.label && ev.from && ev.from.toLowerCase() === state.me.toLowerCase()) settle(ev.label);
   if (c.events.has(ev.id)) return;
