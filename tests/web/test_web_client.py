@@ -256,6 +256,20 @@ def test_phone_drawer_input_touch_targets_and_theme(web, browser, watch):
     SHOTS.mkdir(parents=True, exist_ok=True)
     pat.screenshot(path=str(SHOTS / "web-phone.png"))
 
+    # installable: a manifest (standalone, theme colour, PNG and SVG icons that load)
+    manifest = pat.evaluate("""async () => {
+        const href = document.querySelector('link[rel=manifest]').href;
+        const m = await (await fetch(href)).json();
+        const icons = await Promise.all(m.icons.map(async (i) => {
+            const r = await fetch(new URL(i.src, href));
+            return [i.sizes, r.status, r.headers.get('content-type')];
+        }));
+        return { display: m.display, theme: m.theme_color, name: m.name, icons };
+    }""")
+    assert manifest["display"] == "standalone" and manifest["name"] == "Parley" and manifest["theme"]
+    assert ["192x192", 200, "image/png"] in manifest["icons"] and ["512x512", 200, "image/png"] in manifest["icons"]
+    assert ["any", 200, "image/svg+xml"] in manifest["icons"]
+
     # every visible button is a comfortable touch target
     def small_targets():
         return pat.eval_on_selector_all(
@@ -271,10 +285,12 @@ def test_phone_drawer_input_touch_targets_and_theme(web, browser, watch):
     pat.locator("#sidebar").wait_for(state="visible")
     assert menu.get_attribute("aria-expanded") == "true"
     assert small_targets() == []
+    assert pat.evaluate("document.querySelector('.main').inert")          # Tab stays in the drawer
     pat.keyboard.press("Escape")
     pat.locator("#sidebar").wait_for(state="hidden")
     assert menu.get_attribute("aria-expanded") == "false"
     assert pat.evaluate("document.activeElement.id") == "menu-btn"
+    assert not pat.evaluate("document.querySelector('.main').inert")
     # the scrim closes it too, and picking a conversation closes it
     menu.click()
     pat.locator("#scrim").click(position={"x": vw - 10, "y": vh // 2})

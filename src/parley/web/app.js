@@ -220,6 +220,10 @@ function onWelcome(w) {
     // another database: its ids mean something else, start afresh
     state.conversations.clear();
     state.lastId = 0;
+  } else if (w.truncated) {
+    // the catch-up does not reach back to what we have: drop it rather than
+    // show a hole; scrolling up pages back from the catch-up
+    for (const c of state.conversations.values()) { c.events.clear(); c.more = true; }
   }
   state.me = w.name;
   state.token = w.token || state.token;

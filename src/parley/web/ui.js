@@ -423,6 +423,7 @@ function setDrawer(open) {
   app.classList.toggle("drawer-open", open);
   $("menu-btn").setAttribute("aria-expanded", String(open));
   $("scrim").hidden = !open;
+  document.querySelector(".main").inert = open;     // keyboard and screen reader stay in the drawer
   if (open) (document.querySelector(".conv[aria-current]") || document.querySelector(".conv"))?.focus();
 }
 
@@ -566,7 +567,10 @@ export function init(st, acts) {
 
   // keep the composer above the on-screen keyboard where dvh is not enough
   if (window.visualViewport) {
-    const fit = () => document.documentElement.style.setProperty("--vvh", `${visualViewport.height}px`);
+    const fit = () => {
+      if (Math.abs(visualViewport.scale - 1) > 0.01) return;      // pinch-zoomed: leave the layout
+      document.documentElement.style.setProperty("--vvh", `${visualViewport.height}px`);
+    };
     visualViewport.addEventListener("resize", fit);
     fit();
   }
