@@ -682,3 +682,83 @@ def test_the_packaged_landing_page(web_server):
     srv = web_server(site=WebSite())
     status, h, body = http_get(srv.address, "/")
     assert status == 200 and b"python_client.py" in body and b"<script" not in body
+
+
+def test_web_under_the_windows_rules(site_dir):
+    """HTTP and WebSocket with a selector that takes sockets only (as on Windows)."""
+    from test_windows_rules import SocketsOnlySelector
+    srv = Server("127.0.0.1", 0, Limits(), io_threads=1, db=":memory:",
+                 selector_factory=SocketsOnlySelector, web=WebSite(str(site_dir))).start()
+    try:
+        status, _, body = http_get(srv.address, "/app.js")
+        assert status == 200 and body == b"export const x = 1;\n"
+        host, port = srv.address
+        c = WsClient(f"ws://{host}:{port}/ws")
+        assert c.hello("win").name == "win"
+        c.send(p.Say(text="ok", label="1"))
+        assert c.answer("1").type == "ack"
+        c.close()
+    finally:
+        srv.stop(grace=0.5)
+
+
+def read_all(s: socket.socket, timeout: float = 15.0) -> tuple[int, bool]:
+    """(bytes read, closed by the server) within ``timeout``."""
+    s.settimeout(1.0)
+    total, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except OSError:
+            return total, True
+        if not chunk:
+            return total, True
+        total += len(chunk)
+    return total, False
+
+
+def test_pings_and_pipelined_requests_that_are_never_read_are_bounded(srv, tcp):
+    """Answers the transport makes itself (pongs, HTTP responses) cannot pile up:
+    past OUT_MAX the client is disconnected."""
+    from parley.server.transports.web import OUT_MAX
+    s = hand_ws(srv.address, rcvbuf=4096)
+    s.settimeout(30.0)                          # (a busy machine reads slowly)
+    ping = client_frame(9, b"p" * 125) * 1000
+    try:
+        for _ in range(4 * OUT_MAX // len(ping)):
+            s.sendall(ping)
+    except OSError:
+        pass                                    # the server stopped reading or closed
+    total, closed = read_all(s)
+    s.close()
+    assert closed and total < 2 * OUT_MAX
+    with socket.socket() as h:
+        h.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        h.settimeout(30.0)
+        h.connect(srv.address)
+        req = b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
+        try:
+            for _ in range(200):
+                h.sendall(req)
+        except OSError:
+            pass
+        total, closed = read_all(h)
+    assert closed and total < 2 * OUT_MAX
+    c = tcp("fine")                             # the server is well
+    assert c.welcome.name == "fine"
+
+
+def test_an_http_request_after_the_servers_goodbye(web_server):
+    """First bytes that arrive while the server is already closing the connection
+    (a silent client timed out) are read and dropped; the I/O thread carries on."""
+    srv = web_server(handshake_timeout=0.5, io_threads=1)
+    c = RawClient(srv.address)
+    assert c.expect("bye", timeout=5).reason == p.TIMEOUT
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    assert srv.workers[0].is_alive()
+    c.close()
+    status, _, _ = http_get(srv.address, "/app.js")
+    assert status == 200

@@ -301,7 +301,8 @@ class Server:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="parley-server",
-        description="Parley chat server: JSON Lines over TCP (see docs/protocol.md).")
+        description="Parley chat server: JSON Lines over TCP and TLS, HTTP and WebSocket for "
+                    "browsers on the same ports (see docs/protocol.md).")
     ap.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     ap.add_argument("--port", type=int, default=8888, help="TCP port (default 8888; 0 picks a free one)")
     ap.add_argument("--data-dir", default=None,

@@ -629,6 +629,8 @@ class IOWorker(threading.Thread):
                 data = c.transport.recv()
             except (BlockingIOError, InterruptedError):
                 return
+            except SwitchProtocol:      # its first bytes came after our goodbye: not EOF
+                return
             except OSError:
                 data = b""
             if not data:

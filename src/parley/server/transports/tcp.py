@@ -61,7 +61,8 @@ class JsonLinesTransport:
                 log.info("%s refused: a TLS client on the plain port", self.peer)
                 raise ConnectionRefusedError("TLS on the plain port")
             if self.web is not None and sniff_http(data):
-                raise SwitchProtocol(WebTransport(self, self.web, self.max_line), data)
+                raise SwitchProtocol(WebTransport(self, self.web, self.max_line, self.sock.send),
+                                     data)
         return data
 
     def decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]:

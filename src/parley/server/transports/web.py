@@ -348,9 +348,9 @@ class WebTransport:
     itself (an HTTP response with ``Connection: close``, a WebSocket closing
     handshake or protocol error); the I/O thread then flushes ``out`` and closes."""
 
-    def __init__(self, inner, site: WebSite, max_line: int):
+    def __init__(self, inner, site: WebSite, max_line: int, send=None):
         self.inner = inner
-        self._send = inner.send
+        self._send = send or inner.send         # (plain TCP: the socket's own send)
         self.sock = inner.sock
         self.peer = inner.peer
         self.secure = inner.secure
@@ -384,6 +384,23 @@ class WebTransport:
     def decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]:
         if self.ended is not None:
             return []
+        try:
+            out = self._decode(data)
+        except Exception:   # a bug here must not take the I/O thread down
+            log.exception("%s error in the web transport", self.peer)
+            self.ended = (p.LOST, "internal error")
+            return []
+        if self.out_size > OUT_MAX and self.ended is None:
+            # answers pile up for a client that does not read them
+            if self.ws is None:             # big files, or pipelining: send them, then close
+                self.ended = (p.QUIT, "HTTP done")
+            else:                           # pongs for a flood of WebSocket pings
+                log.info("%s disconnecting: %d bytes of pongs not read", self.peer,
+                         self.out_size)
+                self.ended = (p.SENDQ, "pongs not read")
+        return out
+
+    def _decode(self, data: bytes) -> list[Union[p.Event, p.ProtocolError]]:
         if self.ws is not None:
             return self._ws_data(data)
         self.buf += data
@@ -491,6 +508,8 @@ class WebTransport:
                 self._fail_http(e.status, str(e))
                 return
             self._handle(req)
+            if self.out_size > OUT_MAX:         # a client pipelining without reading: wait
+                break
 
     def _fail_http(self, status: int, message: str) -> None:
         log.info("%s HTTP %d: %s", self.peer, status, message)
@@ -543,7 +562,7 @@ class WebTransport:
                                    host=h.get("host")))
             if req.method == "GET":
                 self._queue(body)
-        if not keep or self.out_size > OUT_MAX:
+        if not keep:
             self.ended = (p.QUIT, "HTTP done")
 
     def _finish(self, req: Request, status: int, message: str, close: bool,
