@@ -176,6 +176,7 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     alice.screenshot(path=str(SHOTS / "web-desktop.png"))
     # a plain message elsewhere gives a plain badge
     bob.click("#add-room")
+    bob.wait_for_function("() => [...document.querySelectorAll('#room-names option')].some(o => o.value === '#python')")
     bob.fill("#room-input", "#python")
     bob.press("#room-input", "Enter")
     bob.locator('#room-list button[data-key="#python"][aria-current]').wait_for()

@@ -569,6 +569,11 @@ export function search(query) {
   });
 }
 
+/** The rooms on the server (for suggestions): callback(list of {room, topic, count}). */
+export function listRooms(callback) {
+  if (state.online) request({ type: "rooms" }, (f) => { if (f.type === "rooms") callback(f.rooms || []); });
+}
+
 export function requestMembers() {
   const c = state.conversations.get(state.current);
   if (c && c.isRoom && state.online) request({ type: "users", room: c.key }, (f) => { if (f.type === "users") onUsers(f); });
@@ -580,7 +585,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 loadPending();
-ui.init(state, { connect, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
+ui.init(state, { connect, listRooms, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
 if (state.me) {
   ui.showApp(state);             // the shell at once, "reconnecting" until welcomed
   ui.renderAll(state);

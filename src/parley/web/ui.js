@@ -518,6 +518,10 @@ export function init(st, acts) {
     $(field).addEventListener("keydown", (e) => { if (e.key === "Escape") { e.stopPropagation(); $(form).hidden = true; $(btn).focus(); } });
   };
   inlineForm("add-room", "room-form", "room-input", (v) => actions.submit(`/join ${v}`));
+  $("add-room").addEventListener("click", () => {     // suggest the rooms that exist
+    if (!$("room-form").hidden) actions.listRooms((rooms) => $("room-names").replaceChildren(
+      ...rooms.map((r) => { const o = el("option"); o.value = r.room; o.label = r.topic || `${r.count} online`; return o; })));
+  });
   inlineForm("add-dm", "dm-form", "dm-input", (v) => actions.submit(`/msg ${v}`));
 
   $("member-list").addEventListener("click", (e) => {
