@@ -36,8 +36,9 @@ class Web:
     """A server the browser reaches (itself, or through the bridge), and how to
     stop it and start it again on the same address with the same database."""
 
-    def __init__(self, db, transport=TRANSPORT):
+    def __init__(self, db, transport=TRANSPORT, limits=None):
         self.db = db
+        self.limits = limits or Limits(rate=200.0, burst=400, flood_kick=10_000)
         self.transport = transport
         self.port = 0
         self.server = self._start()
@@ -45,9 +46,8 @@ class Web:
         self.bridge = Bridge(self.server.address).start() if transport == "bridge" else None
 
     def _start(self):
-        limits = Limits(rate=200.0, burst=400, flood_kick=10_000)
         site = WebSite() if self.transport == "server" else None
-        return Server("127.0.0.1", self.port, limits, io_threads=1, db=self.db, web=site).start()
+        return Server("127.0.0.1", self.port, self.limits, io_threads=1, db=self.db, web=site).start()
 
     @property
     def url(self):
@@ -75,6 +75,14 @@ class Web:
 @pytest.fixture
 def web(tmp_path):
     w = Web(str(tmp_path / "parley.db"))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def strict_web(tmp_path):
+    """A server with the default rate limit (5/s, burst 20) and a short fuse."""
+    w = Web(str(tmp_path / "parley.db"), limits=Limits(flood_kick=8))
     yield w
     w.close()
 

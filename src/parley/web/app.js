@@ -119,12 +119,37 @@ function socketUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
-function send(frame) {
-  if (ws && ws.readyState === WebSocket.OPEN) {
-    ws.send(JSON.stringify(frame));
-    return true;
+// The server allows `rate` frames a second with bursts of `burst` (welcome.limits)
+// and disconnects a client that keeps going over.  So frames wait in `outbox` and
+// leave at that pace: a long queue typed offline, or many read markers, never flood.
+const bucket = { rate: 5, burst: 20, tokens: 18, at: Date.now() };
+let outbox = [];
+let pumpTimer = null;
+
+function pump() {
+  clearTimeout(pumpTimer);
+  pumpTimer = null;
+  if (!ws || ws.readyState !== WebSocket.OPEN) { outbox = []; return; }
+  const now = Date.now();
+  bucket.tokens = Math.min(bucket.burst - 2, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate);
+  bucket.at = now;
+  while (outbox.length && bucket.tokens >= 1) {
+    ws.send(JSON.stringify(outbox.shift()));
+    bucket.tokens -= 1;
   }
-  return false;
+  if (outbox.length) pumpTimer = setTimeout(pump, Math.ceil(((1 - bucket.tokens) / bucket.rate) * 1000));
+}
+
+/** Send a frame (paced; pongs and hellos at once).  False when not connected. */
+function send(frame) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  if (frame.type === "pong" || frame.type === "hello" || frame.type === "bye") {
+    ws.send(JSON.stringify(frame));
+  } else {
+    outbox.push(frame);
+    if (!pumpTimer) pump();
+  }
+  return true;
 }
 
 function request(frame, callback) {
@@ -141,6 +166,7 @@ export function connect() {
   if (tabs && state.me) tabs.postMessage({ type: "claim", tab: tabId, name: state.me });
   clearTimeout(retryTimer);
   if (ws) { ws.onclose = null; ws.close(); }
+  outbox = [];                  // frames for the old connection (pending messages are resent)
   const sock = new WebSocket(socketUrl());
   ws = sock;
   sock.onopen = () => {
@@ -230,6 +256,10 @@ function onWelcome(w) {
   state.instance = w.instance || state.instance;
   state.users = w.users || [];
   pingInterval = (w.limits && w.limits.ping_interval) || 30;
+  if (w.limits && w.limits.rate > 0 && w.limits.burst > 2) {
+    bucket.rate = w.limits.rate;
+    bucket.burst = w.limits.burst;
+  }
   store.set("name", state.me);
   store.set("token", state.token);
   store.set("instance", state.instance);
@@ -435,9 +465,22 @@ export function markRead() {
   c.mentions = 0;
   if (newest > c.readId && state.online) {
     c.readId = newest;
-    send(c.isRoom ? { type: "read", room: c.key, id: newest } : { type: "read", with: c.key.slice(1), id: newest });
+    sendReadSoon(c);
   }
   ui.renderSidebar(state);
+}
+
+// Read markers go out at most once a second per conversation (a busy room would
+// otherwise cost one frame per message received).
+const readTimers = new Map();
+function sendReadSoon(c) {
+  if (readTimers.has(c.key)) return;
+  readTimers.set(c.key, setTimeout(() => {
+    readTimers.delete(c.key);
+    if (state.online) {
+      send(c.isRoom ? { type: "read", room: c.key, id: c.readId } : { type: "read", with: c.key.slice(1), id: c.readId });
+    }
+  }, 1000));
 }
 
 /** Page back: the 50 events older than the oldest one shown. */
