@@ -516,6 +516,24 @@ function sendPending(p) {
   if (state.online) send(frame);
 }
 
+/** A message that was refused: send it again (same label), or forget it. */
+export function retry(label) {
+  const p = state.pending.get(label);
+  if (!p) return;
+  p.error = null;
+  savePending();
+  ui.updatePending(state, p);
+  sendPending(p);
+}
+
+export function discard(label) {
+  const p = state.pending.get(label);
+  if (!p) return;
+  state.pending.delete(label);
+  savePending();
+  ui.removePending(p);
+}
+
 function settle(label) {
   const p = state.pending.get(label);
   if (!p) return;
@@ -628,7 +646,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 loadPending();
-ui.init(state, { connect, listRooms, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
+ui.init(state, { connect, listRooms, retry, discard, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
 if (state.me) {
   ui.showApp(state);             // the shell at once, "reconnecting" until welcomed
   ui.renderAll(state);

@@ -226,6 +226,13 @@ function pendingNode(st, p) {
   }
   body.append(textNodes(p.text, st.me));
   body.append(el("span", "status", p.error ? ` not sent: ${p.error}` : " sending…"));
+  if (p.error) {
+    for (const [cls, label] of [["retry", "Retry"], ["discard", "Discard"]]) {
+      const b = el("button", `pending-btn ${cls}`, label);
+      b.type = "button";
+      body.append(" ", b);
+    }
+  }
   li.append(body);
   if (p.error) li.classList.add("failed");
   return li;
@@ -541,6 +548,13 @@ export function init(st, acts) {
     else if (narrow.matches && !$("members").hidden) { setMembers(false); $("members-btn").focus(); }
   });
 
+  $("messages").addEventListener("click", (e) => {      // Retry / Discard a message not sent
+    const b = e.target.closest("button.pending-btn");
+    const li = b && b.closest("li[data-label]");
+    if (!li) return;
+    if (b.classList.contains("retry")) actions.retry(li.dataset.label);
+    else actions.discard(li.dataset.label);
+  });
   $("log").addEventListener("scroll", () => { if ($("log").scrollTop < 80) actions.loadOlder(); }, { passive: true });
 
   $("search-form").addEventListener("submit", (e) => {
