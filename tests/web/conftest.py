@@ -5,18 +5,37 @@ import os
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")   # Debian's, never a download
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:                                   # pragma: no cover
     sync_playwright = None
+try:
+    import websockets  # noqa: F401  (the bridge, and the server's WebSocket)
+except ImportError:                                   # pragma: no cover
+    websockets = None
 
 if sync_playwright is None:
-    pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
-if not os.path.exists(CHROMIUM):
-    pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+    SKIP = "playwright is not installed (pip install playwright)"
+elif websockets is None:
+    SKIP = "websockets is not installed (pip install websockets)"
+elif not os.path.exists(CHROMIUM):
+    SKIP = f"no {CHROMIUM} (apt-get install chromium)"
+else:
+    SKIP = None
+HERE = os.path.dirname(os.path.abspath(__file__))
 
-from bridge import Bridge                             # noqa: E402
+
+def pytest_collection_modifyitems(config, items):
+    """Without a browser, every test here is skipped with a one-line reason."""
+    if SKIP:
+        for item in items:
+            if str(item.fspath).startswith(HERE + os.sep):
+                item.add_marker(pytest.mark.skip(reason=SKIP))
+
+
+if websockets is not None:
+    from bridge import Bridge                         # noqa: E402
 from parley.server.app import Server                  # noqa: E402
 from parley.server.connection import Limits           # noqa: E402
 
