@@ -22,11 +22,12 @@ function nameNode(name, cls = "who") {
   return el("span", `${cls} nc${nameColourIndex(name)}`, name);
 }
 
-/** Message text as nodes: plain text, links (new tab, no referrer), mentions. */
-function textNodes(text, me) {
+/** Message text as nodes: plain text, links (new tab, no referrer), mentions.
+ * ``links`` false: links as plain text (inside a button, say). */
+function textNodes(text, me, links = true) {
   const frag = document.createDocumentFragment();
   for (const s of segments(text, me)) {
-    if (s.kind === "link") {
+    if (s.kind === "link" && links) {
       const a = el("a", "link", s.text);
       a.href = s.href;
       a.target = "_blank";
@@ -375,7 +376,7 @@ export function showResults(st, query, messages, error) {
     head.append(el("span", "result-conv", key), " ", nameNode(ev.from), " ",
                 el("time", "ts", localDateTime(ev.ts)));
     const body = el("span", "result-text");
-    body.append(textNodes(ev.text, st.me));
+    body.append(textNodes(ev.text, st.me, false));
     b.append(head, body);
     li.append(b);
     return li;
