@@ -106,6 +106,20 @@ def strict_web(tmp_path):
     w.close()
 
 
+@pytest.fixture
+def tls_server(tmp_path):
+    """The server itself with TLS on a second port (a certificate from a test CA)."""
+    if TRANSPORT != "server":
+        pytest.skip("the server does not serve the web client itself (bridge mode)")
+    tlsutil = pytest.importorskip("tlsutil")
+    from parley.server.transports.tls import server_context
+    ca = tlsutil.TestCA(tmp_path / "ca")
+    srv = Server("127.0.0.1", 0, Limits(), io_threads=1, db=":memory:", web=WebSite(),
+                 tls=server_context(*ca.issue()), tls_port=0).start()
+    yield srv
+    srv.stop(grace=0.5)
+
+
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:

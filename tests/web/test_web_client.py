@@ -611,3 +611,22 @@ def test_a_long_queue_goes_out_at_the_servers_pace_without_a_kick(strict_web, br
     assert alice.locator("#messages li.notice.error").count() == 0
     carol.close()
     ctx.close()
+
+
+# --- 8. https:// and wss:// on the TLS port ---------------------------------------------
+def test_https_page_speaks_wss_on_the_tls_port(tls_server, browser, watch):
+    # the browser will not run a service worker from a certificate it was told to
+    # ignore (our test CA); with a trusted certificate it does
+    watch.allow(re.compile("SSL certificate error occurred when fetching the script"))
+    ctx = browser.new_context(ignore_https_errors=True)
+    page = watch.page(ctx)
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    login(page, f"https://127.0.0.1:{tls_server.tls_address[1]}/", "secure")
+    assert sockets and all(u.startswith("wss://127.0.0.1:") and u.endswith("/ws") for u in sockets), sockets
+    plain = RawClient(tls_server.address)
+    plain.hello("plain", rooms=True)
+    send(page, "over wss 🔒")
+    expect_message(plain, "over wss 🔒", sender="secure")
+    plain.close()
+    ctx.close()
