@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from rawclient import RawClient
 from parley.client.core import name_colour_index
+from parley.client.core import parse as core_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -130,6 +131,17 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     names = ["alice", "bob", "carol", "Zed.x", "UPPER_case-9"]
     js = alice.evaluate("names => import('./util.js').then(m => names.map(n => m.nameColourIndex(n)))", names)
     assert js == [name_colour_index(n) for n in names]
+    # the same command parser as the other clients (core.parse)
+    lines = ["/join python", "/join #Py.thon", "/part", "/part #x", "/msg bob hi there", "/msg @bob",
+             "/me waves", "/topic -", "/topic new topic", "/topic", "//slash", "hello", "/frob",
+             "/w @bob", '/search "a b"', "/leave", "/dm bob yo", "/rooms", "/help"]
+    js = alice.evaluate("""lines => import('./util.js').then(m => lines.map(l => {
+        const c = m.parse(l, '#general'); return [c.name, c.target ?? null, c.text ?? null]; }))""", lines)
+    py = []
+    for line in lines:
+        c = core_parse(line, current="#general")
+        py.append([c.name, c.target, c.text])
+    assert js == py
     days = alice.evaluate("""() => import('./util.js').then(m => [
         m.dayLabel(new Date().toISOString()), m.dayLabel(new Date(Date.now() - 86400e3).toISOString()),
         m.dayLabel('2026-03-02T12:00:00.000Z', new Date('2026-11-25T12:00:00Z'))])""")
@@ -222,6 +234,8 @@ def test_two_browsers_and_a_terminal_client_in_one_conversation(web, browser, wa
     # /help is shown locally; an unknown command says so
     send(alice, "/help")
     alice.locator("#messages li.notice", has_text="/join <#room>").wait_for()
+    send(alice, "/rooms")
+    alice.locator("#messages li.notice", has_text="#python (joined)").wait_for()
     send(alice, "/frobnicate")
     alice.locator("#messages li.notice.error", has_text="Unknown command /frobnicate").wait_for()
 

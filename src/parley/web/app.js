@@ -586,6 +586,16 @@ export function submit(line) {
       });
       return;
     case "search": return search(cmd.text);
+    case "rooms": {
+      const here = state.current;
+      listRooms((rooms) => {
+        notice(here, `${rooms.length} room(s):`);
+        for (const r of rooms) {
+          notice(here, `${r.room}${r.joined ? " (joined)" : ""} · ${r.count} online${r.topic ? " · " + r.topic : ""}`);
+        }
+      });
+      return;
+    }
     case "users": {
       const c = conversation(state.current);
       const frame = c.isRoom ? { type: "users", room: c.key } : { type: "users" };

@@ -162,6 +162,7 @@ export const ROOM_RE = /^#[A-Za-z0-9_.-]{1,32}$/;
 export const COMMANDS = [
   ["join", "<#room>", "join a room (created if new) and switch to it", []],
   ["part", "[#room]", "leave a room (default: the current one)", ["leave"]],
+  ["rooms", "", "list the rooms, their topics and how many are online", ["list"]],
   ["topic", "[text]", "show the room's topic, or set it ('/topic -' clears it)", []],
   ["msg", "<name> [text]", "send a direct message; without text, switch to it", ["query", "dm"]],
   ["switch", "<#room|@name>", "change the current conversation", ["go", "w"]],
@@ -246,7 +247,7 @@ export function parse(line, current) {
       return rest.trim() ? { name, text: rest.trim() } : bad("Search for what");
     case "me":
       return rest.trim() ? { name, text: rest.trim(), target: current } : bad("Do what");
-    default:
-      return { name, target: current };
+    default:                                    // help, rooms, users
+      return { name };
   }
 }
