@@ -532,6 +532,13 @@ export function discard(label) {
   state.pending.delete(label);
   savePending();
   ui.removePending(p);
+  // a direct message that never started: no conversation to keep
+  const c = state.conversations.get(p.key);
+  if (c && !c.isRoom && c.events.size === 0 && ![...state.pending.values()].some((q) => q.key === p.key)) {
+    state.conversations.delete(p.key);
+    if (state.current === p.key) switchTo("#general");
+    else ui.renderSidebar(state);
+  }
 }
 
 function settle(label) {
