@@ -412,11 +412,22 @@ function updateNotifyState() {
 // --- theme and accent --------------------------------------------------------------------
 const systemDark = matchMedia("(prefers-color-scheme: dark)");
 
+// theme and accent are remembered in localStorage (when the browser allows it)
+function pref(key) {
+  try { return localStorage.getItem("parley." + key); } catch { return null; }
+}
+function setPref(key, value) {
+  try {
+    if (value === null) localStorage.removeItem("parley." + key);
+    else localStorage.setItem("parley." + key, value);
+  } catch { /* not remembered */ }
+}
+
 function applyTheme() {
-  const choice = localStorage.getItem("parley.theme") || "dark";
+  const choice = pref("theme") || "dark";
   const theme = choice === "system" ? (systemDark.matches ? "dark" : "light") : choice;
   document.documentElement.dataset.theme = theme;
-  const accent = localStorage.getItem("parley.accent");
+  const accent = pref("accent");
   if (accent && /^#[0-9a-f]{6}$/i.test(accent)) document.documentElement.style.setProperty("--accent", accent);
   else document.documentElement.style.removeProperty("--accent");
   const bg = getComputedStyle(document.documentElement).getPropertyValue("--surface").trim();
@@ -574,10 +585,10 @@ export function init(st, acts) {
 
   $("settings-btn").addEventListener("click", () => { updateNotifyState(); $("settings").showModal(); });
   for (const r of document.querySelectorAll('input[name="theme"]')) {
-    r.addEventListener("change", () => { localStorage.setItem("parley.theme", r.value); applyTheme(); });
+    r.addEventListener("change", () => { setPref("theme", r.value); applyTheme(); });
   }
-  $("accent").addEventListener("input", () => { localStorage.setItem("parley.accent", $("accent").value); applyTheme(); });
-  $("accent-reset").addEventListener("click", () => { localStorage.removeItem("parley.accent"); applyTheme(); });
+  $("accent").addEventListener("input", () => { setPref("accent", $("accent").value); applyTheme(); });
+  $("accent-reset").addEventListener("click", () => { setPref("accent", null); applyTheme(); });
   $("notify-btn").addEventListener("click", async () => {
     try { await Notification.requestPermission(); } catch { /* old browsers */ }
     updateNotifyState();
