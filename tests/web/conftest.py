@@ -100,8 +100,9 @@ def web(tmp_path):
 
 @pytest.fixture
 def strict_web(tmp_path):
-    """A server with the default rate limit (5/s, burst 20) and a short fuse."""
-    w = Web(str(tmp_path / "parley.db"), limits=Limits(flood_kick=8))
+    """A server with the default rate limit (5/s, burst 20) and a short fuse, where
+    a room of more than 2 is "big" (no member lists sent unasked)."""
+    w = Web(str(tmp_path / "parley.db"), limits=Limits(flood_kick=8, presence_limit=2))
     yield w
     w.close()
 

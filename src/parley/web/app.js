@@ -283,6 +283,8 @@ function onWelcome(w) {
   ui.renderAll(state);
   // what was typed while offline, in order; labels already seen in the catch-up are gone
   for (const p of state.pending.values()) sendPending(p);
+  const c = state.conversations.get(state.current);
+  if (c && c.isRoom && c.members === null) requestMembers();
   markRead();
 }
 
@@ -452,6 +454,7 @@ export function switchTo(key) {
   store.set("current", key);
   ui.renderAll(state);
   if (c.events.size === 0 && c.more) loadOlder();
+  if (c.isRoom && c.members === null) requestMembers();   // a big room leaves them out
   markRead();
 }
 
