@@ -483,7 +483,10 @@ window.__hidden = false;
 window.__notes = [];
 Object.defineProperty(Document.prototype, "hidden", { get: () => window.__hidden, configurable: true });
 window.Notification = class {
-  constructor(title, options) { window.__notes.push([title, options && options.body]); }
+  constructor(title, options) {
+    if (window.__android) throw new TypeError("Illegal constructor");   // as on Android
+    window.__notes.push([title, options && options.body]);
+  }
   close() {}
   static get permission() { return "granted"; }
   static requestPermission() { return Promise.resolve("granted"); }
@@ -535,6 +538,22 @@ def test_notifications_title_accessibility_and_offline_shell(web, browser, watch
     alice.evaluate("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
     alice.wait_for_function("() => document.title === '(1) Parley'")
     alice.locator('#dm-list button[data-key="@carol"] .badge.mention').wait_for()
+
+    # where a page may not make notifications itself (Android), the service worker shows them
+    ctx.grant_permissions(["notifications"])
+    assert alice.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+    alice.evaluate("window.__android = true; window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))")
+    carol.send({"type": "say", "text": "on your phone?", "to": "alice", "label": "and-1"})
+    carol.answer("and-1")
+    shown = []
+    for _ in range(50):
+        shown = alice.evaluate("""() => navigator.serviceWorker.ready.then(r => r.getNotifications())
+            .then(ns => ns.map(n => [n.title, n.body]))""")
+        if shown:
+            break
+        alice.wait_for_timeout(100)
+    assert shown == [["carol (direct message)", "on your phone?"]]
+    alice.evaluate("window.__android = false; window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
 
     # Alt+Down / Alt+Up walk the conversations; Tab completes a name
     alice.focus("#input")

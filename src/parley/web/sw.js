@@ -32,3 +32,16 @@ self.addEventListener("fetch", (event) => {
       .then((hit) => hit || (req.mode === "navigate" ? caches.match("index.html") : Response.error()))),
   );
 });
+
+// A notification shown by the page through this worker (Android): tapping it
+// brings the app forward on that conversation.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const key = event.notification.data && event.notification.data.key;
+  event.waitUntil(self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((wins) => {
+    const win = wins[0];
+    if (!win) return self.clients.openWindow("./");
+    if (key) win.postMessage({ type: "open", key });
+    return win.focus();
+  }));
+});

@@ -142,6 +142,9 @@ function updateTitle(st) {
     mention = mention || c.mentions > 0 || (c.unread > 0 && !c.isRoom);
   }
   document.title = unread ? `(${unread}) Parley` : "Parley";
+  if (navigator.setAppBadge) {                          // the installed app's icon
+    (unread ? navigator.setAppBadge(unread) : navigator.clearAppBadge()).catch(() => {});
+  }
   const icon = unread ? (mention ? "icon-mention.svg" : "icon-unread.svg") : "icon.svg";
   const fav = $("favicon");
   if (!fav.href.endsWith(icon)) fav.href = icon;
@@ -396,9 +399,16 @@ function showEvent(id) {
 export function notify(c, ev) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
   const title = c.isRoom ? `${ev.from} in ${c.key}` : `${ev.from} (direct message)`;
-  const n = new Notification(title, { body: (ev.kind === "me" ? `* ${ev.from} ` : "") + ev.text,
-                                      tag: c.key, icon: "icon-192.png" });
-  n.onclick = () => { window.focus(); actions.switchTo(c.key); n.close(); };
+  const options = { body: (ev.kind === "me" ? `* ${ev.from} ` : "") + ev.text,
+                    tag: c.key, icon: "icon-192.png", data: { key: c.key } };
+  try {
+    const n = new Notification(title, options);
+    n.onclick = () => { window.focus(); actions.switchTo(c.key); n.close(); };
+  } catch {
+    // Android allows notifications only from the service worker (sw.js opens the
+    // conversation when one is tapped)
+    navigator.serviceWorker?.ready.then((reg) => reg.showNotification(title, options)).catch(() => {});
+  }
 }
 
 function updateNotifyState() {
@@ -605,4 +615,8 @@ export function init(st, acts) {
     fit();
   }
   narrow.addEventListener("change", () => setDrawer(false));
+  // a notification tapped while the service worker showed it
+  navigator.serviceWorker?.addEventListener("message", (e) => {
+    if (e.data && e.data.type === "open" && typeof e.data.key === "string") actions.switchTo(e.data.key);
+  });
 }
