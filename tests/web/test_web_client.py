@@ -471,6 +471,17 @@ def test_history_loads_as_you_scroll_up(web, browser, watch):
     shown = [t for t in texts(alice) if t.startswith("line ")]
     assert shown == [f"line {i}" for i in range(1, 131)]
     alice.locator("#log-top", has_text="beginning of #general").wait_for()
+    # scrolled up, a new message does not pull the view down: a button offers it
+    assert alice.locator("#jump").is_hidden()
+    top = alice.eval_on_selector("#log", "e => e.scrollTop")
+    carol.send({"type": "say", "text": "fresh one", "label": "f-1"})
+    carol.answer("f-1")
+    alice.locator("#jump").wait_for()
+    assert alice.eval_on_selector("#log", "e => e.scrollTop") == top
+    alice.click("#jump")
+    alice.wait_for_function("() => { const l = document.querySelector('#log'); "
+                            "return l.scrollHeight - l.scrollTop - l.clientHeight < 40; }")
+    assert alice.locator("#jump").is_hidden()
     carol.close()
     ctx.close()
 

@@ -262,6 +262,7 @@ export function insertEvent(st, c, ev) {
   const prev = node.previousElementSibling;
   if (!prev || prev.dataset.day !== node.dataset.day) markDays();
   if (bottom) scrollDown();
+  else if (ev.type === "message" && !node.nextElementSibling?.dataset.key) $("jump").hidden = false;
 }
 
 /** A "Today" / "Yesterday" / date line before the first event of each day. */
@@ -338,6 +339,7 @@ export function renderAll(st) {
   list().replaceChildren(...nodes);
   markDays();
   scrollDown();
+  $("jump").hidden = true;
   fillIfShort();
 }
 
@@ -577,7 +579,11 @@ export function init(st, acts) {
     if (b.classList.contains("retry")) actions.retry(li.dataset.label);
     else actions.discard(li.dataset.label);
   });
-  $("log").addEventListener("scroll", () => { if ($("log").scrollTop < 80) actions.loadOlder(); }, { passive: true });
+  $("log").addEventListener("scroll", () => {
+    if ($("log").scrollTop < 80) actions.loadOlder();
+    if (atBottom()) $("jump").hidden = true;
+  }, { passive: true });
+  $("jump").addEventListener("click", () => { scrollDown(); $("jump").hidden = true; input.focus(); });
 
   $("search-form").addEventListener("submit", (e) => {
     e.preventDefault();
