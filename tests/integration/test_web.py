@@ -678,10 +678,17 @@ def test_without_websockets_the_server_runs_and_says_how_to_enable_it(tmp_path):
         proc.wait(10)
 
 
-def test_the_packaged_landing_page(web_server):
+def test_the_packaged_web_client(web_server):
+    """The package's web root is the web client: its page (with how to use the other
+    clients when JavaScript is off), its module, its manifest and service worker."""
     srv = web_server(site=WebSite())
     status, h, body = http_get(srv.address, "/")
-    assert status == 200 and b"python_client.py" in body and b"<script" not in body
+    assert status == 200 and b"python_client.py" in body
+    assert b'<script type="module" src="app.js"></script>' in body and b"onclick" not in body
+    for path, ctype in (("/app.js", "text/javascript; charset=utf-8"), ("/sw.js", "text/javascript; charset=utf-8"),
+                        ("/manifest.webmanifest", "application/manifest+json"), ("/icon-192.png", "image/png")):
+        status, h, _ = http_get(srv.address, path)
+        assert status == 200 and h["content-type"] == ctype, (path, status, h)
 
 
 def test_web_under_the_windows_rules(site_dir):

@@ -1,0 +1,681 @@
+// Parley web client: state and protocol.  One WebSocket to ws(s)://<this host>/ws,
+// one JSON frame per text message (docs/protocol.md).  Rendering lives in ui.js;
+// this file decides what happens, ui.js shows it.
+import * as ui from "./ui.js";
+import { conversationOf, mentions, parse, HELP, NAME_RE } from "./util.js";
+
+const CLIENT_VERSION = "0.1.0";
+const BACKOFF = [1000, 2000, 4000, 8000, 15000];   // reconnect delays (ms), then 15 s each
+const PAGE = 50;                                    // history page size
+
+// --- what we remember between visits (localStorage) ------------------------------
+const store = {
+  get(key) { try { return localStorage.getItem("parley." + key); } catch { return null; } },
+  set(key, value) {
+    try {
+      if (value === null || value === undefined) localStorage.removeItem("parley." + key);
+      else localStorage.setItem("parley." + key, String(value));
+    } catch { /* private mode: nothing is remembered */ }
+  },
+};
+
+// --- state ------------------------------------------------------------------------------
+/** One conversation: a room ("#python") or a direct message ("@bob"). */
+function newConversation(key) {
+  return {
+    key,
+    isRoom: key.startsWith("#"),
+    topic: "",
+    members: null,          // names (rooms), null until known
+    events: new Map(),      // id -> message / join / leave / topic frame
+    more: true,             // older history may exist on the server
+    loading: false,
+    unread: 0,
+    mentions: 0,
+    readId: 0,
+    marker: null,           // the read position when the conversation was opened
+    notices: [],            // local lines (help, errors), not from the server
+  };
+}
+
+export const state = {
+  me: store.get("name") || "",
+  token: store.get("token"),
+  instance: store.get("instance"),
+  lastId: Number(store.get("lastId")) || 0,
+  conversations: new Map(),
+  current: store.get("current") || "#general",
+  pending: new Map(),       // label -> {label, key, kind, text, error}: sent, not yet acknowledged
+  online: false,            // welcomed on an open connection
+  users: [],
+};
+
+let ws = null;
+let attempt = 0;
+let retryTimer = null;
+let stopped = true;          // true: no automatic reconnect (signed out / name refused)
+let lastHeard = Date.now();
+let pingInterval = 30;
+const requests = new Map();  // label -> callback(frame) for join/part/history/search/users/topic
+const labelPrefix = "w" + Math.random().toString(36).slice(2, 8);
+let labelCount = 0;
+const nextLabel = () => `${labelPrefix}-${++labelCount}`;
+
+/** Messages typed but not yet acknowledged survive a reload (same labels, so
+ * the server's catch-up still tells which of them went through). */
+function savePending() {
+  const keep = [...state.pending.values()].filter((p) => !p.error)
+    .map(({ label, key, kind, text }) => ({ label, key, kind, text }));
+  store.set("pending", keep.length ? JSON.stringify(keep) : null);
+}
+
+function loadPending() {
+  try {
+    for (const p of JSON.parse(store.get("pending") || "[]")) {
+      if (p && typeof p.label === "string" && typeof p.text === "string" && typeof p.key === "string") {
+        state.pending.set(p.label, { label: p.label, key: p.key, kind: p.kind === "me" ? "me" : "say",
+                                     text: p.text, error: null });
+      }
+    }
+  } catch { store.set("pending", null); }
+}
+
+export function conversation(key) {
+  let c = state.conversations.get(key);
+  if (!c) {
+    c = newConversation(key);
+    state.conversations.set(key, c);
+  }
+  return c;
+}
+
+// --- one connection per name, across tabs --------------------------------------------
+// The server keeps one connection per session: a second tab resuming with the same
+// token replaces the first, which would reconnect and replace the second, and so
+// on.  So tabs agree: the one connecting last says so, the others step back and
+// offer "Use here".
+const tabId = Math.random().toString(36).slice(2);
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("parley") : null;
+if (tabs) {
+  tabs.onmessage = (e) => {
+    const m = e.data;
+    if (m && m.type === "claim" && m.tab !== tabId && !stopped &&
+        typeof m.name === "string" && m.name.toLowerCase() === state.me.toLowerCase()) stepBack();
+  };
+}
+
+function stepBack() {
+  // No reconnecting from now on.  The socket is left open: the other tab's hello
+  // takes the session over and the server closes this one quietly (closing it
+  // here would tell everyone that we left, then that we came back).
+  stopped = true;
+  clearTimeout(retryTimer);
+  ui.showElsewhere();
+}
+
+// --- the connection ------------------------------------------------------------------
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+// The server allows `rate` frames a second with bursts of `burst` (welcome.limits)
+// and disconnects a client that keeps going over.  So frames wait in `outbox` and
+// leave at that pace: a long queue typed offline, or many read markers, never flood.
+const bucket = { rate: 5, burst: 20, tokens: 18, at: Date.now() };
+let outbox = [];
+let pumpTimer = null;
+
+function pump() {
+  clearTimeout(pumpTimer);
+  pumpTimer = null;
+  if (!ws || ws.readyState !== WebSocket.OPEN) { outbox = []; return; }
+  const now = Date.now();
+  bucket.tokens = Math.min(bucket.burst - 2, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate);
+  bucket.at = now;
+  while (outbox.length && bucket.tokens >= 1) {
+    ws.send(JSON.stringify(outbox.shift()));
+    bucket.tokens -= 1;
+  }
+  if (outbox.length) pumpTimer = setTimeout(pump, Math.ceil(((1 - bucket.tokens) / bucket.rate) * 1000));
+}
+
+/** Send a frame (paced; pongs and hellos at once).  False when not connected. */
+function send(frame) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  if (frame.type === "pong" || frame.type === "hello" || frame.type === "bye") {
+    ws.send(JSON.stringify(frame));
+  } else {
+    outbox.push(frame);
+    if (!pumpTimer) pump();
+  }
+  return true;
+}
+
+function request(frame, callback) {
+  const label = nextLabel();
+  if (callback) requests.set(label, callback);
+  if (!send({ ...frame, label })) {
+    requests.delete(label);
+    notice(state.current, "Not connected: try again once reconnected.");
+  }
+}
+
+export function connect() {
+  stopped = false;
+  if (tabs && state.me) tabs.postMessage({ type: "claim", tab: tabId, name: state.me });
+  clearTimeout(retryTimer);
+  if (ws) { ws.onclose = null; ws.close(); }
+  outbox = [];                  // frames for the old connection (pending messages are resent)
+  const sock = new WebSocket(socketUrl());
+  ws = sock;
+  sock.onopen = () => {
+    lastHeard = Date.now();
+    const hello = { type: "hello", version: 1, name: state.me, caps: ["rooms"],
+                    client: "parley-web", client_version: CLIENT_VERSION };
+    if (state.token) Object.assign(hello, { token: state.token, last_id: state.lastId,
+                                            instance: state.instance });
+    send(hello);
+  };
+  sock.onmessage = (msg) => {
+    lastHeard = Date.now();
+    let frame;
+    try { frame = JSON.parse(msg.data); } catch { return; }
+    if (frame && typeof frame.type === "string") handle(frame);
+  };
+  sock.onclose = () => {
+    if (ws !== sock) return;
+    ws = null;
+    const wasOnline = state.online;
+    state.online = false;
+    for (const [label, cb] of requests) { requests.delete(label); cb({ type: "error", code: "lost" }); }
+    if (stopped) return;
+    scheduleReconnect(wasOnline ? 0 : null);
+  };
+}
+
+function scheduleReconnect(delay = null, reason = "") {
+  clearTimeout(retryTimer);
+  const wait = delay ?? BACKOFF[Math.min(attempt, BACKOFF.length - 1)] * (0.8 + Math.random() * 0.4);
+  attempt += 1;
+  const until = Date.now() + wait;
+  ui.showBanner(state, until, reason);
+  retryTimer = setTimeout(connect, wait);
+}
+
+/** Reconnect now (the network came back, the tab became visible). */
+function reconnectSoon() {
+  if (!stopped && !ws && state.me) { attempt = 0; connect(); }
+}
+
+// A connection that went quiet (a phone that slept) is closed and retried: the
+// server pings after ping_interval seconds of silence, so we hear something.
+setInterval(() => {
+  if (ws && state.online && Date.now() - lastHeard > (2 * pingInterval + 15) * 1000) ws.close();
+}, 5000);
+addEventListener("online", reconnectSoon);
+
+// --- frames from the server ----------------------------------------------------------
+function handle(f) {
+  switch (f.type) {
+    case "welcome": return onWelcome(f);
+    case "message": case "join": case "leave": case "topic": return addEvent(f, true);
+    case "ack": return onAck(f);
+    case "error": return onError(f);
+    case "room": return answer(f) || onRoom(f);
+    case "unread": return onUnread(f);
+    case "users": return answer(f) || onUsers(f);
+    case "history": case "results": case "rooms": return answer(f);
+    case "presence": return onPresence(f);
+    case "ping": return send({ type: "pong", token: f.token });
+    case "bye": return onBye(f);
+    default: return undefined;    // forward compatible: unknown frames are ignored
+  }
+}
+
+function answer(f) {
+  const cb = f.label && requests.get(f.label);
+  if (!cb) return false;
+  requests.delete(f.label);
+  cb(f);
+  return true;
+}
+
+function onWelcome(w) {
+  if (w.instance && state.instance && w.instance !== state.instance) {
+    // another database: its ids mean something else, start afresh
+    state.conversations.clear();
+    state.lastId = 0;
+  } else if (w.truncated) {
+    // the catch-up does not reach back to what we have: drop it rather than
+    // show a hole; scrolling up pages back from the catch-up
+    for (const c of state.conversations.values()) { c.events.clear(); c.more = true; }
+  }
+  state.me = w.name;
+  state.token = w.token || state.token;
+  state.instance = w.instance || state.instance;
+  state.users = w.users || [];
+  pingInterval = (w.limits && w.limits.ping_interval) || 30;
+  if (w.limits && w.limits.rate > 0 && w.limits.burst > 2) {
+    bucket.rate = w.limits.rate;
+    bucket.burst = w.limits.burst;
+  }
+  store.set("name", state.me);
+  store.set("token", state.token);
+  store.set("instance", state.instance);
+  if (Array.isArray(w.rooms)) {
+    const joined = new Set(w.rooms.map((r) => r.room.toLowerCase()));
+    for (const key of [...state.conversations.keys()]) {
+      if (key.startsWith("#") && !joined.has(key.toLowerCase())) state.conversations.delete(key);
+    }
+    for (const r of w.rooms) onRoom(r);
+  } else {
+    conversation("#general");
+  }
+  for (const ev of w.history || []) addEvent(ev, false);
+  if (w.truncated) notice(state.current, "You missed more than one catch-up holds: scroll up for older messages.");
+  noteId(w.last_id);
+  if (!state.conversations.has(state.current)) state.current = "#general";
+  state.online = true;
+  attempt = 0;
+  ui.hideBanner();
+  ui.showApp(state);
+  ui.renderAll(state);
+  // what was typed while offline, in order; labels already seen in the catch-up are gone
+  for (const p of state.pending.values()) sendPending(p);
+  const c = state.conversations.get(state.current);
+  if (c && c.isRoom && c.members === null) requestMembers();
+  markRead();
+}
+
+function noteId(id) {
+  if (typeof id === "number" && id > state.lastId) {
+    state.lastId = id;
+    store.set("lastId", id);
+  }
+}
+
+/** A message, join, leave or topic: store it in its conversation and show it. */
+function addEvent(ev, live) {
+  if (typeof ev.id !== "number") return;
+  noteId(ev.id);
+  const key = conversationOf(ev, state.me);
+  const c = conversation(key);
+  if (ev.label && ev.from && ev.from.toLowerCase() === state.me.toLowerCase()) settle(ev.label);
+  if (c.events.has(ev.id)) return;
+  c.events.set(ev.id, ev);
+  if (ev.type === "join" && c.members) {
+    if (!c.members.includes(ev.name)) c.members.push(ev.name);
+  } else if (ev.type === "leave" && c.members) {
+    c.members = c.members.filter((n) => n !== ev.name);
+  } else if (ev.type === "topic") {
+    c.topic = ev.topic || "";
+  }
+  const mine = ev.from && ev.from.toLowerCase() === state.me.toLowerCase();
+  const shown = key === state.current && !document.hidden;
+  if (ev.type === "message" && !mine && ev.id > c.readId) {
+    const mention = !c.isRoom || mentions(ev.text, state.me);
+    if (!shown) {
+      c.unread += 1;
+      if (mention) c.mentions += 1;
+    }
+    if (live && document.hidden && mention) ui.notify(c, ev);
+  }
+  if (key === state.current) {
+    ui.insertEvent(state, c, ev);
+    if (ev.type === "join" || ev.type === "leave") ui.renderMembers(state);
+  }
+  if (live) {
+    ui.renderSidebar(state);
+    if (key === state.current) ui.renderHeader(state);
+    if (shown) markRead();
+  }
+}
+
+function onRoom(r) {
+  const c = conversation(r.room);
+  c.topic = r.topic || "";
+  if (Array.isArray(r.members)) c.members = [...r.members];
+  for (const ev of r.history || []) addEvent({ ...ev, room: ev.room || r.room }, false);
+  if (state.online) ui.renderAll(state);
+}
+
+function onUnread(u) {
+  const key = u.room || (u.with ? "@" + u.with : null);
+  if (!key) return;
+  const c = conversation(key);
+  c.unread = u.count || 0;
+  c.mentions = u.mentions || 0;
+  c.readId = Math.max(c.readId, u.read_id || 0);
+  if (key === state.current && !document.hidden && c.unread) {
+    c.marker = c.readId;
+    ui.renderAll(state);
+    markRead();
+  }
+  ui.renderSidebar(state);
+}
+
+function onUsers(f) {
+  if (f.room) conversation(f.room).members = [...f.users];
+  else state.users = [...f.users];
+  ui.renderMembers(state);
+}
+
+function onPresence(f) {
+  const c = state.conversations.get(f.room);
+  if (!c || !c.members) return;
+  const set = new Set(c.members);
+  for (const n of f.joined || []) set.add(n);
+  for (const n of f.left || []) set.delete(n);
+  c.members = [...set];
+  if (f.room === state.current) ui.renderMembers(state);
+}
+
+function onAck(a) {
+  if (state.pending.has(a.label)) settle(a.label);
+  else answer(a);
+}
+
+function onError(e) {
+  const p = e.label && state.pending.get(e.label);
+  if (p) {
+    if (e.code === "rate_limited") {          // try the same label again a little later
+      setTimeout(() => sendPending(p), Math.max(250, (e.retry_after || 1) * 1000));
+      return;
+    }
+    p.error = e.message || e.code;
+    savePending();
+    ui.updatePending(state, p);
+    return;
+  }
+  if (answer(e)) return;
+  if (!state.online) {                        // hello refused
+    if (e.code === "throttled" || e.code === "too_many_connections" || e.code === "server_full") {
+      scheduleReconnect(Math.max(1000, (e.retry_after || 5) * 1000), e.message);
+      return;
+    }
+    stopped = true;
+    if (ws) ws.close();
+    state.token = null;
+    store.set("token", null);
+    ui.showLogin(e.message || "That name was refused.", state.me);
+    return;
+  }
+  notice(state.current, e.message || e.code, "error");
+}
+
+function onBye(b) {
+  if (b.reason === "flood" || b.reason === "protocol") attempt = BACKOFF.length - 1;
+  ui.showBanner(state, Date.now(), b.message || b.reason);
+}
+
+// --- what the user does -------------------------------------------------------------
+export function login(name) {
+  name = name.trim().replace(/^@/, "");
+  if (!NAME_RE.test(name)) {
+    ui.showLogin("Names are 1–32 letters, digits, '_', '-' or '.', without spaces.", name);
+    return;
+  }
+  if (name.toLowerCase() !== state.me.toLowerCase()) {
+    // a different person: forget the previous session
+    state.token = null;
+    store.set("token", null);
+  }
+  state.me = name;
+  attempt = 0;
+  connect();
+}
+
+export function signOut() {
+  stopped = true;
+  send({ type: "bye" });
+  if (ws) ws.close();
+  for (const k of ["name", "token", "instance", "lastId", "current"]) store.set(k, null);
+  state.me = "";
+  state.token = state.instance = null;
+  state.lastId = 0;
+  state.conversations.clear();
+  state.pending.clear();
+  store.set("pending", null);
+  state.current = "#general";
+  ui.hideBanner();
+  ui.showLogin("", "");
+}
+
+export function switchTo(key) {
+  if (key.startsWith("@")) {
+    const existing = [...state.conversations.keys()].find((k) => k.toLowerCase() === key.toLowerCase());
+    key = existing || key;
+  }
+  const c = conversation(key);
+  // a "new" line above what arrived since you last read it
+  if (key !== state.current) c.marker = c.unread > 0 ? c.readId : null;
+  state.current = key;
+  store.set("current", key);
+  ui.renderAll(state);
+  if (c.events.size === 0 && c.more) loadOlder();
+  if (c.isRoom && c.members === null) requestMembers();   // a big room leaves them out
+  markRead();
+}
+
+/** Tell the server the current conversation is read up to its newest event. */
+export function markRead() {
+  const c = state.conversations.get(state.current);
+  if (!c || document.hidden) return;
+  let newest = 0;
+  for (const id of c.events.keys()) if (id > newest) newest = id;
+  c.unread = 0;
+  c.mentions = 0;
+  if (newest > c.readId && state.online) {
+    c.readId = newest;
+    sendReadSoon(c);
+  }
+  ui.renderSidebar(state);
+}
+
+// Read markers go out at most once a second per conversation (a busy room would
+// otherwise cost one frame per message received).
+const readTimers = new Map();
+function sendReadSoon(c) {
+  if (readTimers.has(c.key)) return;
+  readTimers.set(c.key, setTimeout(() => {
+    readTimers.delete(c.key);
+    if (state.online) {
+      send(c.isRoom ? { type: "read", room: c.key, id: c.readId } : { type: "read", with: c.key.slice(1), id: c.readId });
+    }
+  }, 1000));
+}
+
+/** Page back: the 50 events older than the oldest one shown. */
+export function loadOlder() {
+  const c = state.conversations.get(state.current);
+  if (!c || c.loading || !c.more || !state.online) return;
+  c.loading = true;
+  const frame = { type: "history", limit: PAGE };
+  if (c.isRoom) frame.room = c.key; else frame.with = c.key.slice(1);
+  const ids = [...c.events.keys()];
+  if (ids.length) frame.before = Math.min(...ids);
+  ui.renderHeader(state);
+  request(frame, (f) => {
+    c.loading = false;
+    if (f.type === "error") {
+      if (f.code !== "lost") c.more = false;
+      ui.renderHeader(state);
+      return;
+    }
+    c.more = !!f.more;
+    const anchor = ui.scrollAnchor();
+    for (const ev of f.messages || []) {
+      addEvent(c.isRoom ? { ...ev, room: ev.room || c.key } : ev, false);
+    }
+    ui.restoreScroll(anchor);
+    ui.renderHeader(state);
+  });
+}
+
+function sendPending(p) {
+  const frame = { type: p.kind, text: p.text, label: p.label };
+  if (p.key.startsWith("@")) frame.to = p.key.slice(1); else frame.room = p.key;
+  if (state.online) send(frame);
+}
+
+/** A message that was refused: send it again (same label), or forget it. */
+export function retry(label) {
+  const p = state.pending.get(label);
+  if (!p) return;
+  p.error = null;
+  savePending();
+  ui.updatePending(state, p);
+  sendPending(p);
+}
+
+export function discard(label) {
+  const p = state.pending.get(label);
+  if (!p) return;
+  state.pending.delete(label);
+  savePending();
+  ui.removePending(p);
+  // a direct message that never started: no conversation to keep
+  const c = state.conversations.get(p.key);
+  if (c && !c.isRoom && c.events.size === 0 && ![...state.pending.values()].some((q) => q.key === p.key)) {
+    state.conversations.delete(p.key);
+    if (state.current === p.key) switchTo("#general");
+    else ui.renderSidebar(state);
+  }
+}
+
+function settle(label) {
+  const p = state.pending.get(label);
+  if (!p) return;
+  state.pending.delete(label);
+  savePending();
+  ui.removePending(p);
+}
+
+function say(key, text, kind = "say") {
+  const p = { label: nextLabel(), key, kind, text, error: null };
+  state.pending.set(p.label, p);
+  savePending();
+  if (key === state.current) ui.addPending(state, p);
+  sendPending(p);
+}
+
+export function notice(key, text, cls = "") {
+  const c = conversation(key);
+  let after = 0;            // shown after the newest event of the conversation
+  for (const id of c.events.keys()) if (id > after) after = id;
+  const n = { text, cls, key: after + 0.5 };
+  c.notices.push(n);
+  if (key === state.current) ui.addNotice(n);
+}
+
+/** A line typed in the composer: a message or a slash command. */
+export function submit(line) {
+  const cmd = parse(line, state.current);
+  if (cmd.error) { notice(state.current, cmd.error, "error"); return; }
+  switch (cmd.name) {
+    case "empty": return;
+    case "say": return say(state.current, cmd.text);
+    case "me": return say(state.current, cmd.text, "me");
+    case "help": HELP.forEach((l) => notice(state.current, l)); return;
+    case "join": return joinRoom(cmd.target);
+    case "part": return partRoom(cmd.target);
+    case "msg":
+      switchTo(cmd.target);
+      if (cmd.text) say(state.current, cmd.text);
+      return;
+    case "switch": return switchTo(cmd.target);
+    case "topic":
+      if (cmd.text === null) {
+        const t = conversation(cmd.target).topic;
+        notice(cmd.target, t ? `Topic: ${t}` : "No topic set (/topic text sets it).");
+        return;
+      }
+      request({ type: "topic", room: cmd.target, topic: cmd.text }, (f) => {
+        if (f.type === "error") notice(cmd.target, f.message || f.code, "error");
+      });
+      return;
+    case "search": return search(cmd.text);
+    case "rooms": {
+      const here = state.current;
+      listRooms((rooms) => {
+        notice(here, `${rooms.length} room(s):`);
+        for (const r of rooms) {
+          notice(here, `${r.room}${r.joined ? " (joined)" : ""} · ${r.count} online${r.topic ? " · " + r.topic : ""}`);
+        }
+      });
+      return;
+    }
+    case "users": {
+      const c = conversation(state.current);
+      const frame = c.isRoom ? { type: "users", room: c.key } : { type: "users" };
+      request(frame, (f) => {
+        if (f.type === "error") return notice(c.key, f.message || f.code, "error");
+        onUsers(f);
+        notice(c.key, `${f.users.length} here: ${f.users.join(", ")}`);
+      });
+      return;
+    }
+    default: return;
+  }
+}
+
+export function joinRoom(room) {
+  const existing = [...state.conversations.keys()].find((k) => k.toLowerCase() === room.toLowerCase());
+  if (existing) { switchTo(existing); return; }
+  request({ type: "join", room }, (f) => {
+    if (f.type === "error") { notice(state.current, f.message || f.code, "error"); return; }
+    onRoom(f);
+    switchTo(f.room);
+  });
+}
+
+export function partRoom(room) {
+  request({ type: "part", room }, (f) => {
+    if (f.type === "error") { notice(state.current, f.message || f.code, "error"); return; }
+    const key = [...state.conversations.keys()].find((k) => k.toLowerCase() === room.toLowerCase());
+    if (key) state.conversations.delete(key);
+    if (!state.conversations.has(state.current)) {
+      state.current = state.conversations.has("#general") ? "#general" : [...state.conversations.keys()][0] || "#general";
+    }
+    switchTo(state.current);
+  });
+}
+
+export function search(query) {
+  ui.showResults(state, query, null);
+  request({ type: "search", query, limit: 30 }, (f) => {
+    if (f.type === "error") ui.showResults(state, query, [], f.message || f.code);
+    else ui.showResults(state, query, f.messages || []);
+  });
+}
+
+/** The rooms on the server (for suggestions): callback(list of {room, topic, count}). */
+export function listRooms(callback) {
+  if (state.online) request({ type: "rooms" }, (f) => { if (f.type === "rooms") callback(f.rooms || []); });
+}
+
+export function requestMembers() {
+  const c = state.conversations.get(state.current);
+  if (c && c.isRoom && state.online) request({ type: "users", room: c.key }, (f) => { if (f.type === "users") onUsers(f); });
+}
+
+// --- start ------------------------------------------------------------------------------
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) { markRead(); ui.renderSidebar(state); reconnectSoon(); }
+});
+
+loadPending();
+ui.init(state, { connect, listRooms, retry, discard, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
+if (state.me) {
+  ui.showApp(state);             // the shell at once, "reconnecting" until welcomed
+  ui.renderAll(state);
+  ui.showBanner(state, Date.now(), "");
+  connect();
+} else {
+  ui.showLogin("", "");
+}
+
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register("sw.js").catch(() => { /* no offline shell: fine */ });
+}

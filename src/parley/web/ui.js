@@ -1,0 +1,628 @@
+// Parley web client: rendering and input.  Everything a user sees is built with
+// DOM nodes and textContent -- never innerHTML with anything from the network --
+// so a message can never inject markup or script.  app.js owns the state; this
+// file shows it and forwards what the user does to the ``actions`` it is given.
+import { dayLabel, localDateTime, localTime, mentions, nameColourIndex, segments } from "./util.js";
+
+const $ = (id) => document.getElementById(id);
+let actions = null;
+let state = null;
+let bannerTimer = null;
+let narrow = matchMedia("(max-width: 720px)");
+
+/** A new element with a class and text (text is always set as text). */
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = text;
+  return e;
+}
+
+function nameNode(name, cls = "who") {
+  return el("span", `${cls} nc${nameColourIndex(name)}`, name);
+}
+
+/** Message text as nodes: plain text, links (new tab, no referrer), mentions.
+ * ``links`` false: links as plain text (inside a button, say). */
+function textNodes(text, me, links = true) {
+  const frag = document.createDocumentFragment();
+  for (const s of segments(text, me)) {
+    if (s.kind === "link" && links) {
+      const a = el("a", "link", s.text);
+      a.href = s.href;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      frag.append(a);
+    } else if (s.kind === "mention") {
+      frag.append(el("mark", "mention-word", s.text));
+    } else {
+      frag.append(document.createTextNode(s.text));
+    }
+  }
+  return frag;
+}
+
+// --- login and the shell --------------------------------------------------------------
+export function showLogin(error, name) {
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = error || "";
+  if (name !== undefined) $("login-name").value = name;
+  $("login-name").focus();
+}
+
+export function showApp(st) {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("me").textContent = st.me;
+  $("me").className = `me nc${nameColourIndex(st.me)}`;
+}
+
+export function showBanner(st, until, reason) {
+  const banner = $("banner");
+  banner.hidden = false;
+  document.body.classList.add("offline");
+  const tick = () => {
+    const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+    banner.textContent = `Reconnecting…${left ? ` next try in ${left} s` : ""}` +
+      (reason ? ` (${reason})` : "") +
+      (st.pending.size ? ` · ${st.pending.size} message(s) will be sent once back` : "");
+  };
+  tick();
+  clearInterval(bannerTimer);
+  bannerTimer = setInterval(tick, 1000);
+  updatePlaceholder();
+}
+
+/** This name is connected in another tab: offer to take it over here. */
+export function showElsewhere() {
+  clearInterval(bannerTimer);
+  const banner = $("banner");
+  const use = el("button", "banner-btn", "Use here");
+  use.type = "button";
+  use.id = "use-here";
+  use.addEventListener("click", () => actions.connect());
+  banner.replaceChildren("Parley is open in another tab or window. ", use);
+  banner.hidden = false;
+  document.body.classList.add("offline");
+  updatePlaceholder();
+}
+
+export function hideBanner() {
+  clearInterval(bannerTimer);
+  $("banner").hidden = true;
+  document.body.classList.remove("offline");
+  updatePlaceholder();
+}
+
+function updatePlaceholder() {
+  if (!state) return;
+  const offline = document.body.classList.contains("offline");
+  $("input").placeholder = `Message ${state.current}${offline ? " (sent when reconnected)" : ""}`;
+}
+
+// --- sidebar --------------------------------------------------------------------------
+export function renderSidebar(st) {
+  const keys = [...st.conversations.keys()];
+  const rooms = keys.filter((k) => k.startsWith("#"))
+    .sort((a, b) => (b.toLowerCase() === "#general") - (a.toLowerCase() === "#general") || a.localeCompare(b));
+  const dms = keys.filter((k) => k.startsWith("@")).sort((a, b) => a.localeCompare(b));
+  fillList($("room-list"), rooms, st);
+  fillList($("dm-list"), dms, st);
+  updateTitle(st);
+}
+
+function fillList(list, keys, st) {
+  list.replaceChildren(...keys.map((key) => {
+    const c = st.conversations.get(key);
+    const li = el("li");
+    const b = el("button", "conv");
+    b.type = "button";
+    b.dataset.key = key;
+    if (key === st.current) b.setAttribute("aria-current", "page");
+    const label = key.startsWith("@") ? nameNode(key.slice(1), "conv-name") : el("span", "conv-name", key);
+    b.append(label);
+    if (c.unread > 0 && key !== st.current) {
+      b.classList.add("has-unread");
+      const badge = el("span", c.mentions ? "badge mention" : "badge", String(c.unread));
+      badge.setAttribute("aria-label", `${c.unread} unread${c.mentions ? `, ${c.mentions} mentioning you` : ""}`);
+      b.append(badge);
+    }
+    li.append(b);
+    return li;
+  }));
+}
+
+function updateTitle(st) {
+  let unread = 0;
+  let mention = false;
+  for (const c of st.conversations.values()) {
+    if (c.key === st.current && !document.hidden) continue;
+    unread += c.unread;
+    mention = mention || c.mentions > 0 || (c.unread > 0 && !c.isRoom);
+  }
+  document.title = unread ? `(${unread}) Parley` : "Parley";
+  if (navigator.setAppBadge) {                          // the installed app's icon
+    (unread ? navigator.setAppBadge(unread) : navigator.clearAppBadge()).catch(() => {});
+  }
+  const icon = unread ? (mention ? "icon-mention.svg" : "icon-unread.svg") : "icon.svg";
+  const fav = $("favicon");
+  if (!fav.href.endsWith(icon)) fav.href = icon;
+}
+
+// --- the conversation ------------------------------------------------------------------
+export function renderHeader(st) {
+  const c = st.conversations.get(st.current);
+  $("conv-title").textContent = st.current;
+  $("conv-topic").textContent = c && c.topic ? c.topic : "";
+  $("conv-topic").title = c && c.topic ? c.topic : "";
+  const top = $("log-top");
+  if (!c) top.textContent = "";
+  else if (c.loading) top.textContent = "Loading older messages…";
+  else if (!c.more) top.textContent = `This is the beginning of ${c.key}.`;
+  else top.textContent = "Scroll up for older messages.";
+  updatePlaceholder();
+}
+
+function eventNode(ev, me) {
+  const li = el("li", "line");
+  li.dataset.key = String(ev.id);
+  li.dataset.day = dayLabel(ev.ts);
+  const t = el("time", "ts", localTime(ev.ts));
+  t.dateTime = ev.ts || "";
+  t.title = localDateTime(ev.ts);
+  li.append(t);
+  if (ev.type === "message") {
+    const mine = ev.from.toLowerCase() === me.toLowerCase();
+    li.classList.add("msg");
+    if (mine) li.classList.add("own");
+    else if (mentions(ev.text, me)) li.classList.add("mention");
+    const body = el("span", "text");
+    if (ev.kind === "me") {
+      li.classList.add("action");
+      li.append(el("span", "who star", "*"));
+      body.append(nameNode(ev.from, "actor"), " ");
+    } else {
+      li.append(nameNode(ev.from));
+    }
+    body.append(textNodes(ev.text, me));
+    li.append(body);
+  } else {
+    li.classList.add("event");
+    li.append(el("span", "who star", "•"));
+    const body = el("span", "text");
+    if (ev.type === "join") body.append(nameNode(ev.name, "actor"), " joined");
+    else if (ev.type === "leave") body.append(nameNode(ev.name, "actor"), ` left${ev.reason ? ` (${ev.reason})` : ""}`);
+    else if (ev.type === "topic") {
+      body.append(nameNode(ev.by || "?", "actor"), ev.topic ? " set the topic: " : " cleared the topic");
+      if (ev.topic) body.append(textNodes(ev.topic, me));
+    }
+    li.append(body);
+  }
+  return li;
+}
+
+function newMarker() {
+  const li = el("li", "new-marker");
+  li.setAttribute("role", "separator");
+  li.append(el("span", "", "New"));
+  return li;
+}
+
+function noticeNode(n) {
+  const li = el("li", `line notice ${n.cls || ""}`);
+  li.dataset.key = String(n.key);
+  li.append(el("span", "ts"), el("span", "who star", "–"), el("span", "text", n.text));
+  return li;
+}
+
+function pendingNode(st, p) {
+  const li = el("li", "line msg own pending");
+  li.dataset.label = p.label;
+  li.append(el("span", "ts", p.error ? "!" : "…"));
+  const body = el("span", "text");
+  if (p.kind === "me") {
+    li.classList.add("action");
+    li.append(el("span", "who star", "*"));
+    body.append(nameNode(st.me, "actor"), " ");
+  } else {
+    li.append(nameNode(st.me));
+  }
+  body.append(textNodes(p.text, st.me));
+  body.append(el("span", "status", p.error ? ` not sent: ${p.error}` : " sending…"));
+  if (p.error) {
+    for (const [cls, label] of [["retry", "Retry"], ["discard", "Discard"]]) {
+      const b = el("button", `pending-btn ${cls}`, label);
+      b.type = "button";
+      body.append(" ", b);
+    }
+  }
+  li.append(body);
+  if (p.error) li.classList.add("failed");
+  return li;
+}
+
+const list = () => $("messages");
+const log = () => $("log");
+const atBottom = () => log().scrollHeight - log().scrollTop - log().clientHeight < 40;
+const scrollDown = () => { log().scrollTop = log().scrollHeight; };
+
+/** Put ``node`` in the list by its numeric data-key, before any pending line. */
+function place(node) {
+  const key = Number(node.dataset.key);
+  let after = list().lastElementChild;
+  while (after && (after.dataset.label || Number(after.dataset.key) > key)) after = after.previousElementSibling;
+  if (after) after.after(node); else list().prepend(node);
+}
+
+export function insertEvent(st, c, ev) {
+  const bottom = atBottom();
+  const node = eventNode(ev, st.me);
+  place(node);
+  const prev = node.previousElementSibling;
+  if (!prev || prev.dataset.day !== node.dataset.day) markDays();
+  if (bottom) scrollDown();
+  else if (ev.type === "message" && !node.nextElementSibling?.dataset.key) $("jump").hidden = false;
+}
+
+/** A "Today" / "Yesterday" / date line before the first event of each day. */
+function markDays() {
+  let day = null;
+  for (const li of [...list().children]) {
+    if (li.classList.contains("day")) { li.remove(); continue; }
+    if (!li.dataset.day || li.dataset.day === day) continue;
+    day = li.dataset.day;
+    const sep = el("li", "day");
+    sep.setAttribute("role", "separator");
+    sep.append(el("span", "", day));
+    li.before(sep);
+  }
+}
+
+export function addNotice(n) {
+  const bottom = atBottom();
+  place(noticeNode(n));
+  if (bottom) scrollDown();
+}
+
+export function addPending(st, p) {
+  list().append(pendingNode(st, p));
+  scrollDown();
+}
+
+export function updatePending(st, p) {
+  const old = list().querySelector(`li[data-label="${CSS.escape(p.label)}"]`);
+  if (old) old.replaceWith(pendingNode(st, p));
+}
+
+export function removePending(p) {
+  const old = list().querySelector(`li[data-label="${CSS.escape(p.label)}"]`);
+  if (old) old.remove();
+  if (state && !state.online) showBanner(state, Date.now(), "");
+}
+
+export function scrollAnchor() {
+  return { height: log().scrollHeight, top: log().scrollTop, bottom: atBottom() };
+}
+
+export function restoreScroll(a) {
+  markDays();
+  if (a.bottom && a.top === 0 && a.height <= log().clientHeight) scrollDown();
+  else log().scrollTop = log().scrollHeight - (a.height - a.top);
+  fillIfShort();
+}
+
+/** Older history while the log does not fill the view yet. */
+function fillIfShort() {
+  const c = state.conversations.get(state.current);
+  if (c && c.more && !c.loading && log().scrollHeight <= log().clientHeight + 10) {
+    setTimeout(() => actions.loadOlder(), 0);
+  }
+}
+
+/** Redraw everything for the current conversation. */
+export function renderAll(st) {
+  const c = st.conversations.get(st.current);
+  renderSidebar(st);
+  renderHeader(st);
+  renderMembers(st);
+  const nodes = [];
+  if (c) {
+    const evs = [...c.events.values()].sort((a, b) => a.id - b.id);
+    const lines = [...evs.map((ev) => [ev.id, () => eventNode(ev, st.me)]),
+                   ...c.notices.map((n) => [n.key, () => noticeNode(n)])];
+    if (c.marker !== null && evs.some((ev) => ev.id > c.marker)) lines.push([c.marker + 0.25, newMarker]);
+    lines.sort((a, b) => a[0] - b[0]);
+    for (const [, make] of lines) nodes.push(make());
+  }
+  for (const p of st.pending.values()) if (p.key === st.current) nodes.push(pendingNode(st, p));
+  list().replaceChildren(...nodes);
+  markDays();
+  scrollDown();
+  $("jump").hidden = true;
+  fillIfShort();
+}
+
+export function renderMembers(st) {
+  const c = st.conversations.get(st.current);
+  const names = c && c.isRoom ? (c.members || []) : c ? [st.me, c.key.slice(1)] : [];
+  const me = st.me.toLowerCase();
+  const sorted = [...new Set(names)].sort((a, b) =>
+    (a.toLowerCase() !== me) - (b.toLowerCase() !== me) || a.toLowerCase().localeCompare(b.toLowerCase()));
+  $("members-h").textContent = `Members (${sorted.length})`;
+  $("member-list").replaceChildren(...sorted.map((name) => {
+    const li = el("li");
+    const b = el("button", "member");
+    b.type = "button";
+    b.dataset.name = name;
+    b.title = name.toLowerCase() === me ? "you" : `Message ${name}`;
+    b.append(el("span", `avatar bg${nameColourIndex(name)}`, name.slice(0, 1).toUpperCase()), nameNode(name, "member-name"));
+    li.append(b);
+    return li;
+  }));
+}
+
+// --- search -------------------------------------------------------------------------------
+export function showResults(st, query, messages, error) {
+  $("results").hidden = false;
+  $("results-h").textContent = `Search: ${query}`;
+  const list = $("result-list");
+  if (messages === null) { list.replaceChildren(el("li", "dim", "Searching…")); return; }
+  if (error) { list.replaceChildren(el("li", "error", error)); return; }
+  if (!messages.length) { list.replaceChildren(el("li", "dim", "Nothing found.")); return; }
+  list.replaceChildren(...messages.map((ev) => {
+    const li = el("li");
+    const b = el("button", "result");
+    b.type = "button";
+    const key = ev.to ? "@" + (ev.from.toLowerCase() === st.me.toLowerCase() ? ev.to : ev.from) : ev.room || "#general";
+    b.dataset.key = key;
+    b.dataset.id = String(ev.id);
+    const head = el("span", "result-head");
+    head.append(el("span", "result-conv", key), " ", nameNode(ev.from), " ",
+                el("time", "ts", localDateTime(ev.ts)));
+    const body = el("span", "result-text");
+    body.append(textNodes(ev.text, st.me, false));
+    b.append(head, body);
+    li.append(b);
+    return li;
+  }));
+}
+
+/** Scroll to a shown event and make it flash (a search result). */
+function showEvent(id) {
+  const li = list().querySelector(`li[data-key="${CSS.escape(id)}"]`);
+  if (!li) return;
+  li.scrollIntoView({ block: "center" });
+  li.classList.add("flash");
+  setTimeout(() => li.classList.remove("flash"), 2500);
+}
+
+// --- notifications ------------------------------------------------------------------------
+export function notify(c, ev) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const title = c.isRoom ? `${ev.from} in ${c.key}` : `${ev.from} (direct message)`;
+  const options = { body: (ev.kind === "me" ? `* ${ev.from} ` : "") + ev.text,
+                    tag: c.key, icon: "icon-192.png", data: { key: c.key } };
+  try {
+    const n = new Notification(title, options);
+    n.onclick = () => { window.focus(); actions.switchTo(c.key); n.close(); };
+  } catch {
+    // Android allows notifications only from the service worker (sw.js opens the
+    // conversation when one is tapped)
+    navigator.serviceWorker?.ready.then((reg) => reg.showNotification(title, options)).catch(() => {});
+  }
+}
+
+function updateNotifyState() {
+  const s = $("notify-state");
+  if (!("Notification" in window)) { s.textContent = "not supported here"; $("notify-btn").disabled = true; return; }
+  s.textContent = { granted: "on: mentions and direct messages while the tab is hidden",
+                    denied: "blocked in the browser's site settings", default: "" }[Notification.permission] || "";
+  $("notify-btn").hidden = Notification.permission !== "default";
+}
+
+// --- theme and accent --------------------------------------------------------------------
+const systemDark = matchMedia("(prefers-color-scheme: dark)");
+
+// theme and accent are remembered in localStorage (when the browser allows it)
+function pref(key) {
+  try { return localStorage.getItem("parley." + key); } catch { return null; }
+}
+function setPref(key, value) {
+  try {
+    if (value === null) localStorage.removeItem("parley." + key);
+    else localStorage.setItem("parley." + key, value);
+  } catch { /* not remembered */ }
+}
+
+function applyTheme() {
+  const choice = pref("theme") || "dark";
+  const theme = choice === "system" ? (systemDark.matches ? "dark" : "light") : choice;
+  document.documentElement.dataset.theme = theme;
+  const accent = pref("accent");
+  if (accent && /^#[0-9a-f]{6}$/i.test(accent)) document.documentElement.style.setProperty("--accent", accent);
+  else document.documentElement.style.removeProperty("--accent");
+  const bg = getComputedStyle(document.documentElement).getPropertyValue("--surface").trim();
+  document.querySelector('meta[name="theme-color"]').content = bg || "#1f2229";
+  for (const r of document.querySelectorAll('input[name="theme"]')) r.checked = r.value === choice;
+  $("accent").value = accent || getComputedStyle(document.documentElement).getPropertyValue("--accent").trim() || "#6d8dff";
+}
+
+// --- drawers (phone) ---------------------------------------------------------------------
+function setDrawer(open) {
+  const app = $("app");
+  app.classList.toggle("drawer-open", open);
+  $("menu-btn").setAttribute("aria-expanded", String(open));
+  $("scrim").hidden = !open;
+  document.querySelector(".main").inert = open;     // keyboard and screen reader stay in the drawer
+  if (open) (document.querySelector(".conv[aria-current]") || document.querySelector(".conv"))?.focus();
+}
+
+function setMembers(open) {
+  $("members").hidden = !open;
+  $("members-btn").setAttribute("aria-expanded", String(open));
+  if (open) actions.requestMembers();
+}
+
+/** Tab after the start of a name completes it ("ca" -> "carol: " at the start of
+ * the line, "carol " elsewhere).  Nothing to complete: Tab moves focus as usual. */
+function completeName(input) {
+  const at = input.selectionStart;
+  if (at !== input.selectionEnd) return false;
+  const before = input.value.slice(0, at);
+  const word = /@?[A-Za-z0-9_.-]+$/.exec(before);
+  if (!word) return false;
+  const prefix = word[0].replace(/^@/, "").toLowerCase();
+  const c = state.conversations.get(state.current);
+  const names = [...(c && c.members ? c.members : []), ...(c && !c.isRoom ? [c.key.slice(1)] : []), ...state.users];
+  const match = names.find((n) => n.toLowerCase().startsWith(prefix) && n.toLowerCase() !== state.me.toLowerCase());
+  if (!match) return false;
+  const start = at - word[0].length;
+  const name = (word[0].startsWith("@") ? "@" : "") + match;
+  const tail = start === 0 ? ": " : " ";
+  input.value = before.slice(0, start) + name + tail + input.value.slice(at);
+  const caret = start + name.length + tail.length;
+  input.setSelectionRange(caret, caret);
+  return true;
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+export function init(st, acts) {
+  state = st;
+  actions = acts;
+  applyTheme();
+  systemDark.addEventListener("change", applyTheme);
+  updateNotifyState();
+  if (!narrow.matches && matchMedia("(min-width: 1100px)").matches) setMembers(true);
+
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    actions.login($("login-name").value);
+  });
+
+  const input = $("input");
+  const grow = () => { input.style.height = "auto"; input.style.height = Math.min(input.scrollHeight, 160) + "px"; };
+  const send = () => {
+    const text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    grow();
+    actions.submit(text);
+  };
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); input.focus(); });
+  input.addEventListener("input", grow);
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+    else if (e.key === "Tab" && !e.shiftKey && completeName(input)) e.preventDefault();
+  });
+  // Alt+Up / Alt+Down: the previous / next conversation of the sidebar
+  document.addEventListener("keydown", (e) => {
+    if (!e.altKey || (e.key !== "ArrowUp" && e.key !== "ArrowDown") || $("app").hidden) return;
+    const keys = [...document.querySelectorAll("#sidebar button.conv")].map((b) => b.dataset.key);
+    if (keys.length < 2) return;
+    const i = keys.indexOf(state.current);
+    e.preventDefault();
+    actions.switchTo(keys[(i + (e.key === "ArrowDown" ? 1 : -1) + keys.length) % keys.length]);
+  });
+
+  const onConv = (e) => {
+    const b = e.target.closest("button.conv");
+    if (!b) return;
+    actions.switchTo(b.dataset.key);
+    if (narrow.matches) { setDrawer(false); input.focus(); }
+  };
+  $("room-list").addEventListener("click", onConv);
+  $("dm-list").addEventListener("click", onConv);
+
+  const inlineForm = (btn, form, field, go) => {
+    $(btn).addEventListener("click", () => { $(form).hidden = !$(form).hidden; if (!$(form).hidden) $(field).focus(); });
+    $(form).addEventListener("submit", (e) => {
+      e.preventDefault();
+      const v = $(field).value.trim();
+      if (!v) return;
+      $(field).value = "";
+      $(form).hidden = true;
+      go(v);
+      if (narrow.matches) setDrawer(false);
+    });
+    $(field).addEventListener("keydown", (e) => { if (e.key === "Escape") { e.stopPropagation(); $(form).hidden = true; $(btn).focus(); } });
+  };
+  inlineForm("add-room", "room-form", "room-input", (v) => actions.submit(`/join ${v}`));
+  $("add-room").addEventListener("click", () => {     // suggest the rooms that exist
+    if (!$("room-form").hidden) actions.listRooms((rooms) => $("room-names").replaceChildren(
+      ...rooms.map((r) => { const o = el("option"); o.value = r.room; o.label = r.topic || `${r.count} online`; return o; })));
+  });
+  inlineForm("add-dm", "dm-form", "dm-input", (v) => actions.submit(`/msg ${v}`));
+
+  $("member-list").addEventListener("click", (e) => {
+    const b = e.target.closest("button.member");
+    if (!b || b.dataset.name.toLowerCase() === state.me.toLowerCase()) return;
+    actions.switchTo("@" + b.dataset.name);
+    if (narrow.matches) setMembers(false);
+  });
+
+  $("menu-btn").addEventListener("click", () => setDrawer(!$("app").classList.contains("drawer-open")));
+  $("scrim").addEventListener("click", () => setDrawer(false));
+  $("members-btn").addEventListener("click", () => setMembers($("members").hidden));
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    if ($("app").classList.contains("drawer-open")) { setDrawer(false); $("menu-btn").focus(); }
+    else if (!$("results").hidden) { $("results").hidden = true; input.focus(); }
+    else if (narrow.matches && !$("members").hidden) { setMembers(false); $("members-btn").focus(); }
+  });
+
+  $("messages").addEventListener("click", (e) => {      // Retry / Discard a message not sent
+    const b = e.target.closest("button.pending-btn");
+    const li = b && b.closest("li[data-label]");
+    if (!li) return;
+    if (b.classList.contains("retry")) actions.retry(li.dataset.label);
+    else actions.discard(li.dataset.label);
+  });
+  $("log").addEventListener("scroll", () => {
+    if ($("log").scrollTop < 80) actions.loadOlder();
+    if (atBottom()) $("jump").hidden = true;
+  }, { passive: true });
+  $("jump").addEventListener("click", () => { scrollDown(); $("jump").hidden = true; input.focus(); });
+
+  $("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = $("search-input").value.trim();
+    if (q) actions.search(q);
+  });
+  $("results-close").addEventListener("click", () => { $("results").hidden = true; input.focus(); });
+  $("result-list").addEventListener("click", (e) => {
+    const b = e.target.closest("button.result");
+    if (!b) return;
+    actions.switchTo(b.dataset.key);
+    $("results").hidden = true;
+    showEvent(b.dataset.id);
+  });
+
+  $("settings-btn").addEventListener("click", () => { updateNotifyState(); $("settings").showModal(); });
+  for (const r of document.querySelectorAll('input[name="theme"]')) {
+    r.addEventListener("change", () => { setPref("theme", r.value); applyTheme(); });
+  }
+  $("accent").addEventListener("input", () => { setPref("accent", $("accent").value); applyTheme(); });
+  $("accent-reset").addEventListener("click", () => { setPref("accent", null); applyTheme(); });
+  $("notify-btn").addEventListener("click", async () => {
+    try { await Notification.requestPermission(); } catch { /* old browsers */ }
+    updateNotifyState();
+  });
+  $("signout").addEventListener("click", () => { $("settings").close(); actions.signOut(); });
+
+  // keep the composer above the on-screen keyboard where dvh is not enough
+  if (window.visualViewport) {
+    const fit = () => {
+      if (Math.abs(visualViewport.scale - 1) > 0.01) return;      // pinch-zoomed: leave the layout
+      document.documentElement.style.setProperty("--vvh", `${visualViewport.height}px`);
+    };
+    visualViewport.addEventListener("resize", fit);
+    fit();
+  }
+  narrow.addEventListener("change", () => setDrawer(false));
+  // a notification tapped while the service worker showed it
+  navigator.serviceWorker?.addEventListener("message", (e) => {
+    if (e.data && e.data.type === "open" && typeof e.data.key === "string") actions.switchTo(e.data.key);
+  });
+}
