@@ -8,6 +8,7 @@ a loaded machine.  Everything is asserted; screenshots are taken on the way
 import datetime
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -546,7 +547,14 @@ def test_notifications_title_accessibility_and_offline_shell(web, browser, watch
     assert alice.evaluate("window.__notes") == [["carol in #general", "alice, are you there?"],
                                                 ["carol (direct message)", "just between us"]]
     assert alice.title() == "(3) Parley"
-    assert alice.locator("#favicon").get_attribute("href") == "icon-mention.svg"
+    fav = urllib.parse.unquote(alice.locator("#favicon").get_attribute("href"))
+    assert fav.startswith("data:image/svg+xml,<svg")
+    assert ">3</text>" in fav and 'fill="#ff3b52"' in fav        # the count, red: a mention
+    # the icon is drawn: the browser loads it as an image (and the CSP lets it)
+    drawn = alice.evaluate("""(src) => new Promise(ok => { const i = new Image();
+        i.onload = () => ok(i.naturalWidth > 0); i.onerror = () => ok(false); i.src = src; })""",
+                           alice.locator("#favicon").get_attribute("href"))
+    assert drawn
     # back to the tab: #general is read, the DM still waits
     alice.evaluate("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))")
     alice.wait_for_function("() => document.title === '(1) Parley'")

@@ -2,10 +2,9 @@
 // server (then shows "Reconnecting…").  Network first, so an updated server
 // serves updated files; the cache is only the fallback.  The chat itself goes
 // over the WebSocket and is never cached.
-const CACHE = "parley-shell-v1";
+const CACHE = "parley-shell-v2";
 const SHELL = ["./", "index.html", "style.css", "app.js", "ui.js", "util.js",
-               "manifest.webmanifest", "icon.svg", "icon-unread.svg", "icon-mention.svg",
-               "icon-192.png", "icon-512.png"];
+               "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));

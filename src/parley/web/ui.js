@@ -145,9 +145,23 @@ function updateTitle(st) {
   if (navigator.setAppBadge) {                          // the installed app's icon
     (unread ? navigator.setAppBadge(unread) : navigator.clearAppBadge()).catch(() => {});
   }
-  const icon = unread ? (mention ? "icon-mention.svg" : "icon-unread.svg") : "icon.svg";
   const fav = $("favicon");
-  if (!fav.href.endsWith(icon)) fav.href = icon;
+  const icon = unread ? badgeIcon(unread, mention) : "icon.svg";
+  if (fav.getAttribute("href") !== icon) fav.setAttribute("href", icon);
+}
+
+/** The app icon with the unread count on it (red for mentions and DMs), as a
+ *  data: URL (the page's Content-Security-Policy allows data: images). */
+export function badgeIcon(count, mention) {
+  const text = count > 99 ? "99+" : String(count);
+  const size = text.length > 2 ? 15 : text.length > 1 ? 19 : 22;
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">' +
+    '<rect width="64" height="64" rx="14" fill="#6d8dff"/>' +
+    '<path d="M14 18a6 6 0 0 1 6-6h24a6 6 0 0 1 6 6v18a6 6 0 0 1-6 6H28l-9 8v-8h1a6 6 0 0 1-6-6z" fill="#fff"/>' +
+    `<circle cx="44" cy="20" r="19" fill="${mention ? "#ff3b52" : "#f2b84b"}" stroke="#16181d" stroke-width="2"/>` +
+    `<text x="44" y="20" dy="0.35em" text-anchor="middle" font-family="sans-serif" font-weight="700" ` +
+    `font-size="${size}" fill="${mention ? "#fff" : "#16181d"}">${text}</text></svg>`;
+  return "data:image/svg+xml," + encodeURIComponent(svg);
 }
 
 // --- the conversation ------------------------------------------------------------------
