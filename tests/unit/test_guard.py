@@ -237,3 +237,11 @@ def test_one_connection_is_said_in_the_singular():
     for _ in range(3):
         g.admit(ADDR, 0.0)
     assert g.admit(ADDR, 0.0).message == "at most 3 connections from one address"
+
+
+def test_a_servers_guard_takes_every_limit_from_its_limits():
+    lim = Limits(max_per_address=3, connect_rate=0.5, connect_burst=4, kick_cooldown=7.0,
+                 limit_loopback=True, rate=2.0, burst=9)
+    g = Guard.from_limits(lim)
+    assert (g.max_per_address, g.connect_rate, g.connect_burst, g.kick_cooldown,
+            g.limit_loopback, g.rate, g.burst) == (3, 0.5, 4, 7.0, True, 2.0, 9)

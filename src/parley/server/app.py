@@ -87,10 +87,7 @@ class Server:
                        join_history=self.limits.join_history,
                        outbox_bytes=2 * self.limits.outbox,   # per room log (trimmed past twice that)
                        limits=self.limits.public(), presence_limit=self.limits.presence_limit)
-        lim = self.limits
-        self.guard = Guard(max_per_address=lim.max_per_address, connect_rate=lim.connect_rate,
-                           connect_burst=lim.connect_burst, kick_cooldown=lim.kick_cooldown,
-                           limit_loopback=lim.limit_loopback, rate=lim.rate, burst=lim.burst)
+        self.guard = Guard.from_limits(self.limits)
         self.workers = [IOWorker(i, self.hub, self.limits, selector_factory, guard=self.guard,
                                  web=web)
                         for i in range(max(1, io_threads))]

@@ -93,6 +93,13 @@ class Guard:
         self.banned_until: dict[str, float] = {}     # address -> end of its cool-down
         self.buckets: dict[object, Bucket] = {}      # session key -> message bucket
 
+    @classmethod
+    def from_limits(cls, limits) -> "Guard":
+        """The guard of a server with these ``session.Limits``."""
+        return cls(max_per_address=limits.max_per_address, connect_rate=limits.connect_rate,
+                   connect_burst=limits.connect_burst, kick_cooldown=limits.kick_cooldown,
+                   limit_loopback=limits.limit_loopback, rate=limits.rate, burst=limits.burst)
+
     def exempt(self, address: str) -> bool:
         return not self.limit_loopback and is_loopback(address)
 
