@@ -56,6 +56,14 @@ SERVER_FULL = "server_full"
 TOO_MANY_CONNECTIONS = "too_many_connections"  # from one address (--max-per-address)
 THROTTLED = "throttled"          # new connections too fast, or just kicked: see retry_after
 TLS_REQUIRED = "tls_required"  # plain text on a TLS port (sent in clear text, then closed)
+# accounts
+AUTH_REQUIRED = "auth_required"      # this server admits accounts only: log in or register
+NAME_REGISTERED = "name_registered"  # a guest asked for a name an account owns
+LOGIN_FAILED = "login_failed"        # wrong name or password (the same answer for both)
+INSECURE = "insecure"                # a password over plain text from another machine
+ACCOUNTS_OFF = "accounts_off"        # this server runs with --auth off
+BAD_PASSWORD = "bad_password"        # a new password that breaks the password rules
+NO_SUCH_SESSION = "no_such_session"  # revoke: no session of yours has that id
 
 # --- reasons a user leaves / a connection is closed -----------------------
 QUIT = "quit"
@@ -66,6 +74,8 @@ SENDQ = "sendq_exceeded"
 SHUTDOWN = "shutdown"
 PROTOCOL = "protocol"
 PART = "part"
+REVOKED = "revoked"              # the session was logged out (from another device, or its
+                                 # account removed or its password changed)
 
 LEAVE_REASONS = {
     QUIT: "quit",
@@ -76,6 +86,7 @@ LEAVE_REASONS = {
     SHUTDOWN: "server shutting down",
     PROTOCOL: "too many protocol errors",
     PART: "left the room",
+    REVOKED: "logged out",
 }
 
 NAME_MAX = 32
@@ -93,6 +104,13 @@ PAGE_MAX = 200                   # messages in one history or search page
 
 # capabilities a client may ask for in hello.caps; the welcome says which it got
 CAP_ROOMS = "rooms"              # rooms, direct messages, history, search, unread
+
+# --auth: who may chat (the welcome tells the client which one)
+AUTH_OFF = "off"                 # no accounts: any free name, as in protocol 1
+AUTH_OPTIONAL = "optional"       # guests take any name no account owns; accounts are kept
+AUTH_REQUIRED_MODE = "required"  # log in (or register) to chat
+AUTH_MODES = (AUTH_OFF, AUTH_OPTIONAL, AUTH_REQUIRED_MODE)
+DEVICE_MAX = 64                  # characters of a session's device label
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")  # all but \t \n
@@ -181,9 +199,14 @@ class Hello(Event):
     client: Optional[str] = None
     client_version: Optional[str] = None
     last_id: Optional[int] = None        # resume: "I have seen up to this id"
-    token: Optional[str] = None          # resume: take over my old session
+    token: Optional[str] = field(default=None, repr=False)   # resume: my session
     caps: Optional[list[str]] = None
     instance: Optional[str] = None       # resume: the server run last_id belongs to
+    # accounts: log in to the account ``name`` (with ``register``: create it).  Never
+    # in a repr or a log line.
+    password: Optional[str] = field(default=None, repr=False)
+    register: Optional[bool] = None
+    device: Optional[str] = None         # a label for this login in the session list
 
 
 @dataclass
@@ -285,6 +308,43 @@ class ReadMarker(Event):
 
 
 @dataclass
+class RegisterRequest(Event):
+    """A guest claims its name as an account with this password.  Answered by
+    ``account`` (its connections stay) or ``error``."""
+    type: ClassVar[str] = "register"
+    password: str = field(repr=False)
+    label: Optional[str] = None
+
+
+@dataclass
+class PasswordRequest(Event):
+    """Change your password.  Your other sessions are logged out.  Answered by
+    ``ack`` or ``error``."""
+    type: ClassVar[str] = "password"
+    old: str = field(repr=False)
+    new: str = field(repr=False)
+    label: Optional[str] = None
+
+
+@dataclass
+class SessionsRequest(Event):
+    """List your account's sessions (logins).  Answered by ``sessions``."""
+    type: ClassVar[str] = "sessions"
+    label: Optional[str] = None
+
+
+@dataclass
+class RevokeRequest(Event):
+    """Log out one of your sessions (``session``: its id, yours too) or, with
+    ``others``, every session but this one.  Their connections get ``bye``
+    ``revoked``.  Answered by ``ack`` or ``error``."""
+    type: ClassVar[str] = "revoke"
+    session: Optional[str] = None
+    others: Optional[bool] = None
+    label: Optional[str] = None
+
+
+@dataclass
 class Ping(Event):
     type: ClassVar[str] = "ping"
     token: Optional[str] = None
@@ -320,6 +380,9 @@ class Welcome(Event):
     caps: Optional[list[str]] = None
     instance: Optional[str] = None       # which server's ids these are (changes with its database)
     rooms: Optional[list[dict]] = None   # cap rooms: the rooms you are in (RoomInfo dicts)
+    auth: Optional[str] = None           # the server's --auth mode (off, optional, required)
+    account: Optional[dict] = None       # logged in: {"name", "admin", "session"}; absent for a guest
+    guests: Optional[list[str]] = None   # which of ``users`` are guests (auth optional)
 
 
 @dataclass
@@ -333,6 +396,7 @@ class Message(Event):
     label: Optional[str] = None          # only in your own messages' catch-up
     room: Optional[str] = None           # the room it was said in (cap rooms)
     to: Optional[str] = None             # a direct message: its recipient (cap rooms)
+    guest: Optional[bool] = None         # sent by a guest (a name no account owns)
 
 
 @dataclass
@@ -360,6 +424,7 @@ class UserList(Event):
     users: list[str]
     label: Optional[str] = None
     room: Optional[str] = None
+    guests: Optional[list[str]] = None   # which of them are guests (auth optional)
 
 
 @dataclass
@@ -398,6 +463,7 @@ class RoomInfo(Event):
     members: Optional[list[str]] = None
     history: list[dict] = field(default_factory=list)   # the last few messages
     label: Optional[str] = None
+    guests: Optional[list[str]] = None   # which members are guests (auth optional)
 
 
 @dataclass
@@ -446,6 +512,25 @@ class Unread(Event):
 
 
 @dataclass
+class AccountInfo(Event):
+    """You are logged in to this account now (the answer to ``register``)."""
+    type: ClassVar[str] = "account"
+    name: str
+    admin: bool = False
+    session: Optional[str] = None        # this login's id in ``sessions``
+    label: Optional[str] = None
+
+
+@dataclass
+class SessionList(Event):
+    """The answer to ``sessions``: each is {"id", "device", "created", "seen",
+    "current"} (times in the wire format), newest first."""
+    type: ClassVar[str] = "sessions"
+    sessions: list[dict]
+    label: Optional[str] = None
+
+
+@dataclass
 class Ack(Event):
     type: ClassVar[str] = "ack"
     label: str
@@ -466,9 +551,12 @@ def _registry(*classes: type[Event]) -> dict[str, type[Event]]:
 
 
 CLIENT_FRAMES = _registry(Hello, Say, Me, UsersRequest, JoinRequest, PartRequest, RoomsRequest,
-                          TopicRequest, HistoryRequest, SearchRequest, ReadMarker, Ping, Pong, Bye)
+                          TopicRequest, HistoryRequest, SearchRequest, ReadMarker,
+                          RegisterRequest, PasswordRequest, SessionsRequest, RevokeRequest,
+                          Ping, Pong, Bye)
 SERVER_FRAMES = _registry(Welcome, Message, Join, Leave, UserList, Topic, Presence, RoomInfo,
-                          RoomList, HistoryPage, SearchResults, Unread, Ack, Error, Ping, Pong, Bye)
+                          RoomList, HistoryPage, SearchResults, Unread, AccountInfo, SessionList,
+                          Ack, Error, Ping, Pong, Bye)
 
 # frames that carry an id and belong to a conversation's history
 HISTORY_FRAMES = (Message, Join, Leave, Topic)

@@ -118,7 +118,7 @@ def test_open_creates_directory_schema_and_general(db_path):
         s.close()
     db = sqlite3.connect(db_path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
         assert {"meta", "rooms", "sessions", "memberships", "events", "reads",
@@ -421,7 +421,7 @@ def test_foreign_or_newer_database_is_refused(db_path):
     db.execute("PRAGMA user_version=7")
     db.close()
     with pytest.raises(StoreError, match=r"written by a newer Parley \(schema version 7; this one "
-                                         r"knows up to 1\)"):
+                                         r"knows up to 2\)"):
         Store(db_path).open()
 
 
@@ -526,7 +526,7 @@ def test_migrates_the_stored_version_0_database(tmp_path):
         assert ids(s.search(alice, "upgrade", ["#general"])[0]) == [111]
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
         after = db.execute("SELECT id, ts, kind, room, sender, sender_sid, target, text "
                            "FROM events WHERE id <= 110 ORDER BY id").fetchall()
         assert after == before

@@ -863,12 +863,15 @@ def test_a_version_0_database_that_already_has_the_new_columns(db_path):
     db = sqlite3.connect(db_path)
     try:
         assert db.execute("SELECT label FROM events").fetchall() == [("L",)]
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
     finally:
         db.close()
 
 
 def test_migrations_run_in_order_and_a_failed_one_changes_nothing(db_path, monkeypatch, caplog):
+    first = store_mod.MIGRATIONS[:1]          # a version 1 database
+    monkeypatch.setattr(store_mod, "MIGRATIONS", first)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
     Store(db_path).open().close()
     ran = []
 
@@ -879,7 +882,7 @@ def test_migrations_run_in_order_and_a_failed_one_changes_nothing(db_path, monke
     def v3(conn):
         raise sqlite3.OperationalError("boom")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS + [v2, v3])
+    monkeypatch.setattr(store_mod, "MIGRATIONS", first + [v2, v3])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
     caplog.set_level(logging.INFO, logger="parley.store")
     with pytest.raises(StoreError) as e:

@@ -73,6 +73,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+from . import accountdb
+
 from ..protocol import format_ts
 
 try:                                    # POSIX
@@ -292,9 +294,15 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Version 1 -> 2: accounts and their logins (see accountdb.py)."""
+    for stmt in _split(accountdb.SCHEMA):
+        conn.execute(stmt)
+
+
 # MIGRATIONS[i] takes a database from user_version i to i + 1.  Add new ones at
 # the end; never change a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -1441,6 +1449,57 @@ class Store:
                 f"SELECT text FROM ({sub}) WHERE text LIKE ? ESCAPE '\\'", (*params, pat))
                 if t and mention.search(t))
         return count, mentions
+
+
+    # --- accounts (see accountdb.py) -------------------------------------------------
+    # Reads and the few account writes run on the calling thread's own connection
+    # (the server's login workers, never an I/O thread), each write in its own
+    # short transaction beside the writer thread's.
+    def account(self, name: str) -> Optional[accountdb.Account]:
+        with self._reading() as c:
+            return accountdb.get(c, name)
+
+    def account_by_sid(self, sid: str) -> Optional[accountdb.Account]:
+        with self._reading() as c:
+            return accountdb.by_sid(c, sid)
+
+    def accounts(self) -> list[accountdb.Account]:
+        with self._reading() as c:
+            return accountdb.all_accounts(c)
+
+    def login_by_token_hash(self, th: bytes) -> Optional[accountdb.Login]:
+        with self._reading() as c:
+            return accountdb.login_by_token_hash(c, th)
+
+    def logins(self, sid: str) -> list[accountdb.Login]:
+        with self._reading() as c:
+            return accountdb.logins(c, sid)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def create_account(self, name: str, sid: str, hash: str,
+                       admin: bool = False) -> Optional[accountdb.Account]:
+        """None if the name is taken (in any letter case)."""
+        with self._reading() as c:
+            return accountdb.create(c, name, sid, hash, admin, self._now_ms())
+
+    def set_password_hash(self, sid: str, hash: str) -> bool:
+        with self._reading() as c:
+            return accountdb.set_hash(c, sid, hash)
+
+    def add_login(self, th: bytes, sid: str, device: str) -> accountdb.Login:
+        with self._reading() as c:
+            return accountdb.add_login(c, th, sid, device, self._now_ms())
+
+    def touch_login(self, th: bytes) -> None:
+        with self._reading() as c:
+            accountdb.touch(c, th, self._now_ms())
+
+    def revoke_logins(self, sid: str, login_id: Optional[str] = None,
+                      keep: Optional[str] = None) -> list[bytes]:
+        with self._reading() as c:
+            return accountdb.revoke(c, sid, login_id, keep)
 
 
 def _newest_first(cursors: list, n: int) -> list:
