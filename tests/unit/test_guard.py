@@ -183,7 +183,7 @@ class SidUser:
 class SidHub(FakeHub):
     """Resuming with the same token gives the same session id."""
 
-    def register(self, member, hello):
+    def register(self, member, hello, secure=True):
         self.calls.append(("register", hello.name))
         self.users[hello.name.casefold()] = SidUser(hello.name, "sid-" + (hello.token or hello.name))
         return None

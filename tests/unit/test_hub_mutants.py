@@ -43,6 +43,19 @@ class SyncStore:
         self.fail = None              # an exception every read raises
         self.calls = []               # (method, args) of the reads
 
+    # accounts (none, unless a test adds them)
+    accounts_by_key: dict = {}
+    logins_by_hash: dict = {}
+
+    def account(self, name):
+        return self.accounts_by_key.get(name.casefold())
+
+    def account_by_sid(self, sid):
+        return next((a for a in self.accounts_by_key.values() if a.sid == sid), None)
+
+    def login_by_token_hash(self, th):
+        return self.logins_by_hash.get(th)
+
     # life cycle
     def open(self):
         self.opened = True
@@ -241,6 +254,9 @@ class Rig:
     def __init__(self, store=None, **kw):
         self.store = store or SyncStore()
         kw.setdefault("presence_limit", 3)
+        # (frames exactly as before accounts, unless a test asks for a mode: no
+        # "guest" marks.  Accounts and guests: tests/unit/test_hub_accounts.py)
+        kw.setdefault("auth", p.AUTH_OFF)
         self.hub = Hub(self.store, **kw)
         self.hub.readers.shutdown()
         self.hub.readers = self.readers = Readers()
@@ -473,7 +489,8 @@ def test_refusals_say_why(rig):
     assert rig.store.queue == [] and rig.hub.count == 1
 
 
-def test_newcomer_welcome(rig):
+def test_newcomer_welcome():
+    rig = Rig(auth=p.AUTH_OPTIONAL)
     rig.hub.limits["rate"] = 5
     m = Member("1.2.3.4:5")
     assert rig.hub.register(m, hello("Alice")) is None
@@ -492,7 +509,8 @@ def test_newcomer_welcome(rig):
         "name": "Alice", "users": ["Alice"], "last_id": join.id, "token": user.token,
         "limits": {"rate": 5}, "history": [], "caps": [p.CAP_ROOMS], "instance": "inst-A",
         "rooms": [{"type": "room", "room": "#general", "count": 1, "topic": "",
-                   "members": ["Alice"], "history": []}]}
+                   "members": ["Alice"], "history": [], "guests": ["Alice"]}],
+        "auth": "optional", "guests": ["Alice"]}
     assert len(welcome["token"]) >= 24 and len(user.sid) == 16
     assert unread == {"type": "unread", "count": 0, "read_id": join.id, "last_id": join.id,
                       "mentions": 0, "room": "#general"}

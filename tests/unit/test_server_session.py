@@ -20,7 +20,7 @@ class FakeHub:
         self.users = {}
         self.refuse = None
 
-    def register(self, member, hello):
+    def register(self, member, hello, secure=True):
         self.calls.append(("register", hello.name))
         if self.refuse:
             return p.Error(self.refuse, "no")

@@ -23,7 +23,7 @@ class RecordingHub:
         self.users = {}
         self.refuse = None
 
-    def register(self, member, hello):
+    def register(self, member, hello, secure=True):
         self.calls.append(("register", member, hello.name))
         if self.refuse:
             return p.Error(self.refuse, "no")
@@ -61,6 +61,21 @@ class RecordingHub:
 
     def leave(self, member, user, reason):
         self._record("leave", member, user, reason)
+
+    def guests_among(self, names):
+        return [n for n in names if n == "bob"]
+
+    def claim(self, member, user, password, secure, label):
+        self._record("claim", member, user, password, secure, label)
+
+    def change_password(self, member, user, old, new, secure, label):
+        self._record("password", member, user, old, new, secure, label)
+
+    def sessions(self, member, user, label):
+        self._record("sessions", member, user, label)
+
+    def revoke(self, member, user, req):
+        self._record("revoke", member, user, req.session, req.others, req.label)
 
 
 class Member:
@@ -116,6 +131,10 @@ def test_every_request_reaches_the_hub_with_this_member_and_this_user():
     s.receive(p.ReadMarker(room="#py", id=9), 0.6)
     s.receive(p.RoomsRequest(label="f"), 0.7)
     s.receive(p.UsersRequest(room="#general", label="g"), 0.8)
+    s.receive(p.RegisterRequest(password="pw-one-two", label="h"), 0.9)
+    s.receive(p.PasswordRequest(old="o", new="n", label="i"), 1.0)
+    s.receive(p.SessionsRequest(label="j"), 1.1)
+    s.receive(p.RevokeRequest(session="ab12", label="k"), 1.2)
     s.closed(p.LOST)
     assert hub.calls[1:] == [
         ("say", member, user, "hi", "say", "a", None, None),
@@ -126,6 +145,11 @@ def test_every_request_reaches_the_hub_with_this_member_and_this_user():
         ("read", member, user, 9),
         ("rooms_list", None, user),
         ("users_in", None, user, "#general"),
+        # (the member's peer is 10.0.0.7 over plain TCP: not secure for a password)
+        ("claim", member, user, "pw-one-two", False, "h"),
+        ("password", member, user, "o", "n", False, "i"),
+        ("sessions", member, user, "j"),
+        ("revoke", member, user, "ab12", None, "k"),
         ("leave", member, user, p.LOST),
     ]
 
@@ -135,7 +159,7 @@ def test_users_answer_carries_the_list_the_label_and_the_room():
     s.receive(hello(), 0)
     assert s.receive(p.UsersRequest(room="#general", label="g"), 0.1) == []
     assert member.pushed == [{"type": "users", "users": ["alice", "bob"], "label": "g",
-                              "room": "#general"}]
+                              "room": "#general", "guests": ["bob"]}]
 
 
 # --- errors: code, label and a sentence ------------------------------------------------

@@ -73,7 +73,8 @@ class Server:
                  db: str = ":memory:",
                  selector_factory: Callable[[], selectors.BaseSelector] = selectors.DefaultSelector,
                  tls: Optional[ssl.SSLContext] = None, tls_port: int = 8889,
-                 web: Optional[WebSite] = None):
+                 web: Optional[WebSite] = None, auth: str = p.AUTH_OPTIONAL,
+                 allow_plain_passwords: bool = False, open_registration: bool = True):
         self.host, self.port = host, port
         # HTTP (static files) and WebSocket (/ws) on the same ports; None: JSON Lines only
         self.web = web
@@ -86,7 +87,9 @@ class Server:
         self.hub = Hub(self.store, history=self.limits.history,
                        join_history=self.limits.join_history,
                        outbox_bytes=2 * self.limits.outbox,   # per room log (trimmed past twice that)
-                       limits=self.limits.public(), presence_limit=self.limits.presence_limit)
+                       limits=self.limits.public(), presence_limit=self.limits.presence_limit,
+                       auth=auth, allow_plain_passwords=allow_plain_passwords,
+                       open_registration=open_registration)
         self.guard = Guard.from_limits(self.limits)
         self.workers = [IOWorker(i, self.hub, self.limits, selector_factory, guard=self.guard,
                                  web=web)
@@ -342,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--no-web", action="store_true",
                      help="no HTTP or WebSocket: an HTTP request gets a 404 page saying so, "
                           "then the connection is closed")
+    accounts = ap.add_argument_group(
+        "accounts", "Manage them with `parley-server user ...` (see `parley-server user --help`).")
+    accounts.add_argument("--auth", choices=p.AUTH_MODES, default=p.AUTH_OPTIONAL,
+                          help="off: no accounts, any free name; optional (default): anyone "
+                               "joins as a guest under a name no account owns, and may "
+                               "register it; required: log in to chat (for a class or team "
+                               "with accounts made by an admin or by registering)")
+    accounts.add_argument("--registration", choices=("open", "closed"), default="open",
+                          help="open (default): anyone may register an account; closed: "
+                               "only admins make accounts (parley-server user add)")
+    accounts.add_argument("--allow-plain-passwords", action="store_true",
+                          help="accept passwords over plain TCP from other machines (by "
+                               "default only over TLS or from this machine)")
     group = ap.add_argument_group("limits")
     for f in dataclasses.fields(Limits):
         flag = "--" + f.name.replace("_", "-")
@@ -388,6 +404,10 @@ def _tls_setup(args: argparse.Namespace) -> tuple[ssl.SSLContext, str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["user"]:
+        from . import admin
+        return admin.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -418,7 +438,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         web = WebSite(args.web_root or "", tuple(args.web_origin))
     server = Server(args.host, args.port, limits, io_threads=args.io_threads, db=db,
                     tls=tls_context, tls_port=8889 if args.tls_port is None else args.tls_port,
-                    web=web)
+                    web=web, auth=args.auth, allow_plain_passwords=args.allow_plain_passwords,
+                    open_registration=args.registration == "open")
     try:
         server.start()
     except StoreError as e:

@@ -156,6 +156,16 @@ class Connection:
         self._post((6,))
         self.worker.wake()
 
+    def kick(self, reason: str, message: Optional[str] = None) -> None:
+        """Close this connection with ``bye`` (reason, message), after what is queued."""
+        self._post((8, reason, message))
+        self.worker.wake()
+
+    @property
+    def secure(self) -> bool:
+        """Over TLS (a WebSocket over TLS too)."""
+        return bool(getattr(self.transport, "secure", False))
+
     # --- the I/O thread ----------------------------------------------------------------
     def apply_inbox(self, closing: bool = False) -> None:
         inbox = self.inbox
@@ -179,6 +189,8 @@ class Connection:
                 self.worker.close(self, p.QUIT, notify=False)
             elif kind == 6:
                 self.finishing = True
+            elif kind == 8 and not closing:
+                self.worker.close(self, op[1], op[2], notify=True)
             elif kind == 7:
                 self.private.appendleft(op[1:])
                 self.private_bytes += len(op[3])

@@ -37,6 +37,9 @@ from typing import Callable, Optional, Protocol
 
 from .. import __version__
 from .. import protocol as p
+from . import accounts as acc
+from .accountdb import Account
+from .guard import address_of, is_loopback
 from .store import CHAT, Store, Write
 
 log = logging.getLogger("parley.hub")
@@ -58,6 +61,7 @@ class Member(Protocol):
     def hold(self) -> None: ...
     def release(self) -> None: ...
     def replaced(self) -> None: ...
+    def kick(self, reason: str, message: Optional[str] = None) -> None: ...
 
 
 class BroadcastLog:
@@ -155,6 +159,11 @@ class User:
     legacy: bool = False
     token: str = ""             # kept in memory only, to tell a resuming client again
     dm_log: Optional[BroadcastLog] = None    # its direct messages, followed by its connections
+    account: Optional[Account] = None        # None: a guest
+    # each connection's token hash and login id: an account has one login per
+    # device, so a device that reconnects replaces only its own connection
+    tokens: dict = field(default_factory=dict)
+    login_ids: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -168,6 +177,7 @@ class _Registration:
     last_id: Optional[int]       # the client's resume point (None: a newcomer)
     resumed: bool
     new_session: bool
+    token: str = ""              # what its welcome tells it (its device's token)
     outstanding: int = 0         # join writes not yet committed
     watermark: int = 0           # the newest id when it started following its rooms
     own: set = field(default_factory=set)   # ids of its own joins: not in its catch-up
@@ -185,7 +195,31 @@ class _Sent:
 
 
 def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class Pending:
+    """A hello with a password, being checked on a login worker.  The session
+    looks at ``done``; ``user`` is who it became (None: refused, and its error
+    was pushed).  Set before the welcome or the error is pushed."""
+    __slots__ = ("done", "user")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.user: Optional[User] = None
+
+
+@dataclass(eq=False)
+class _Identity:
+    """Who a hello turned out to be, before the locked part of registering."""
+    sid: str
+    name: str
+    token: str
+    th: bytes
+    account: Optional[Account] = None
+    login_id: Optional[str] = None
+    rooms_before: Optional[list] = None      # stored memberships (None: a new session)
+    fresh_login: bool = False                # a password login: a device of its own
 
 
 class Hub:
@@ -195,8 +229,20 @@ class Hub:
                  join_history: int = 20, outbox_bytes: int = 1 << 20,
                  limits: Optional[dict] = None, presence_limit: int = 100,
                  recent: int = 200, readers: int = 2,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, auth: str = p.AUTH_OPTIONAL,
+                 allow_plain_passwords: bool = False, open_registration: bool = True,
+                 login_workers: int = 2):
+        if auth not in p.AUTH_MODES:
+            raise ValueError(f"auth is one of {p.AUTH_MODES}, not {auth!r}")
         self.lock = threading.Lock()
+        self.auth = auth
+        self.allow_plain_passwords = allow_plain_passwords
+        self.open_registration = open_registration
+        self.clock = clock
+        # password hashing (scrypt: ~32 MiB and 0.1-0.4 s each, on purpose) runs
+        # here, never on an I/O thread; at most ``login_workers`` at once
+        self.logins = ThreadPoolExecutor(max(1, login_workers), thread_name_prefix="parley-login")
+        self.throttle = acc.LoginThrottle()
         self.store = store if store is not None else Store(":memory:", clock=clock)
         self.history = history
         self.join_history = join_history
@@ -237,6 +283,7 @@ class Hub:
         return self
 
     def close(self) -> None:
+        self.logins.shutdown(cancel_futures=True)
         self.readers.shutdown(cancel_futures=True)      # (waits for a running read)
         self.store.close()
 
@@ -252,8 +299,19 @@ class Hub:
     def _room_info(self, room: Room, label: Optional[str] = None) -> p.RoomInfo:
         count = len(room.members)
         members = None if count > self.presence_limit else [u.name for u in room.members.values()]
+        guests = None
+        if members is not None and self.auth == p.AUTH_OPTIONAL:
+            guests = [u.name for u in room.members.values() if u.account is None] or None
         return p.RoomInfo(room=room.name, count=count, topic=room.topic, members=members,
-                          history=self._recent_chat(room), label=label)
+                          history=self._recent_chat(room), label=label, guests=guests)
+
+    def guests_among(self, names: list) -> Optional[list]:
+        """Which of ``names`` (online) are guests; None unless --auth optional."""
+        if self.auth != p.AUTH_OPTIONAL:
+            return None
+        with self.lock:
+            return [n for n in names if (u := self.users.get(n.casefold())) is not None
+                    and u.account is None]
 
     def _recent_chat(self, room: Room) -> list:
         if not self.join_history:
@@ -262,9 +320,16 @@ class Hub:
         return chat[-self.join_history:]
 
     # --- registration -------------------------------------------------------------
-    def register(self, member: Member, hello: p.Hello) -> Optional[p.Error]:
+    @property
+    def accounts_on(self) -> bool:
+        return self.auth != p.AUTH_OFF
+
+    def register(self, member: Member, hello: p.Hello,
+                 secure: bool = True) -> "Optional[p.Error] | Pending":
         """Add ``member`` as ``hello.name``; its welcome follows (pushed) once its
-        joins are stored.  Returns an error if refused (the client may retry)."""
+        joins are stored.  Returns an error if refused (the client may retry), or
+        a ``Pending`` for a password login (checked on a login worker, whose
+        answer is pushed).  ``secure``: TLS or loopback (passwords allowed)."""
         if hello.version != p.PROTOCOL_VERSION:
             return p.Error(p.VERSION_UNSUPPORTED,
                            f"this server speaks protocol version {p.PROTOCOL_VERSION}, "
@@ -272,6 +337,118 @@ class Hub:
         problem = p.validate_name(hello.name)
         if problem:
             return p.Error(p.NAME_INVALID, f"{problem} ({p.NAME_RULES})")
+        if hello.password is not None or hello.register:
+            refusal = self._password_refusal(hello.password, secure)
+            if refusal is not None:
+                return refusal
+            if hello.register and not self.open_registration:
+                return p.Error(p.AUTH_REQUIRED, "accounts on this server are made by its "
+                               "admins; ask one for an account")
+            pending = Pending()
+            address = address_of(member.peer)
+            self.logins.submit(self._login, member, hello, pending, address)
+            return pending
+        key = hello.name.casefold()
+        ident: Optional[_Identity] = None
+        th = token_hash(hello.token) if hello.token else None
+        if th is not None and self.accounts_on:
+            login = self.store.login_by_token_hash(th)        # a device of an account
+            if login is not None:
+                account = self.store.account_by_sid(login.sid)
+                if account is not None and account.key == key:
+                    ident = _Identity(account.sid, account.name, hello.token, th, account,
+                                      login.id, self.store.memberships(account.sid))
+        if ident is None and th is not None and key not in self.users:
+            stored = self.store.session_by_token_hash(th)      # a guest session from before
+            if stored is not None and stored[1].casefold() == key:
+                ident = _Identity(stored[0], stored[1], hello.token, th,
+                                  rooms_before=self.store.memberships(stored[0]))
+        if ident is None or ident.account is None:
+            if key not in self.users or ident is not None:
+                refusal = self._guest_refusal(hello.name)
+                if refusal is not None:
+                    return refusal
+        return self._admit(member, hello, ident)
+
+    def _password_refusal(self, password: Optional[str], secure: bool) -> Optional[p.Error]:
+        if not self.accounts_on:
+            return p.Error(p.ACCOUNTS_OFF, "this server has no accounts (--auth off): "
+                           "connect without a password")
+        if password is None:
+            return p.Error(p.BAD_PASSWORD, "give a password")
+        if not secure and not self.allow_plain_passwords:
+            return p.Error(p.INSECURE, "this server takes passwords only over TLS (or from "
+                           "its own machine): connect with TLS")
+        if len(password) > acc.PASSWORD_MAX:
+            return p.Error(p.BAD_PASSWORD, f"a password has at most {acc.PASSWORD_MAX} characters")
+        return None
+
+    def _guest_refusal(self, name: str) -> Optional[p.Error]:
+        """Why a guest may not take ``name`` (None: it may)."""
+        if self.auth == p.AUTH_REQUIRED_MODE:
+            return p.Error(p.AUTH_REQUIRED, "this server is for its members: log in with your "
+                           "password (or register an account)")
+        if self.auth == p.AUTH_OPTIONAL and self.store.account(name) is not None:
+            return p.Error(p.NAME_REGISTERED, f"the name {name!r} belongs to an account: log in "
+                           f"with its password, or pick another name")
+        return None
+
+    def _login(self, member: Member, hello: p.Hello, pending: Pending, address: str) -> None:
+        """(login worker) Check a password (or make an account), then register."""
+        try:
+            result = self._check_login(hello, address)
+            if isinstance(result, _Identity):
+                result = self._admit(member, hello, result, pending)
+        except Exception as e:
+            log.error("%s: a login failed: %s", member.peer, type(e).__name__)
+            result = p.Error(p.INTERNAL, "the server failed to check that login; try again")
+        if result is not None:
+            pending.done = True
+            member.push(p.encode(result))
+            self.on_wake({member}, [])
+
+    def _check_login(self, hello: p.Hello, address: str) -> "_Identity | p.Error":
+        name, password = hello.name, hello.password or ""
+        now = time.monotonic()
+        wait = self.throttle.wait(name, address, now)
+        if wait > 0:
+            return p.Error(p.THROTTLED, f"too many failed logins: try again in {wait:g} s",
+                           retry_after=wait)
+        if hello.register:
+            problem = acc.password_problem(password)
+            if problem:
+                return p.Error(p.BAD_PASSWORD, problem)
+            with self.lock:
+                online = self.users.get(name.casefold())
+            if online is not None:
+                return p.Error(p.NAME_TAKEN, f"the name {name!r} is taken; try another")
+            account = self.store.create_account(name, secrets.token_hex(8),
+                                                acc.hash_password(password))
+            if account is None:
+                return p.Error(p.NAME_TAKEN, f"the name {name!r} is registered already; "
+                               f"log in, or pick another name")
+            log.info("%s registered the account %s", address, account.name)
+        else:
+            account = self.store.account(name)
+            if not acc.verify_password(password, account.hash if account else None):
+                self.throttle.failed(name, address, time.monotonic())
+                log.info("%s: failed login for %r", address, name[:40])
+                return p.Error(p.LOGIN_FAILED, acc.LOGIN_FAILED)
+            self.throttle.succeeded(name, address)
+            assert account is not None
+            if acc.needs_rehash(account.hash):
+                self.store.set_password_hash(account.sid, acc.hash_password(password))
+        token = acc.new_token()
+        th = token_hash(token)
+        device = (hello.device or hello.client or "")[:p.DEVICE_MAX]
+        login = self.store.add_login(th, account.sid, device)
+        return _Identity(account.sid, account.name, token, th, account, login.id,
+                         self.store.memberships(account.sid), fresh_login=True)
+
+    def _admit(self, member: Member, hello: p.Hello, ident: Optional[_Identity],
+               pending: Optional[Pending] = None) -> Optional[p.Error]:
+        """The locked part of registering: a new user, or another connection of
+        one online (the same device back, or another device of an account)."""
         key = hello.name.casefold()
         legacy = p.CAP_ROOMS not in (hello.caps or [])
         last_id = hello.last_id
@@ -279,49 +456,68 @@ class Hub:
             last_id = 0                 # ids of another database: send all we can
         member.legacy = legacy
         th = token_hash(hello.token) if hello.token else None
-        stored = None
-        if th is not None and key not in self.users:
-            stored = self.store.session_by_token_hash(th)      # a session from before
-            if stored is not None and stored[1].casefold() != key:
-                stored = None
-            rooms_before = self.store.memberships(stored[0]) if stored else []
         writes: list[Write] = []
+        stored = ident is not None and ident.rooms_before is not None
         with self.lock:
             user = self.users.get(key)
             if user is not None:
-                if th is None or not hmac.compare_digest(th, user.token_hash):
+                if ident is not None and ident.account is not None:
+                    if user.sid != ident.sid:
+                        return p.Error(p.NAME_TAKEN, f"the name {hello.name!r} is taken; try another")
+                    th = ident.th
+                elif th is None or not hmac.compare_digest(th, user.token_hash):
                     return p.Error(p.NAME_TAKEN, f"the name {hello.name!r} is taken; try another")
-                # the same session back on a new connection: no leave/join notices
-                for old in user.conns:
+                # the same device back on a new connection (no leave/join notices), or
+                # another device of the account
+                for old in [c for c in user.conns if user.tokens.get(c) == th]:
                     old.replaced()
-                user.conns = [member]
+                    user.conns.remove(old)
+                    user.tokens.pop(old, None)
+                    user.login_ids.pop(old, None)
+                user.conns.append(member)
+                user.tokens[member] = th
+                if ident is not None and ident.login_id is not None:
+                    user.login_ids[member] = ident.login_id
                 user.legacy = legacy
-                reg = _Registration(user, member, last_id, resumed=True, new_session=False)
+                token = ident.token if ident is not None else user.token
+                reg = _Registration(user, member, last_id, resumed=True, new_session=False,
+                                    token=token)
+                if ident is not None and ident.fresh_login:
+                    reg.last_id = last_id = None     # a new device: like a newcomer
             else:
-                if stored is not None:
-                    sid, name = stored
-                    token = hello.token
+                if ident is not None:
+                    sid, name, token, th = ident.sid, ident.name, ident.token, ident.th
+                    rooms_before = ident.rooms_before or []
                     rooms = [k for k in rooms_before if k in self.rooms] or [p.GENERAL]
                 else:
                     sid, name, token = secrets.token_hex(8), hello.name, secrets.token_urlsafe(24)
+                    rooms_before = []
                     rooms = [p.GENERAL]
                     th = token_hash(token)
                 if legacy:
                     rooms = [p.GENERAL]
                 user = User(sid, name, th, [member], legacy=legacy, token=token,
-                            dm_log=BroadcastLog(self.keep_bytes, "@" + name))
+                            dm_log=BroadcastLog(self.keep_bytes, "@" + name),
+                            account=ident.account if ident is not None else None)
+                user.tokens[member] = th
+                if ident is not None and ident.login_id is not None:
+                    user.login_ids[member] = ident.login_id
                 self.users[key] = user
                 self._quoted[key] = p.quote(name).encode()
+                new_session = not stored
                 reg = _Registration(user, member, last_id, resumed=False,
-                                    new_session=stored is None)
-                if stored is None:
+                                    new_session=new_session, token=token)
+                if ident is None:
                     writes.append(Write(op="session", sid=sid, name=name, token_hash=th))
                 for rkey in rooms:
                     writes.extend(self._enter_room(user, self.rooms[rkey], reg, store_membership=(
-                        stored is None or rkey not in rooms_before)))
+                        not stored or rkey not in rooms_before)))
             member.hold()
             if not reg.outstanding:
                 self._subscribe_all(reg)
+        if pending is not None:
+            pending.user = user
+            pending.done = True
         for w in writes:
             self.store.submit(w)
         if not reg.outstanding:
@@ -419,11 +615,20 @@ class Hub:
             caches = {r.key: [f for f in r.recent if f["type"] == "message"][-self.join_history:]
                       for r in rooms} if reg.last_id is None and self.join_history else {}
             room_keys = [r.key for r in rooms]
+            guests = ([u.name for u in self.users.values() if u.account is None]
+                      if self.auth == p.AUTH_OPTIONAL and quoted is not None else None)
+            login_id = user.login_ids.get(member)
         truncated = False
         if reg.last_id is None:          # a newcomer: the last few messages of each room
             history = []
             for chat in caches.values():
                 history.extend(chat)
+            if user.account is not None and not user.legacy:
+                # an account on a new device: the direct messages that waited for it
+                try:
+                    history.extend(self.store.waiting_dms(user.sid, self.history))
+                except Exception as e:
+                    log.error("waiting messages for %s: %s", user.name, e)
             history.sort(key=lambda f: f["id"])
         elif reg.last_id >= watermark:
             history = []
@@ -432,10 +637,14 @@ class Hub:
         welcome = p.Welcome(
             version=p.PROTOCOL_VERSION, server=f"parley/{__version__}", name=user.name,
             users=[] if quoted is not None else [user.name], last_id=watermark,
-            token=user.token,
+            token=reg.token or user.token,
             limits=self.limits, history=history, truncated=True if truncated else None,
             caps=None if user.legacy else [p.CAP_ROOMS], instance=self.instance,
-            rooms=[i.to_dict() for i in infos] if infos is not None else None)
+            rooms=[i.to_dict() for i in infos] if infos is not None else None,
+            auth=None if user.legacy else self.auth,
+            account=None if user.account is None or user.legacy else
+            {"name": user.account.name, "admin": user.account.admin, "session": login_id},
+            guests=guests if guests and not user.legacy else None)
         data = p.encode(welcome)
         if quoted is not None:     # (names cannot contain this text: it is the users field)
             data = data.replace(b'"users":[]', b'"users":[' + b",".join(quoted) + b"]", 1)
@@ -501,6 +710,8 @@ class Hub:
             if member not in user.conns:
                 return
             user.conns.remove(member)
+            user.tokens.pop(member, None)
+            user.login_ids.pop(member, None)
             if user.conns or self.users.get(user.key) is not user:
                 return
             del self.users[user.key]
@@ -540,6 +751,12 @@ class Hub:
         once committed.  Returns an error if refused now."""
         if room is not None and to is not None:
             return p.Error(p.BAD_REQUEST, "a message goes to a room or to a user, not both", label)
+        away = None       # an account that is not online: its direct messages wait for it
+        if to is not None and self.accounts_on and to.casefold() not in self.users:
+            if p.validate_name(to) is None:
+                account = self.store.account(to)
+                if account is not None:
+                    away = User(account.sid, account.name, b"", account=account)
         with self.lock:
             if label is not None:
                 seen = user.labels.get(label)
@@ -548,7 +765,7 @@ class Hub:
                         member.push(p.encode(p.Ack(label=label, id=seen)))
                     return None             # (still being stored: its ack will come)
             if to is not None:
-                target = self.users.get(to.casefold())
+                target = self.users.get(to.casefold()) or away
                 if target is None:
                     return p.Error(p.NO_SUCH_USER, f"nobody called {to!r} is online", label)
                 if target.legacy:
@@ -574,6 +791,8 @@ class Hub:
             w = Write(op="event", kind=kind, room=r.key, sender=user.name, sender_sid=user.sid,
                       text=text, label=label, ctx=sent)
             where = ',"room":' + p.quote(r.name)
+        if user.account is None and self.auth == p.AUTH_OPTIONAL:
+            where += ',"guest":true'
         sent.tail = ('"from":' + p.quote(user.name) + ',"text":' + p.quote(text) + ',"kind":'
                      + p.quote(kind) + where + "}").encode()
         self.store.submit(w, check=False)      # (every field checked above)
@@ -762,6 +981,144 @@ class Hub:
         if label is not None:
             member.push(p.encode(p.Ack(label=label)))
         return None
+
+    # --- accounts: requests of a connected user (checked on the login workers) -------
+    def _account_job(self, member: Member, label: Optional[str],
+                     job: Callable[[], "p.Event | None"]) -> None:
+        """Run ``job`` on a login worker; push its answer (or an error)."""
+        def run() -> None:
+            try:
+                answer = job()
+            except Exception as e:
+                log.error("%s: an account request failed: %s", member.peer, type(e).__name__)
+                answer = p.Error(p.INTERNAL, "the server failed to do that; try again", label)
+            if answer is not None:
+                member.push(p.encode(answer))
+                self.on_wake({member}, [])
+        self.logins.submit(run)
+
+    def claim(self, member: Member, user: User, password: str, secure: bool,
+              label: Optional[str]) -> Optional[p.Error]:
+        """A guest registers its name as an account; it stays connected, and its
+        history, rooms and direct messages are the account's from now on."""
+        refusal = self._password_refusal(password, secure)
+        if refusal is not None:
+            refusal.label = label
+            return refusal
+        if user.account is not None:
+            return p.Error(p.BAD_REQUEST, f"you are logged in to the account {user.name} already",
+                           label)
+        if not self.open_registration:
+            return p.Error(p.AUTH_REQUIRED, "accounts on this server are made by its admins",
+                           label)
+        problem = acc.password_problem(password)
+        if problem:
+            return p.Error(p.BAD_PASSWORD, problem, label)
+
+        def job() -> p.Event:
+            account = self.store.create_account(user.name, user.sid, acc.hash_password(password))
+            if account is None:
+                return p.Error(p.NAME_TAKEN, f"the name {user.name} is registered already", label)
+            with self.lock:
+                hashes = set(user.tokens.values())
+            # each token of the guest (one per device) becomes a login of the account
+            ids = {th: self.store.add_login(th, user.sid, "").id for th in hashes}
+            with self.lock:
+                user.account = account
+                for c, th in user.tokens.items():
+                    if th in ids:
+                        user.login_ids[c] = ids[th]
+                conns = list(user.conns)
+                login_ids = dict(user.login_ids)
+            log.info("%s registered the account %s", member.peer, account.name)
+            for c in conns:
+                c.push(p.encode(p.AccountInfo(name=account.name, admin=account.admin,
+                                              session=login_ids.get(c),
+                                              label=label if c is member else None)))
+            self.on_wake(set(conns), [])
+            return None
+        self._account_job(member, label, job)
+        return None
+
+    def change_password(self, member: Member, user: User, old: str, new: str, secure: bool,
+                        label: Optional[str]) -> Optional[p.Error]:
+        """Check the old password, store the new one, log out the other sessions."""
+        refusal = self._password_refusal(old, secure)
+        if refusal is not None:
+            refusal.label = label
+            return refusal
+        if user.account is None:
+            return p.Error(p.BAD_REQUEST, "guests have no password: register first", label)
+        problem = acc.password_problem(new)
+        if problem:
+            return p.Error(p.BAD_PASSWORD, problem, label)
+        address = address_of(member.peer)
+
+        def job() -> p.Event:
+            wait = self.throttle.wait(user.name, address, time.monotonic())
+            if wait > 0:
+                return p.Error(p.THROTTLED, f"too many wrong passwords: try again in {wait:g} s",
+                               label, retry_after=wait)
+            account = self.store.account_by_sid(user.sid)
+            if not acc.verify_password(old, account.hash if account else None):
+                self.throttle.failed(user.name, address, time.monotonic())
+                return p.Error(p.LOGIN_FAILED, "that is not your current password", label)
+            self.store.set_password_hash(user.sid, acc.hash_password(new))
+            with self.lock:
+                keep = user.login_ids.get(member)
+            self._revoked(user, self.store.revoke_logins(user.sid, keep=keep), member)
+            log.info("%s changed the password of %s", member.peer, user.name)
+            return p.Ack(label=label) if label is not None else None
+        self._account_job(member, label, job)
+        return None
+
+    def sessions(self, member: Member, user: User, label: Optional[str]) -> Optional[p.Error]:
+        if user.account is None:
+            return p.Error(p.BAD_REQUEST, "guests have one session: register to have more",
+                           label)
+
+        def job() -> p.Event:
+            with self.lock:
+                mine = user.login_ids.get(member)
+                online = set(user.login_ids.values())
+            return p.SessionList(sessions=[
+                {"id": x.id, "device": x.device, "created": p.format_ts(x.created),
+                 "seen": p.format_ts(x.seen), "current": x.id == mine, "online": x.id in online}
+                for x in self.store.logins(user.sid)], label=label)
+        self._account_job(member, label, job)
+        return None
+
+    def revoke(self, member: Member, user: User, req: p.RevokeRequest) -> Optional[p.Error]:
+        label = req.label
+        if user.account is None:
+            return p.Error(p.BAD_REQUEST, "guests have one session: say bye to end it", label)
+        if (req.session is None) == (not req.others):
+            return p.Error(p.BAD_REQUEST, "revoke needs a session id, or others", label)
+
+        def job() -> p.Event:
+            with self.lock:
+                keep = user.login_ids.get(member)
+            if req.others:
+                hashes = self.store.revoke_logins(user.sid, keep=keep)
+            else:
+                hashes = self.store.revoke_logins(user.sid, req.session)
+                if not hashes:
+                    return p.Error(p.NO_SUCH_SESSION, f"you have no session {req.session}", label)
+            if label is not None:          # before a kick of this very connection
+                member.push(p.encode(p.Ack(label=label)))
+            self._revoked(user, hashes, member)
+            return None
+        self._account_job(member, label, job)
+        return None
+
+    def _revoked(self, user: User, hashes: list, by: Optional[Member] = None) -> None:
+        """Close the connections that logged in with these (now deleted) tokens."""
+        gone = set(hashes)
+        with self.lock:
+            conns = [c for c, th in user.tokens.items() if th in gone]
+        for c in conns:
+            c.kick(p.REVOKED, "this session was logged out" + (
+                " (by you)" if c is by else " from another session"))
 
     # --- the store's writer thread calls this after each commit ---------------------
     def committed(self, batch: list[Write], error: Optional[str]) -> None:

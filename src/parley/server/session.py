@@ -13,6 +13,11 @@ States::
 
     HANDSHAKE --hello ok--> OPEN --bye / kick / timeout--> CLOSED
         |  (a refused hello stays in HANDSHAKE: the client may try another name)
+        +--hello with a password--> AUTHENTICATING --checked--> OPEN (or back to HANDSHAKE)
+
+A password is checked on the hub's login workers (scrypt is slow on purpose);
+the hub pushes the welcome or the error itself and marks the ``Pending`` done,
+which the session notices at its next frame or tick.
 
 Chat requests go to the hub (``Hub.say``, ``Hub.join`` …), which answers
 asynchronously by pushing frames to the member; a request refused at once
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from .. import protocol as p
-from .guard import Bucket, Guard
+from .guard import Bucket, Guard, address_of, is_loopback
 
 log = logging.getLogger("parley.server")
 
@@ -65,6 +70,7 @@ class Limits:
 
 class State(enum.Enum):
     HANDSHAKE = "handshake"
+    AUTHENTICATING = "authenticating"    # a password being checked on a login worker
     OPEN = "open"
     CLOSED = "closed"
 
@@ -104,6 +110,14 @@ class ServerSession:
         self.bucket = Bucket(float(limits.burst), now)
         self.last_rate_error: Optional[float] = None
         self.refusals = 0                # refused hellos (each gives the user more time)
+        self.pending = None              # hub.Pending while AUTHENTICATING
+
+    @property
+    def secure(self) -> bool:
+        """May a password cross this connection: TLS, or from this very machine."""
+        if getattr(self.member, "secure", False):
+            return True
+        return is_loopback(address_of(self.member.peer))
 
     @property
     def name(self) -> Optional[str]:
@@ -117,6 +131,8 @@ class ServerSession:
         self.ping_sent = None
         if isinstance(item, p.Pong):             # never counts against the rate limit
             return []
+        if self.state is State.AUTHENTICATING:
+            self._check_pending(now)
         self.bucket.refill(now, self.limits.rate, self.limits.burst)
         if self.bucket.tokens < 1:
             return self._rate_limited(item, now)
@@ -133,6 +149,9 @@ class ServerSession:
         if isinstance(item, p.Hello):
             return self._hello(item, now)
         label = getattr(item, "label", None)
+        if self.state is State.AUTHENTICATING:
+            return [Send(p.Error(p.NOT_REGISTERED, "still logging in: wait for the welcome",
+                                 label))]
         if self.state is not State.OPEN:
             return [Send(p.Error(p.NOT_REGISTERED, "send hello with a name first", label))]
         error = self._dispatch(item, label)
@@ -141,19 +160,42 @@ class ServerSession:
     def _hello(self, hello: p.Hello, now: float) -> list[Action]:
         if self.state is State.OPEN:
             return [Send(p.Error(p.ALREADY_REGISTERED, f"you are already registered as {self.name}"))]
-        refusal = self.hub.register(self.member, hello)
+        if self.state is State.AUTHENTICATING:
+            return [Send(p.Error(p.ALREADY_REGISTERED, "still logging in: wait for the welcome"))]
+        refusal = self.hub.register(self.member, hello, self.secure)
+        if refusal is not None and not isinstance(refusal, p.Error):      # a Pending
+            self.state = State.AUTHENTICATING
+            self.pending = refusal
+            return []
         if refusal is not None:
-            self.refusals += 1
-            if self.refusals <= 4:       # a person picking another name gets more time
-                self.connected_at = self.last_recv
-            log.info("%s refused %r: %s", self.member.peer, hello.name[:40], refusal.code)
+            self._refused(refusal.code, hello.name)
             return [Send(refusal)]
-        self.user = self.hub.users.get(hello.name.casefold())
+        self._opened(self.hub.users.get(hello.name.casefold()), now)
+        return []
+
+    def _refused(self, code: str, name: str) -> None:
+        self.refusals += 1
+        if self.refusals <= 4:       # a person picking another name gets more time
+            self.connected_at = self.last_recv
+        log.info("%s refused %r: %s", self.member.peer, name[:40], code)
+
+    def _opened(self, user, now: float) -> None:
+        self.user = user
         self.state = State.OPEN
         if self.guard is not None and self.user is not None:
             # a reconnect (or a second device) of the session does not bring a fresh burst
             self.bucket = self.guard.bucket_for(self.user.sid, self.bucket, now)
-        return []
+
+    def _check_pending(self, now: float) -> None:
+        pending = self.pending
+        if pending is None or not pending.done:
+            return
+        self.pending = None
+        if pending.user is not None:
+            self._opened(pending.user, now)
+        else:                        # refused (the hub sent why): the client may try again
+            self.state = State.HANDSHAKE
+            self._refused("login", "")
 
     def _dispatch(self, item: p.Event, label: Optional[str]) -> Optional[p.Error]:
         hub, user, member = self.hub, self.user, self.member
@@ -170,7 +212,9 @@ class ServerSession:
             if isinstance(users, p.Error):
                 users.label = label
                 return users
-            member.push(p.encode(p.UserList(users=users, label=label, room=item.room)))
+            guests = hub.guests_among(users) if not user.legacy else None
+            member.push(p.encode(p.UserList(users=users, label=label, room=item.room,
+                                            guests=guests or None)))
             return None
         if user.legacy:
             return p.Error(p.BAD_REQUEST, f"'{item.type}' needs the rooms capability "
@@ -188,6 +232,14 @@ class ServerSession:
             return hub.query(member, user, item)
         if isinstance(item, p.ReadMarker):
             return hub.mark_read(member, user, item)
+        if isinstance(item, p.RegisterRequest):
+            return hub.claim(member, user, item.password, self.secure, label)
+        if isinstance(item, p.PasswordRequest):
+            return hub.change_password(member, user, item.old, item.new, self.secure, label)
+        if isinstance(item, p.SessionsRequest):
+            return hub.sessions(member, user, label)
+        if isinstance(item, p.RevokeRequest):
+            return hub.revoke(member, user, item)
         return p.Error(p.UNKNOWN_TYPE, f"'{item.type}' is not a request", label)
 
     # --- limits --------------------------------------------------------------------
@@ -218,6 +270,10 @@ class ServerSession:
         if self.state is State.CLOSED:
             return []
         limits = self.limits
+        if self.state is State.AUTHENTICATING:
+            self._check_pending(now)
+            if self.state is State.AUTHENTICATING:
+                return []            # the login workers always answer (no timeout here)
         if self.state is State.HANDSHAKE:
             # counted from connect: pinging or failing hellos never keeps a slot
             if now - self.connected_at > limits.handshake_timeout:

@@ -1496,6 +1496,21 @@ class Store:
         with self._reading() as c:
             accountdb.touch(c, th, self._now_ms())
 
+    def waiting_dms(self, sid: str, limit: int) -> list[dict]:
+        """The direct messages to ``sid`` after its read marker of each
+        conversation (what waited for it while it was away): the newest
+        ``limit``, oldest first."""
+        if limit <= 0:
+            return []
+        with self._reading(snapshot=True) as c:
+            rows = c.execute(
+                "SELECT e.id, e.ts, e.kind, e.room, e.sender, e.target, e.text, e.label, "
+                "e.sender_sid FROM events e WHERE e.room IS NULL AND e.target_sid = ? "
+                "AND e.sender_sid IS NOT ? AND e.id > coalesce((SELECT r.read_id FROM reads r "
+                "WHERE r.sid = ? AND r.conv = '@' || lower(e.sender)), 0) "
+                "ORDER BY e.id DESC LIMIT ?", (sid, sid, sid, limit)).fetchall()
+            return [self._frame(c, r, sid) for r in reversed(rows)]
+
     def revoke_logins(self, sid: str, login_id: Optional[str] = None,
                       keep: Optional[str] = None) -> list[bytes]:
         with self._reading() as c:
