@@ -11,7 +11,11 @@ def make_server():
     servers = []
 
     def start(port=0, io_threads=2, db=":memory:", **limits):
-        srv = Server("127.0.0.1", port, Limits(**limits), io_threads=io_threads, db=db).start()
+        # Server options (accounts) beside the limits
+        options = {k: limits.pop(k) for k in ("auth", "allow_plain_passwords",
+                                              "open_registration") if k in limits}
+        srv = Server("127.0.0.1", port, Limits(**limits), io_threads=io_threads, db=db,
+                     **options).start()
         servers.append(srv)
         return srv
 

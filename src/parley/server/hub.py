@@ -367,6 +367,10 @@ class Hub:
             if key not in self.users or ident is not None:
                 refusal = self._guest_refusal(hello.name)
                 if refusal is not None:
+                    if th is not None and refusal.code == p.NAME_REGISTERED and ident is None:
+                        # the token of a login that was revoked (or of another server)
+                        return p.Error(p.LOGIN_FAILED, "this session was logged out: log in "
+                                       "with your password")
                     return refusal
         return self._admit(member, hello, ident)
 
@@ -465,7 +469,15 @@ class Hub:
                     if user.sid != ident.sid:
                         return p.Error(p.NAME_TAKEN, f"the name {hello.name!r} is taken; try another")
                     th = ident.th
+                    user.account = ident.account          # (as stored now: admin may change)
+                elif user.account is not None and self.accounts_on and th is not None:
+                    # an account's devices come back by their login (checked above)
+                    return p.Error(p.LOGIN_FAILED, "this session was logged out: log in with "
+                                   "your password")
                 elif th is None or not hmac.compare_digest(th, user.token_hash):
+                    if user.account is not None and self.accounts_on:
+                        return self._guest_refusal(hello.name) or p.Error(
+                            p.NAME_REGISTERED, f"the name {hello.name!r} belongs to an account")
                     return p.Error(p.NAME_TAKEN, f"the name {hello.name!r} is taken; try another")
                 # the same device back on a new connection (no leave/join notices), or
                 # another device of the account
