@@ -64,6 +64,12 @@ INSECURE = "insecure"                # a password over plain text from another m
 ACCOUNTS_OFF = "accounts_off"        # this server runs with --auth off
 BAD_PASSWORD = "bad_password"        # a new password that breaks the password rules
 NO_SUCH_SESSION = "no_such_session"  # revoke: no session of yours has that id
+# moderation
+FORBIDDEN = "forbidden"          # you may not do that (not a moderator / a higher rank)
+MUTED = "muted"                  # you are muted here (see the message: until when)
+BANNED = "banned"                # you are banned from this room / this server
+INVITE_ONLY = "invite_only"      # the room takes only people who were invited
+NO_SUCH_MESSAGE = "no_such_message"
 
 # --- reasons a user leaves / a connection is closed -----------------------
 QUIT = "quit"
@@ -76,6 +82,7 @@ PROTOCOL = "protocol"
 PART = "part"
 REVOKED = "revoked"              # the session was logged out (from another device, or its
                                  # account removed or its password changed)
+KICKED = "kicked"                # a moderator removed you (from a room, or the server)
 
 LEAVE_REASONS = {
     QUIT: "quit",
@@ -87,7 +94,14 @@ LEAVE_REASONS = {
     PROTOCOL: "too many protocol errors",
     PART: "left the room",
     REVOKED: "logged out",
+    KICKED: "kicked",
+    BANNED: "banned",
 }
+
+# moderation actions (``mod`` request and frame); see docs/protocol.md
+MOD_ACTIONS = ("kick", "mute", "unmute", "ban", "unban", "delete", "lock", "unlock",
+               "close", "open", "invite", "op", "deop")
+REASON_MAX = 300                 # characters of a moderation reason
 
 NAME_MAX = 32
 NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,%d}" % NAME_MAX)
@@ -345,6 +359,32 @@ class RevokeRequest(Event):
 
 
 @dataclass
+class ModRequest(Event):
+    """A moderation action in ``room`` (or, without it, server-wide: admins
+    only).  ``target``: a user name; ``id``: the message to delete; ``duration``:
+    seconds a mute or ban lasts (absent: until lifted).  Answered by ``ack``
+    (once the action is announced) or ``error``."""
+    type: ClassVar[str] = "mod"
+    action: str
+    room: Optional[str] = None
+    target: Optional[str] = None
+    id: Optional[int] = None
+    duration: Optional[float] = None
+    reason: Optional[str] = None
+    label: Optional[str] = None
+
+
+@dataclass
+class AuditRequest(Event):
+    """Server admins: the newest moderation actions (before ``before``).
+    Answered by ``audit``."""
+    type: ClassVar[str] = "audit"
+    before: Optional[int] = None
+    limit: Optional[int] = None
+    label: Optional[str] = None
+
+
+@dataclass
 class Ping(Event):
     type: ClassVar[str] = "ping"
     token: Optional[str] = None
@@ -397,6 +437,7 @@ class Message(Event):
     room: Optional[str] = None           # the room it was said in (cap rooms)
     to: Optional[str] = None             # a direct message: its recipient (cap rooms)
     guest: Optional[bool] = None         # sent by a guest (a name no account owns)
+    deleted: Optional[bool] = None       # removed by a moderator (``text`` is empty)
 
 
 @dataclass
@@ -531,6 +572,41 @@ class SessionList(Event):
 
 
 @dataclass
+class Moderation(Event):
+    """A moderation action, announced in its room (stored with an id like a
+    message): who did what to whom, why, and until when.  For ``delete``,
+    ``message`` is the id of the removed message (show it as removed)."""
+    type: ClassVar[str] = "mod"
+    id: int
+    ts: str
+    action: str
+    by: str
+    room: Optional[str] = None
+    target: Optional[str] = None
+    reason: Optional[str] = None
+    until: Optional[str] = None          # wire-format time a mute or ban ends
+    message: Optional[int] = None
+
+
+@dataclass
+class AuditLog(Event):
+    """The answer to ``audit``: entries {"id","ts","by","action","room",
+    "target","reason","until"}, newest first; ``more`` if older ones remain."""
+    type: ClassVar[str] = "audit"
+    entries: list[dict]
+    more: bool = False
+    label: Optional[str] = None
+
+
+@dataclass
+class Invited(Event):
+    """You were invited to an invite-only room: ``join`` it when you like."""
+    type: ClassVar[str] = "invited"
+    room: str
+    by: str
+
+
+@dataclass
 class Ack(Event):
     type: ClassVar[str] = "ack"
     label: str
@@ -553,13 +629,13 @@ def _registry(*classes: type[Event]) -> dict[str, type[Event]]:
 CLIENT_FRAMES = _registry(Hello, Say, Me, UsersRequest, JoinRequest, PartRequest, RoomsRequest,
                           TopicRequest, HistoryRequest, SearchRequest, ReadMarker,
                           RegisterRequest, PasswordRequest, SessionsRequest, RevokeRequest,
-                          Ping, Pong, Bye)
+                          ModRequest, AuditRequest, Ping, Pong, Bye)
 SERVER_FRAMES = _registry(Welcome, Message, Join, Leave, UserList, Topic, Presence, RoomInfo,
                           RoomList, HistoryPage, SearchResults, Unread, AccountInfo, SessionList,
-                          Ack, Error, Ping, Pong, Bye)
+                          Moderation, AuditLog, Invited, Ack, Error, Ping, Pong, Bye)
 
 # frames that carry an id and belong to a conversation's history
-HISTORY_FRAMES = (Message, Join, Leave, Topic)
+HISTORY_FRAMES = (Message, Join, Leave, Topic, Moderation)
 
 
 def conversation(frame: "dict | Event", me: str = "") -> Optional[str]:

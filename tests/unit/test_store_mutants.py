@@ -189,9 +189,9 @@ def test_query_errors_and_their_message():
 # --- submit-time checks ---------------------------------------------------------------
 @pytest.mark.parametrize("write, message", [
     (Write(op="nope"), "unknown write op 'nope' (one of ('event', 'room', 'topic_set', "
-                       "'member_add', 'member_remove', 'session', 'read', 'barrier'))"),
+                       "'member_add', 'member_remove', 'session', 'read', 'barrier', 'exec'))"),
     (Write(op="event", kind="shout", room="#g", sender="a"),
-     "an event's kind is one of ('say', 'me', 'join', 'leave', 'topic'), not 'shout'"),
+     "an event's kind is one of ('say', 'me', 'join', 'leave', 'topic', 'mod'), not 'shout'"),
     (Write(op="event", kind="say", room="#g"), "a 'event' write needs sender (a str), got None"),
     (Write(op="event", kind="say", room="#g", sender=b"a"),
      "a 'event' write needs sender (a str), got b'a'"),
@@ -454,7 +454,8 @@ def test_frame_of_each_kind(st):
                             "room": "#general"}
     assert st.frame(lv0)["reason"] == "quit"
     assert st.frame(m) == {"type": "message", "id": 6, "ts": ts, "from": "alice", "text": "",
-                           "kind": "say", "room": "#general"}       # no label from frame()
+                           "kind": "say", "room": "#general",       # no label from frame()
+                           "deleted": True}              # (no text: removed by a moderator)
     assert st.frame(me)["kind"] == "me"
     assert st.frame(d) == {"type": "message", "id": 8, "ts": ts, "from": "alice", "text": "psst",
                            "kind": "say", "to": "Bob"}

@@ -74,6 +74,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import accountdb
+from . import moderation
 
 from ..protocol import format_ts
 
@@ -95,10 +96,10 @@ BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY = 1.0     # s: a background thread checkpoints the WAL this often (if written)
 WAL_AUTOCHECKPOINT = 10000  # pages: past this the writer checkpoints itself (a safety net)
 MAX_PARAMS = 500            # room keys bound in one statement (old SQLite allows 999)
-KINDS = ("say", "me", "join", "leave", "topic")
+KINDS = ("say", "me", "join", "leave", "topic", "mod")
 CHAT = ("say", "me")
 OPS = ("event", "room", "topic_set", "member_add", "member_remove", "session", "read",
-       "barrier")
+       "barrier", "exec")
 
 
 _INSERT_EVENT = ("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target, "
@@ -132,6 +133,8 @@ class Write:
       (never moves back).
     - ``"barrier"``: nothing stored; it comes back in ``on_commit`` after
       everything submitted before it.
+    - ``"exec"``: text (one SQL statement), params: a change of moderation.py's
+      tables (roles, sanctions, invites, audit) in the writer's order.
 
     ``ctx`` is yours, returned untouched.  After the commit: ``id``/``ts`` set
     for a stored event; ``id`` None and ``error`` (one line) if not stored.
@@ -151,6 +154,7 @@ class Write:
     token_hash: Optional[bytes] = None
     conv: Optional[str] = None
     read_id: Optional[int] = None
+    params: Optional[tuple] = None
     id: Optional[int] = None
     ts: Optional[int] = None
     error: Optional[str] = None
@@ -300,9 +304,15 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3: moderation (see moderation.py)."""
+    for stmt in _split(moderation.SCHEMA):
+        conn.execute(stmt)
+
+
 # MIGRATIONS[i] takes a database from user_version i to i + 1.  Add new ones at
 # the end; never change a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -1035,6 +1045,8 @@ class Store:
                             if ex("UPDATE rooms SET topic=? WHERE key=?",
                                   (w.text or "", w.room)).rowcount == 0:
                                 w.error = f"no room {w.room}"
+                        elif op == "exec":
+                            ex(w.text, w.params or ())
                     except (sqlite3.IntegrityError, sqlite3.InterfaceError) as e:
                         # only this statement is undone; the transaction goes on
                         w.id, w.error = None, _one_line(e)
@@ -1124,7 +1136,12 @@ class Store:
                 d["room"] = self._name(c, room)
             else:
                 d["to"] = target
+            if text is None:                 # removed by a moderator
+                d["deleted"] = True
             return d
+        if kind == "mod":
+            return moderation.frame(id_, format_ts(ts), self._name(c, room) if room else None,
+                                           sender, target, text)
         if kind == "topic":
             return {"type": "topic", "id": id_, "ts": format_ts(ts),
                     "room": self._name(c, room) if room else "", "topic": text or "",
@@ -1341,6 +1358,7 @@ class Store:
                 cursors.append(c.execute(
                     f"SELECT {_ECOLS} FROM s.events_fts CROSS JOIN main.events e "
                     f"ON e.id = s.events_fts.rowid WHERE events_fts MATCH ?{bound} AND {sql} "
+                    f"AND e.text IS NOT NULL "
                     f"ORDER BY s.events_fts.rowid DESC LIMIT ?", args))
             if len(cursors) == 1:
                 return cursors[0].fetchall()
@@ -1511,6 +1529,22 @@ class Store:
                 "ORDER BY e.id DESC LIMIT ?", (sid, sid, sid, limit)).fetchall()
             return [self._frame(c, r, sid) for r in reversed(rows)]
 
+    # --- moderation (see moderation.py) ------------------------------------------------
+    def moderation_rules(self) -> "moderation.Rules":
+        with self._reading(snapshot=True) as c:
+            return moderation.load(c, self._now_ms())
+
+    def audit(self, before: Optional[int], limit: int) -> tuple[list[dict], bool]:
+        with self._reading() as c:
+            return moderation.audit_entries(c, before, limit, self._names)
+
+    def event_info(self, id_: int) -> Optional[tuple]:
+        """(room key, kind, sender, sender_sid, removed) of an event, or None."""
+        with self._reading() as c:
+            row = c.execute("SELECT room, kind, sender, sender_sid, text IS NULL FROM events "
+                            "WHERE id=?", (id_,)).fetchone()
+            return (row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+
     def revoke_logins(self, sid: str, login_id: Optional[str] = None,
                       keep: Optional[str] = None) -> list[bytes]:
         with self._reading() as c:
@@ -1575,6 +1609,8 @@ def _check(w: Write) -> None:
         need("sid", "name")
         if w.token_hash is not None and not isinstance(w.token_hash, (bytes, bytearray)):
             raise ValueError("a session's token_hash is bytes")
+    elif op == "exec":
+        need("text")
     elif op == "read":
         need("sid", "conv")
         if not isinstance(w.read_id, int) or w.read_id < 0:
