@@ -56,6 +56,10 @@ class SyncStore:
     def login_by_token_hash(self, th):
         return self.logins_by_hash.get(th)
 
+    def moderation_rules(self):
+        from parley.server.moderation import Rules
+        return Rules()
+
     # life cycle
     def open(self):
         self.opened = True

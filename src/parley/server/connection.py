@@ -40,7 +40,8 @@ log = logging.getLogger("parley.server")
 
 __all__ = ["Connection", "IOWorker", "Limits", "Waker"]
 
-_LEGACY_HIDDEN = (b'{"type":"topic"', b'{"type":"presence"')   # frames protocol 1 never had
+_LEGACY_HIDDEN = (b'{"type":"topic"', b'{"type":"presence"',    # frames protocol 1 never had
+                  b'{"type":"mod"', b'{"type":"invited"')
 # TLS handshake steps (public-key work, about a millisecond each) per turn of an I/O
 # thread's loop: in a connect storm the others' messages go out between batches
 HANDSHAKES_PER_TURN = 8
@@ -590,7 +591,7 @@ class IOWorker(threading.Thread):
         if c.closed or c.draining_until is not None:
             return
         c.session.closed(reason)
-        if reason in (p.FLOOD, p.PROTOCOL) and self.guard is not None:
+        if reason in (p.FLOOD, p.PROTOCOL, p.KICKED) and self.guard is not None:
             self.guard.kicked(address_of(c.peer), time.monotonic())
         if not notify and not graceful:
             self._drop(c)

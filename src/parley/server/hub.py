@@ -38,6 +38,7 @@ from typing import Callable, Optional, Protocol
 from .. import __version__
 from .. import protocol as p
 from . import accounts as acc
+from . import moderation as mod
 from .accountdb import Account
 from .guard import address_of, is_loopback
 from .store import CHAT, Store, Write
@@ -192,6 +193,7 @@ class _Sent:
     registration: Optional[_Registration] = None
     reply: Optional[Callable[[], None]] = None      # run once stored
     tail: Optional[bytes] = None     # a message's encoded fields after id and ts (made early)
+    after: Optional[Callable[[bytes], None]] = None   # (locked) once appended: its frame
 
 
 def token_hash(token: str) -> bytes:
@@ -263,6 +265,7 @@ class Hub:
         self._presence_dirty: set[Room] = set()
         self._presence_sent = float("-inf")
         self._started = False
+        self.rules = mod.Rules()                   # roles, sanctions, invites (locked)
 
     # --- life cycle --------------------------------------------------------------
     def start(self) -> "Hub":
@@ -278,6 +281,7 @@ class Hub:
         if p.GENERAL not in self.rooms:
             self._add_room(p.GENERAL, p.GENERAL, "", [])
             self.store.submit(Write(op="room", room=p.GENERAL, name=p.GENERAL))
+        self.rules = self.store.moderation_rules()
         self.store.start(self.committed)
         self._started = True
         return self
@@ -463,6 +467,17 @@ class Hub:
         writes: list[Write] = []
         stored = ident is not None and ident.rooms_before is not None
         with self.lock:
+            whos = ["addr:" + address_of(member.peer)]
+            if ident is not None:
+                whos.append("sid:" + ident.sid)
+            online = self.users.get(key)
+            if online is not None:
+                whos.append("sid:" + online.sid)
+            ban = self.rules.find(mod.BAN, "", whos, self._now_ms())
+            if ban is not None and (ban.who.startswith("sid:") or ident is None
+                                    or ident.account is None):
+                # (an address ban is for guests: an account on a shared network still gets in)
+                return p.Error(p.BANNED, mod.describe(ban, "from this server"))
             user = self.users.get(key)
             if user is not None:
                 if ident is not None and ident.account is not None:
@@ -685,7 +700,8 @@ class Hub:
             truncated = True
         frames = [f for f in frames if f["id"] <= watermark]
         if user.legacy:       # a protocol-1 client: #general only, no DMs or topics
-            frames = [f for f in frames if f.get("room") is not None and f["type"] != "topic"]
+            frames = [f for f in frames if f.get("room") is not None
+                      and f["type"] not in ("topic", "mod")]
         return frames, truncated
 
     def _send_unread(self, user: User, member: Member, new_session: bool, watermark: int) -> None:
@@ -776,6 +792,11 @@ class Hub:
                     if seen > 0:
                         member.push(p.encode(p.Ack(label=label, id=seen)))
                     return None             # (still being stored: its ack will come)
+            muted = self._sanction(mod.MUTE, "" if to is not None else
+                                   (room or p.GENERAL).casefold(), user)
+            if muted is not None:
+                where = "on this server" if not muted.room else "in " + (room or p.GENERAL)
+                return p.Error(p.MUTED, mod.describe(muted, where), label)
             if to is not None:
                 target = self.users.get(to.casefold()) or away
                 if target is None:
@@ -823,6 +844,20 @@ class Hub:
             if r is None:
                 r = self._add_room(key, room, "", [])
                 writes.append(Write(op="room", room=key, name=room))
+                if user.account is not None:        # its creator owns it
+                    writes.append(self._exec(self.rules.set_role(key, user.sid, "owner")))
+            elif key not in user.rooms:
+                banned = self._sanction(mod.BAN, key, user)
+                if banned is not None:
+                    return p.Error(p.BANNED, mod.describe(banned, "from " + r.name), label)
+                if key in self.rules.closed:
+                    rank = self.rules.rank(key, user.sid, self._admin(user))
+                    undo = self.rules.uninvite(key, user.name)
+                    if undo is None and rank == mod.MEMBER:
+                        return p.Error(p.INVITE_ONLY, f"{r.name} is invite-only: ask one of its "
+                                       f"moderators to /invite you", label)
+                    if undo is not None:
+                        writes.append(self._exec(undo))
             if key in user.rooms:       # already there: tell it again
                 member.push(p.encode(self._room_info(r, label)))
             else:
@@ -880,6 +915,10 @@ class Hub:
             r = self._room_for(user, room, label)
             if isinstance(r, p.Error):
                 return r
+            if r.key in self.rules.locked and \
+                    self.rules.rank(r.key, user.sid, self._admin(user)) == mod.MEMBER:
+                return p.Error(p.FORBIDDEN, f"the topic of {r.name} is locked: only its "
+                               f"moderators may change it", label)
         self.store.submit(Write(op="event", kind="topic", room=r.key, sender=user.name,
                                 sender_sid=user.sid, text=topic, ctx=_Sent(user, member, label)))
         return None
@@ -1132,6 +1171,226 @@ class Hub:
             c.kick(p.REVOKED, "this session was logged out" + (
                 " (by you)" if c is by else " from another session"))
 
+    # --- moderation (the rules: moderation.py) ----------------------------------------
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @staticmethod
+    def _admin(user: User) -> bool:
+        return user.account is not None and user.account.admin
+
+    @staticmethod
+    def _exec(stmt: tuple) -> Write:
+        return Write(op="exec", text=stmt[0], params=stmt[1])
+
+    @staticmethod
+    def _whos(user: User) -> list:
+        """(locked) Who a sanction of ``user`` may be filed under: its session
+        or account, and for a guest the addresses it connects from."""
+        whos = ["sid:" + user.sid]
+        if user.account is None:
+            whos += ["addr:" + address_of(c.peer) for c in user.conns]
+        return whos
+
+    def _sanction(self, kind: str, room: str, user: User) -> Optional[mod.Sanction]:
+        """(locked) The mute or ban that applies to ``user`` in ``room`` ('' server)."""
+        if not self.rules.sanctions:
+            return None
+        return self.rules.find(kind, room, self._whos(user), self._now_ms())
+
+    def moderate(self, member: Member, user: User, req: p.ModRequest) -> Optional[p.Error]:
+        """Kick, mute, ban, delete, lock, close, invite, op … (see moderation.py).
+        The action is stored, announced in its room(s), recorded in the audit
+        log, then acknowledged."""
+        label, action = req.label, req.action
+        if action not in p.MOD_ACTIONS:
+            return p.Error(p.BAD_REQUEST, f"unknown action {action[:20]!r}; one of "
+                           f"{', '.join(p.MOD_ACTIONS)}", label)
+        reason = (req.reason or "").replace("\n", " ").strip()
+        if len(reason) > p.REASON_MAX:
+            return p.Error(p.BAD_REQUEST, f"a reason is at most {p.REASON_MAX} characters", label)
+        if reason and p.text_problem(reason, p.REASON_MAX):
+            return p.Error(p.BAD_TEXT, "the reason contains control characters", label)
+        if req.duration is not None and (action not in (mod.MUTE, mod.BAN) or req.duration <= 0):
+            return p.Error(p.BAD_REQUEST, "a duration (seconds, > 0) goes with mute or ban", label)
+        target = req.target
+        if action in mod.TARGETED and (not target or p.validate_name(target)):
+            return p.Error(p.BAD_REQUEST, f"{action} needs the name of whom (target)", label)
+        if action not in mod.TARGETED:
+            target = None
+        if action == "delete" and (req.id is None or req.room is None):
+            return p.Error(p.BAD_REQUEST, "delete needs the message's room and id", label)
+        # reads first, outside the lock
+        t_account = (self.store.account(target)
+                     if target and self.accounts_on and target.casefold() not in self.users
+                     else None)
+        info = self.store.event_info(req.id) if action == "delete" else None
+        now = self._now_ms()
+        until = (now + int(req.duration * 1000)
+                 if req.duration is not None and req.duration <= mod.DURATION_MAX else None)
+        admin = self._admin(user)
+        stmts: list = []
+        with self.lock:
+            if req.room is None:
+                if action not in mod.SERVER_WIDE:
+                    return p.Error(p.BAD_REQUEST, f"{action} needs a room", label)
+                if not admin:
+                    return p.Error(p.FORBIDDEN, "only server admins act server-wide", label)
+                room, rank = None, mod.ADMIN
+            else:
+                room = self.rooms.get(req.room.casefold())
+                if room is None:
+                    return p.Error(p.NO_SUCH_ROOM, f"there is no room {req.room}", label)
+                rank = self.rules.rank(room.key, user.sid, admin)
+                own = (action == "delete" and info is not None and info[3] == user.sid)
+                need = mod.OWNER if action in mod.NEEDS_OWNER else mod.MODERATOR
+                if rank < need and not own:
+                    who = "owner (or a server admin)" if need == mod.OWNER else "moderators"
+                    return p.Error(p.FORBIDDEN, f"only {room.name}'s {who} may {action}", label)
+            scope = room.key if room is not None else ""
+            tuser = self.users.get(target.casefold()) if target else None
+            taccount = tuser.account if tuser is not None else t_account
+            tsid = tuser.sid if tuser is not None else (taccount.sid if taccount else None)
+            tname = tuser.name if tuser is not None else (taccount.name if taccount else target)
+            if action in ("kick", "mute", "ban", "op", "deop"):
+                if tsid is None:
+                    return p.Error(p.NO_SUCH_USER, f"nobody called {target!r} is online or "
+                                   f"has an account", label)
+                if tsid == user.sid:
+                    return p.Error(p.BAD_REQUEST, f"you cannot {action} yourself", label)
+                trank = self.rules.rank(room.key if room else None, tsid,
+                                        bool(taccount and taccount.admin))
+                if trank >= rank:
+                    return p.Error(p.FORBIDDEN, f"{tname} ranks as high as you "
+                                   f"{'here' if room else 'on this server'}", label)
+            if action == "kick":
+                if tuser is None:
+                    return p.Error(p.NO_SUCH_USER, f"{tname} is not online", label)
+                if room is not None and room.key not in tuser.rooms:
+                    return p.Error(p.NOT_MEMBER, f"{tname} is not in {room.name}", label)
+            if action in (mod.MUTE, mod.BAN):
+                whos = ["sid:" + tsid]
+                if tuser is not None and tuser.account is None:
+                    whos += sorted({"addr:" + address_of(c.peer) for c in tuser.conns})
+                for who in whos:
+                    stmts.append(self.rules.add(mod.Sanction(action, scope, who, tname, until,
+                                                             user.name, reason), now))
+            elif action in ("unmute", "unban"):
+                kind = mod.MUTE if action == "unmute" else mod.BAN
+                found = self.rules.by_name(kind, scope, target)
+                if not found:
+                    where = f"in {room.name}" if room else "on this server"
+                    return p.Error(p.BAD_REQUEST, f"{target} is not "
+                                   f"{'muted' if kind == mod.MUTE else 'banned'} {where}", label)
+                stmts += [self.rules.lift(x) for x in found]
+                tname = found[0].name
+            elif action == "invite":
+                stmts.append(self.rules.invite(room.key, target, user.name, now))
+            elif action == "op":
+                if taccount is None:
+                    return p.Error(p.BAD_REQUEST, "only accounts can be moderators", label)
+                stmts.append(self.rules.set_role(room.key, tsid, "mod"))
+            elif action == "deop":
+                if self.rules.roles.get((room.key, tsid)) != "mod":
+                    return p.Error(p.BAD_REQUEST, f"{tname} is not a moderator of {room.name}",
+                                   label)
+                stmts.append(self.rules.set_role(room.key, tsid, None))
+            elif action in ("lock", "unlock"):
+                stmts.append(self.rules.set_flags(room.key, locked=action == "lock"))
+            elif action in ("close", "open"):
+                stmts.append(self.rules.set_flags(room.key, closed=action == "close"))
+            elif action == "delete":
+                if info is None or info[0] != room.key or info[1] not in CHAT or info[4]:
+                    return p.Error(p.NO_SUCH_MESSAGE, f"there is no message {req.id} in "
+                                   f"{room.name} (or it was removed already)", label)
+                stmts.append(("UPDATE events SET text=NULL WHERE id=? AND room=?",
+                              (req.id, room.key)))
+            stmts.append(mod.audit_sql(now, user.name, action, scope or None,
+                                       tname if target else None, reason, until))
+            if room is not None:
+                rooms = [room]
+            else:          # server-wide: announced in each room the person is in
+                rooms = list(tuser.rooms.values()) if tuser is not None else []
+
+            def effect(data: Optional[bytes]) -> None:
+                self._mod_effect(action, room, tuser, user, reason, until, req.id, data)
+        for stmt in stmts:
+            self.store.submit(self._exec(stmt), check=False)
+        text = mod.event_text(action, reason, until, req.id if action == "delete" else None)
+        log.info("%s %s %s%s%s", user.name, action, tname or "",
+                 f" in {room.name}" if room else " (server-wide)" if target else "",
+                 f": {reason}" if reason else "")
+        for i, r in enumerate(rooms):
+            last = i == len(rooms) - 1
+            sent = _Sent(user, member, label if last else None,
+                         after=effect if last else None)
+            self.store.submit(Write(op="event", kind="mod", room=r.key, sender=user.name,
+                                    sender_sid=user.sid, target=tname if target else None,
+                                    text=text, ctx=sent))
+        if not rooms:                  # nobody to tell: done once stored
+            def done() -> None:
+                with self.lock:
+                    effect(None)
+                if label is not None:
+                    member.push(p.encode(p.Ack(label=label)))
+                self.on_wake({member}, [])
+            self.store_barrier(done)
+        return None
+
+    def _mod_effect(self, action: str, room: Optional[Room], tuser: Optional[User],
+                    actor: User, reason: str, until: Optional[int], message: Optional[int],
+                    data: Optional[bytes]) -> None:
+        """(locked; once announced) What the action does besides being known."""
+        why = f" by {actor.name}" + (f": {reason}" if reason else "")
+        if action == "delete" and room is not None:
+            for f in room.recent:
+                if f.get("id") == message:
+                    f["text"], f["deleted"] = "", True
+            return
+        if tuser is None or self.users.get(tuser.key) is not tuser:
+            return                     # (offline, or gone meanwhile)
+        if action == "invite" and room is not None:
+            frame = p.encode(p.Invited(room=room.name, by=actor.name))
+            for c in tuser.conns:
+                if not c.legacy:
+                    c.push(frame)
+            self._touched.update(tuser.conns)
+        elif action in ("kick", mod.BAN) and room is None:
+            reason_code = p.KICKED if action == "kick" else p.BANNED
+            for c in list(tuser.conns):
+                c.kick(reason_code, ("kicked" if action == "kick" else "banned from this server")
+                       + why)
+        elif action in ("kick", mod.BAN) and room is not None and room.key in tuser.rooms:
+            if room.key == p.GENERAL and tuser.legacy:
+                for c in list(tuser.conns):     # an old client lives in #general only
+                    c.kick(p.KICKED, f"removed from {room.name}{why}")
+                return
+            del tuser.rooms[room.key]
+            room.members.pop(tuser.key, None)
+            for c in tuser.conns:
+                if data is not None:
+                    c.push(data)       # it sees why before it stops following the room
+                c.unsubscribe(room.log)
+            self._touched.update(tuser.conns)
+            self.store.submit(Write(op="member_remove", sid=tuser.sid, room=room.key))
+            self.store.submit(Write(op="event", kind="leave", room=room.key, sender=tuser.name,
+                                    sender_sid=tuser.sid,
+                                    text=p.KICKED if action == "kick" else p.BANNED))
+
+    def audit_log(self, member: Member, user: User, req: p.AuditRequest) -> Optional[p.Error]:
+        label = req.label
+        if not self._admin(user):
+            return p.Error(p.FORBIDDEN, "only server admins read the audit log", label)
+        limit = req.limit if req.limit is not None else 50
+        if not 1 <= limit <= p.PAGE_MAX:
+            return p.Error(p.BAD_REQUEST, f"limit must be 1 to {p.PAGE_MAX}", label)
+
+        def run() -> p.Event:
+            entries, more = self.store.audit(req.before, limit)
+            return p.AuditLog(entries=entries, more=more, label=label)
+        self.readers.submit(self._answer, member, run, label)
+        return None
+
     # --- the store's writer thread calls this after each commit ---------------------
     def committed(self, batch: list[Write], error: Optional[str]) -> None:
         """Send out what was just stored (encode once, append, ack), or report
@@ -1199,6 +1458,8 @@ class Hub:
                         self._subscribe_all(reg)
                         finished.append(reg)
                     continue
+                if sent.after is not None:
+                    sent.after(data)
                 user = sent.user
                 if w.kind == "join" and user is not None:
                     if w.room in user.rooms:      # (not if it left again meanwhile)
@@ -1249,6 +1510,8 @@ def _notice(w: Write, ts: str, room: str) -> dict:
         event: p.Event = p.Join(id=w.id, ts=ts, name=w.sender, room=room)
     elif w.kind == "leave":
         event = p.Leave(id=w.id, ts=ts, name=w.sender, reason=w.text or p.QUIT, room=room)
+    elif w.kind == "mod":
+        return mod.frame(w.id, ts, room, w.sender, w.target, w.text)
     else:
         event = p.Topic(id=w.id, ts=ts, room=room, topic=w.text or "", by=w.sender)
     return event.to_dict()

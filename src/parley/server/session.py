@@ -240,6 +240,10 @@ class ServerSession:
             return hub.sessions(member, user, label)
         if isinstance(item, p.RevokeRequest):
             return hub.revoke(member, user, item)
+        if isinstance(item, p.ModRequest):
+            return hub.moderate(member, user, item)
+        if isinstance(item, p.AuditRequest):
+            return hub.audit_log(member, user, item)
         return p.Error(p.UNKNOWN_TYPE, f"'{item.type}' is not a request", label)
 
     # --- limits --------------------------------------------------------------------
