@@ -14,6 +14,8 @@ def make_server():
         # Server options (accounts) beside the limits
         options = {k: limits.pop(k) for k in ("auth", "allow_plain_passwords",
                                               "open_registration") if k in limits}
+        # a dropped connection leaves at once unless a test asks for a hold
+        limits.setdefault("hold", 0.0)
         srv = Server("127.0.0.1", port, Limits(**limits), io_threads=io_threads, db=db,
                      **options).start()
         servers.append(srv)

@@ -51,6 +51,8 @@ LIMIT_HELP = {
     "history": "most messages sent in one catch-up to a client that reconnects",
     "join_history": "recent messages of each room shown to a user who joins fresh",
     "max_clients": "most simultaneous connections; more are refused with server_full",
+    "hold": "seconds a user whose connection was lost (network drop, reloaded web page) "
+            "stays online: back within it, nobody sees a leave and a join (0: leave at once)",
     "presence_limit": "rooms with more members announce joins and leaves as a coalesced "
                       "summary at most once a second instead of one by one",
     "max_per_address": "most simultaneous connections from one IP address "
@@ -89,7 +91,7 @@ class Server:
                        outbox_bytes=2 * self.limits.outbox,   # per room log (trimmed past twice that)
                        limits=self.limits.public(), presence_limit=self.limits.presence_limit,
                        auth=auth, allow_plain_passwords=allow_plain_passwords,
-                       open_registration=open_registration)
+                       open_registration=open_registration, hold=self.limits.hold)
         self.guard = Guard.from_limits(self.limits)
         self.workers = [IOWorker(i, self.hub, self.limits, selector_factory, guard=self.guard,
                                  web=web)

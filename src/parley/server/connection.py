@@ -578,6 +578,7 @@ class IOWorker(threading.Thread):
             self._act(c, c.session.tick(now))
         if self.index == 0:
             self.hub.flush_presence()
+            self.hub.expire_holds()
             if self.guard is not None:
                 self.guard.prune(now)
         self.flush(everyone=True)           # a safety net: nothing waits longer than this

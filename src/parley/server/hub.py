@@ -46,6 +46,7 @@ from .store import CHAT, Store, Write
 log = logging.getLogger("parley.hub")
 
 PRESENCE_NAMES = 5          # names listed in one coalesced presence frame
+HOLD_REASONS = (p.LOST, p.TIMEOUT, p.SENDQ)   # connection ends that may be a reconnect soon
 LABEL_WINDOW = 256          # labels remembered per user to make a resent message idempotent
 
 
@@ -233,7 +234,7 @@ class Hub:
                  recent: int = 200, readers: int = 2,
                  clock: Callable[[], float] = time.time, auth: str = p.AUTH_OPTIONAL,
                  allow_plain_passwords: bool = False, open_registration: bool = True,
-                 login_workers: int = 2):
+                 login_workers: int = 2, hold: float = 0.0):
         if auth not in p.AUTH_MODES:
             raise ValueError(f"auth is one of {p.AUTH_MODES}, not {auth!r}")
         self.lock = threading.Lock()
@@ -266,6 +267,8 @@ class Hub:
         self._presence_sent = float("-inf")
         self._started = False
         self.rules = mod.Rules()                   # roles, sanctions, invites (locked)
+        self.hold = hold                           # s a user stays after a lost connection
+        self._held: dict = {}                      # (locked) User -> (monotonic end, reason)
 
     # --- life cycle --------------------------------------------------------------
     def start(self) -> "Hub":
@@ -730,10 +733,12 @@ class Hub:
     # --- leaving -------------------------------------------------------------------
     def leave(self, member: Member, user: Optional[User], reason: str) -> None:
         """``member``'s connection is gone.  When it was the user's last one, the
-        user leaves every room (small rooms get a stored leave notice)."""
+        user leaves every room (small rooms get a stored leave notice) -- at
+        once if it quit or was sent away, else (its connection was lost: a
+        network drop, a reloaded web page) after ``hold`` seconds, unless it is
+        back by then: a reconnect within the hold shows no leave and no join."""
         if user is None:
             return
-        writes = []
         with self.lock:
             if member not in user.conns:
                 return
@@ -742,18 +747,51 @@ class Hub:
             user.login_ids.pop(member, None)
             if user.conns or self.users.get(user.key) is not user:
                 return
-            del self.users[user.key]
-            self._quoted.pop(user.key, None)
-            for room in user.rooms.values():
-                room.members.pop(user.key, None)
-                if len(room.members) >= self.presence_limit:
-                    self._presence(room, user.name, joined=False)
-                else:
-                    writes.append(Write(op="event", kind="leave", room=room.key,
-                                        sender=user.name, sender_sid=user.sid, text=reason))
+            if reason in HOLD_REASONS and self.hold > 0:
+                self._held[user] = (time.monotonic() + self.hold, reason)
+                log.info("%s %s lost its connection (%s): held %g s", member.peer, user.name,
+                         reason, self.hold)
+                return
+            writes = self._depart(user, reason)
         for w in writes:
             self.store.submit(w)
         log.info("%s %s left (%s)", member.peer, user.name, reason)
+
+    def _depart(self, user: User, reason: str) -> list:
+        """(locked) ``user`` is no longer online: out of every room."""
+        self._held.pop(user, None)
+        writes = []
+        del self.users[user.key]
+        self._quoted.pop(user.key, None)
+        for room in user.rooms.values():
+            room.members.pop(user.key, None)
+            if len(room.members) >= self.presence_limit:
+                self._presence(room, user.name, joined=False)
+            else:
+                writes.append(Write(op="event", kind="leave", room=room.key,
+                                    sender=user.name, sender_sid=user.sid, text=reason))
+        return writes
+
+    def expire_holds(self, now: Optional[float] = None) -> None:
+        """Users held after a lost connection whose hold is over leave now."""
+        if not self._held:
+            return
+        now = time.monotonic() if now is None else now
+        writes, gone = [], []
+        with self.lock:
+            for user, (until, reason) in list(self._held.items()):
+                if user.conns:                      # it came back
+                    del self._held[user]
+                elif now >= until:
+                    if self.users.get(user.key) is user:
+                        writes += self._depart(user, reason)
+                        gone.append((user.name, reason))
+                    else:
+                        del self._held[user]
+        for w in writes:
+            self.store.submit(w)
+        for name, reason in gone:
+            log.info("%s left (%s, not back within %g s)", name, reason, self.hold)
 
     # --- requests ------------------------------------------------------------------
     def _room_for(self, user: User, room: Optional[str],

@@ -55,6 +55,7 @@ class Limits:
     join_history: int = 20         # recent messages of each room shown to a newcomer
     max_clients: int = 20000       # simultaneous connections
     presence_limit: int = 100      # rooms with more members get coalesced presence
+    hold: float = 15.0             # seconds a user whose connection was lost stays online
     max_per_address: int = 16      # open connections from one address
     connect_rate: float = 2.0      # new connections per second from one address (refill)
     connect_burst: int = 10        # new connections from one address at once

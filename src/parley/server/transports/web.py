@@ -691,7 +691,10 @@ class WebTransport:
         ws = self.ws
         exc = ws.parser_exc
         if exc is None and ws.close_rcvd is not None:
-            self.ended = (p.QUIT, f"closed by the client ({ws.close_rcvd.code})")
+            # 1001 "going away": a reload or a closed tab (a reload comes right
+            # back: the user is held, not gone); a client that means to leave says bye
+            code = ws.close_rcvd.code
+            self.ended = (p.LOST if code == 1001 else p.QUIT, f"closed by the client ({code})")
             return
         code = ws.close_sent.code if ws.close_sent is not None else 1006
         reason = p.PROTOCOL if code == 1002 else p.LOST

@@ -2,6 +2,7 @@
 revoking, password change, throttling, offline direct messages, and the
 administration command line (also while the server runs)."""
 import logging
+import time
 import os
 import subprocess
 import sys
@@ -344,3 +345,52 @@ def test_admin_password_is_read_without_echo_and_never_printed(tmp_path):
                         "passwd", "amy", "--db", db], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "--password-stdin" in r.stderr
+
+
+# --- a lost connection is held for a while ---------------------------------------------
+def test_a_user_whose_connection_drops_is_held_and_comes_back_without_notices(make_server):
+    from rawclient import RawClient
+    srv = make_server(hold=30.0)
+    watcher = RawClient(srv.address)
+    flaky = RawClient(srv.address)
+    try:
+        watcher.hello("watcher", rooms=True)
+        w = flaky.hello("flaky", rooms=True)
+        watcher.expect("join", name="flaky")
+        flaky.sock.close()                         # no bye: the network went away
+        users = watcher.request({"type": "users"}, "users")
+        assert "flaky" in users.users              # still online, held
+        watcher.send(p.Say(text="while you were away", label="w1"))
+        back = RawClient(srv.address)
+        w2 = back.hello("flaky", rooms=True, token=w.token, last_id=w.last_id,
+                        instance=w.instance)
+        assert [f["text"] for f in w2.history if f["type"] == "message"] == [
+            "while you were away"]
+        types = [(f.type, getattr(f, "name", None)) for f in watcher.frames(0.5)]
+        assert ("leave", "flaky") not in types and ("join", "flaky") not in types
+        back.close()
+    finally:
+        watcher.close()
+
+
+def test_a_held_user_leaves_when_the_hold_is_over_and_a_bye_leaves_at_once(make_server):
+    from rawclient import RawClient
+    srv = make_server(hold=0.5)
+    watcher = RawClient(srv.address)
+    try:
+        watcher.hello("watcher", rooms=True)
+        for name, polite in (("flaky", False), ("polite", True)):
+            c = RawClient(srv.address)
+            c.hello(name, rooms=True)
+            watcher.expect("join", name=name)
+            if polite:
+                c.send(p.Bye())
+            c.sock.close()
+            start = time.monotonic()
+            leave = watcher.expect("leave", name=name, timeout=10)
+            waited = time.monotonic() - start
+            assert leave.reason == (p.QUIT if polite else p.LOST)
+            if not polite:
+                assert waited >= 0.4               # not before the hold is over
+    finally:
+        watcher.close()
