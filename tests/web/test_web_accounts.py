@@ -206,6 +206,12 @@ def test_register_an_account_and_a_guest_registers_its_name(acct_web, browser, w
     assert "guest" in line.get_attribute("class").split()
     assert "guest" in line.locator(".who").get_attribute("title")
     assert texts(bob)[-1] == "hello from a guest"              # the mark is not part of the text
+    send(erin, "/me waves")                                      # an action: the name is in the text
+    wait_text(bob, "erin waves")
+    action = bob.locator("#messages li.msg.action", has_text="erin waves")
+    assert "guest" in action.get_attribute("class").split()
+    assert "guest" in action.locator(".actor").get_attribute("title")
+    assert texts(bob)[-1] == "erin waves"
     send(bob, "hello from an account")
     wait_text(erin, "hello from an account")
     assert "guest" not in erin.locator("#messages li.msg", has_text="hello from an account").get_attribute("class").split()

@@ -366,7 +366,7 @@ function eventNode(ev, me) {
     } else {
       li.append(nameNode(ev.from));
     }
-    if (ev.guest) li.querySelector(".who:not(.star), .actor").title = `${ev.from} is a guest (no account)`;
+    if (ev.guest) (body.querySelector(".actor") || li.querySelector(".who")).title = `${ev.from} is a guest (no account)`;
     body.append(textNodes(ev.text, me));
     li.append(body);
   } else {
