@@ -253,7 +253,19 @@ def test_sessions_revoke_password_change_and_log_out(acct_web, browser, watch):
     phone_ctx = browser.new_context(**browser.devices["Pixel 7"])
     phone = watch.page(phone_ctx)
     log_in(desk, acct_web.url, "dave", DAVE_PW)
+    phone_ctx.add_init_script("localStorage.setItem('parley.theme', 'light')")
     log_in(phone, acct_web.url, "dave", DAVE_PW)
+
+    # on the phone (light theme): the account dialog fits the screen; the account menu is
+    # in the drawer
+    phone.click("#menu-btn")
+    open_sessions(phone)
+    phone.wait_for_function("() => document.querySelectorAll('#session-list li.session').length === 2")
+    box = phone.locator("#account").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= phone.viewport_size["width"], box
+    assert phone.evaluate("document.documentElement.dataset.theme") == "light"
+    phone.screenshot(path=str(SHOTS / "web-sessions-phone-light.png"))
+    phone.keyboard.press("Escape")
 
     # two sessions, this one first and marked, both online; each with a button
     open_sessions(desk)
@@ -266,10 +278,14 @@ def test_sessions_revoke_password_change_and_log_out(acct_web, browser, watch):
     desk.screenshot(path=str(SHOTS / "web-sessions.png"))
     phone_token = token(phone)
 
-    # revoking the phone's session sends that page back to the login form, token forgotten
+    # revoking the phone's session sends that page back to the login form (told by the
+    # server's bye "revoked", not by a failed reconnect), its token forgotten
+    phone_frames = sent_frames(phone)
     rows.nth(1).locator("button.revoke").click()
     phone.locator("#login:not([hidden])").wait_for()
-    phone.locator("#login-notice", has_text="logged out").wait_for()
+    phone.locator("#login-notice", has_text="This session was logged out").wait_for()
+    phone.wait_for_timeout(500)
+    assert not [f for f in phone_frames if '"hello"' in f]     # no reconnect with the dead token
     assert phone.input_value("#login-name") == "dave"
     assert token(phone) is None
     phone.screenshot(path=str(SHOTS / "web-login-revoked-phone.png"))
@@ -292,7 +308,7 @@ def test_sessions_revoke_password_change_and_log_out(acct_web, browser, watch):
     desk.click("#sessions-refresh")
     desk.wait_for_function("() => document.querySelectorAll('#session-list li.session').length === 2")
     desk.click("#revoke-others")
-    phone.locator("#login-notice", has_text="logged out").wait_for()
+    phone.locator("#login-notice", has_text="This session was logged out").wait_for()
     desk.wait_for_function("() => document.querySelectorAll('#session-list li.session').length === 1")
     desk.keyboard.press("Escape")
 
