@@ -2,7 +2,7 @@
 // one JSON frame per text message (docs/protocol.md).  Rendering lives in ui.js;
 // this file decides what happens, ui.js shows it.
 import * as ui from "./ui.js";
-import { conversationOf, mentions, parse, HELP, NAME_RE } from "./util.js";
+import { conversationOf, deviceName, mentions, parse, HELP, NAME_RE } from "./util.js";
 
 const CLIENT_VERSION = "0.1.0";
 const BACKOFF = [1000, 2000, 4000, 8000, 15000];   // reconnect delays (ms), then 15 s each
@@ -48,7 +48,18 @@ export const state = {
   pending: new Map(),       // label -> {label, key, kind, text, error}: sent, not yet acknowledged
   online: false,            // welcomed on an open connection
   users: [],
+  account: null,            // logged in: {name, admin, session}; null: a guest (or not yet welcomed)
+  auth: null,               // the server's --auth: "off", "optional" or "required" (from the welcome)
+  guests: new Set(),        // lower-cased names of the guests we know of (welcome, users, room, messages)
 };
+
+// The password of a login in progress: kept in memory for the one hello it is
+// sent in, forgotten as soon as the server answers (or the connection fails).
+// Never stored: reconnecting and reloading use the login token of the welcome.
+let credentials = null;     // {password, register} | null
+let helloKind = "guest";    // what the last hello carried: "password", "register", "token" or "guest"
+let loggingOut = false;
+const lower = (n) => String(n).toLowerCase();
 
 let ws = null;
 let attempt = 0;
@@ -173,8 +184,17 @@ export function connect() {
     lastHeard = Date.now();
     const hello = { type: "hello", version: 1, name: state.me, caps: ["rooms"],
                     client: "parley-web", client_version: CLIENT_VERSION };
-    if (state.token) Object.assign(hello, { token: state.token, last_id: state.lastId,
-                                            instance: state.instance });
+    if (credentials) {
+      // a login: the password (over wss://, or to this machine) instead of a token
+      Object.assign(hello, { password: credentials.password, device: deviceName() });
+      if (credentials.register) hello.register = true;
+      helloKind = credentials.register ? "register" : "password";
+    } else if (state.token) {
+      Object.assign(hello, { token: state.token, last_id: state.lastId, instance: state.instance });
+      helloKind = "token";
+    } else {
+      helloKind = "guest";
+    }
     send(hello);
   };
   sock.onmessage = (msg) => {
@@ -190,6 +210,12 @@ export function connect() {
     state.online = false;
     for (const [label, cb] of requests) { requests.delete(label); cb({ type: "error", code: "lost" }); }
     if (stopped) return;
+    if (credentials && !wasOnline) {          // a login that got no answer: ask again, never retry with it
+      credentials = null;
+      stopped = true;
+      ui.showLogin("Could not reach the server: try again.", state.me, { focus: "password" });
+      return;
+    }
     scheduleReconnect(wasOnline ? 0 : null);
   };
 }
@@ -225,7 +251,8 @@ function handle(f) {
     case "room": return answer(f) || onRoom(f);
     case "unread": return onUnread(f);
     case "users": return answer(f) || onUsers(f);
-    case "history": case "results": case "rooms": return answer(f);
+    case "history": case "results": case "rooms": case "sessions": return answer(f);
+    case "account": return answer(f) || onAccount(f);
     case "presence": return onPresence(f);
     case "ping": return send({ type: "pong", token: f.token });
     case "bye": return onBye(f);
@@ -251,8 +278,12 @@ function onWelcome(w) {
     // show a hole; scrolling up pages back from the catch-up
     for (const c of state.conversations.values()) { c.events.clear(); c.more = true; }
   }
+  credentials = null;            // logged in: the password is forgotten, the token does from now on
   state.me = w.name;
   state.token = w.token || state.token;
+  state.account = w.account && typeof w.account.name === "string" ? w.account : null;
+  state.auth = typeof w.auth === "string" ? w.auth : null;
+  state.guests = new Set((w.guests || []).map(lower));
   state.instance = w.instance || state.instance;
   state.users = w.users || [];
   pingInterval = (w.limits && w.limits.ping_interval) || 30;
@@ -263,6 +294,7 @@ function onWelcome(w) {
   store.set("name", state.me);
   store.set("token", state.token);
   store.set("instance", state.instance);
+  store.set("account", state.account ? "1" : null);     // a login (not a guest): no secret in it
   if (Array.isArray(w.rooms)) {
     const joined = new Set(w.rooms.map((r) => r.room.toLowerCase()));
     for (const key of [...state.conversations.keys()]) {
@@ -304,8 +336,11 @@ function addEvent(ev, live) {
   if (ev.label && ev.from && ev.from.toLowerCase() === state.me.toLowerCase()) settle(ev.label);
   if (c.events.has(ev.id)) return;
   c.events.set(ev.id, ev);
+  if (ev.type === "message" && ev.guest && live) state.guests.add(lower(ev.from));
   if (ev.type === "join" && c.members) {
     if (!c.members.includes(ev.name)) c.members.push(ev.name);
+    // a join does not say whether the newcomer is a guest: the member list does
+    if (live && key === state.current && state.auth === "optional") refreshMembersSoon();
   } else if (ev.type === "leave" && c.members) {
     c.members = c.members.filter((n) => n !== ev.name);
   } else if (ev.type === "topic") {
@@ -332,10 +367,26 @@ function addEvent(ev, live) {
   }
 }
 
+/** ``names`` are online; ``guests`` (the frame's list) are the guests among them. */
+function noteGuests(names, guests) {
+  if (state.auth !== "optional") return;
+  for (const n of names || []) state.guests.delete(lower(n));
+  for (const n of guests || []) state.guests.add(lower(n));
+}
+
+let membersTimer = null;
+function refreshMembersSoon() {
+  clearTimeout(membersTimer);
+  membersTimer = setTimeout(requestMembers, 400);
+}
+
 function onRoom(r) {
   const c = conversation(r.room);
   c.topic = r.topic || "";
-  if (Array.isArray(r.members)) c.members = [...r.members];
+  if (Array.isArray(r.members)) {
+    c.members = [...r.members];
+    noteGuests(r.members, r.guests);
+  }
   for (const ev of r.history || []) addEvent({ ...ev, room: ev.room || r.room }, false);
   if (state.online) ui.renderAll(state);
 }
@@ -356,6 +407,7 @@ function onUnread(u) {
 }
 
 function onUsers(f) {
+  noteGuests(f.users, f.guests);
   if (f.room) conversation(f.room).members = [...f.users];
   else state.users = [...f.users];
   ui.renderMembers(state);
@@ -390,56 +442,206 @@ function onError(e) {
   }
   if (answer(e)) return;
   if (!state.online) {                        // hello refused
-    if (e.code === "throttled" || e.code === "too_many_connections" || e.code === "server_full") {
+    const kind = helloKind;
+    const login = credentials;
+    credentials = null;                       // the server answered: the password is forgotten
+    if (!login && (e.code === "throttled" || e.code === "too_many_connections" || e.code === "server_full")) {
       scheduleReconnect(Math.max(1000, (e.retry_after || 5) * 1000), e.message);
       return;
     }
     stopped = true;
     if (ws) ws.close();
+    const wasAccount = store.get("account") === "1";
+    if (kind === "token" && (["name_registered", "auth_required", "login_failed"].includes(e.code) ||
+                             (wasAccount && e.code === "name_taken"))) {
+      // the login token no longer works (logged out elsewhere, password changed)
+      forget();
+      ui.hideBanner();
+      ui.showLogin("", state.me, { focus: "password", notice: wasAccount
+        ? "Your session has ended (logged out from another device, or the password changed): log in again."
+        : "Your session has ended: log in again with your password." });
+      state.me = "";
+      return;
+    }
     state.token = null;
     store.set("token", null);
-    ui.showLogin(e.message || "That name was refused.", state.me);
+    const [text, focus] = loginError(e, kind);
+    ui.hideBanner();
+    ui.showLogin(text, state.me, { focus, retryAfter: e.code === "throttled" ? e.retry_after : 0,
+                                   register: kind === "register" });
     return;
   }
   notice(state.current, e.message || e.code, "error");
 }
 
+/** What the login form says about a refused hello, and which field to fix. */
+function loginError(e, kind) {
+  const name = state.me;
+  switch (e.code) {
+    case "login_failed": return ["Wrong name or password.", "password"];
+    case "name_registered":
+      return [`The name “${name}” belongs to an account: enter its password to log in, or pick another name.`, "password"];
+    case "auth_required":
+      return kind === "register" ? [e.message || "Accounts on this server are made by its admins.", "name"]
+        : ["This server is for its members: enter your password (or create an account).", "password"];
+    case "insecure":
+      return ["Passwords are only sent over a secure connection: open this page with https:// " +
+              "(the server's TLS port), or join as a guest without a password.", "password"];
+    case "throttled": {
+      const s = Math.max(1, Math.ceil(e.retry_after || 1));
+      return [`Too many failed logins: wait ${s} s and try again.`, "password"];
+    }
+    case "bad_password": return [kind === "register" ? "Passwords need 8 characters or more (at most 1024)."
+      : (e.message || "That password is not accepted."), "password"];
+    case "accounts_off":
+      return ["This server has no accounts: leave the password empty to join as a guest.", "password"];
+    case "name_taken":
+      return [kind === "register" ? `The name “${name}” is taken: log in if it is yours, or pick another name.`
+        : kind === "guest" && state.auth !== "off"
+          ? `The name “${name}” is taken: pick another, or if it is your account, enter its password.`
+          : e.message || `The name “${name}” is taken: pick another.`, "name"];
+    default: return [e.message || "That name was refused.", "name"];
+  }
+}
+
+function onAccount(a) {
+  if (typeof a.name !== "string") return;
+  state.account = { name: a.name, admin: !!a.admin, session: a.session || null };
+  state.me = a.name;
+  store.set("name", a.name);
+  store.set("account", "1");
+  state.guests.delete(lower(a.name));
+  ui.showApp(state);
+  ui.renderMembers(state);
+  ui.renderAccount(state);
+}
+
 function onBye(b) {
+  if (b.reason === "revoked") {
+    const name = state.me;
+    endSession(loggingOut ? "You are logged out." :
+      "This session was logged out (from another device, or the password changed). Log in again.", name);
+    return;
+  }
   if (b.reason === "flood" || b.reason === "protocol") attempt = BACKOFF.length - 1;
   ui.showBanner(state, Date.now(), b.message || b.reason);
 }
 
 // --- what the user does -------------------------------------------------------------
-export function login(name) {
+/** The login form: a name, and a password (none: a guest), or a new account. */
+export function login(name, password = "", register = false) {
   name = name.trim().replace(/^@/, "");
   if (!NAME_RE.test(name)) {
-    ui.showLogin("Names are 1–32 letters, digits, '_', '-' or '.', without spaces.", name);
+    ui.showLogin("Names are 1–32 letters, digits, '_', '-' or '.', without spaces.", name, { focus: "name" });
     return;
   }
-  if (name.toLowerCase() !== state.me.toLowerCase()) {
-    // a different person: forget the previous session
-    state.token = null;
+  if (name.toLowerCase() !== state.me.toLowerCase()) forget();   // a different person
+  if (password) {
+    credentials = { password, register };
+    state.token = null;                  // a login makes a new session (and token)
     store.set("token", null);
+  } else {
+    credentials = null;
   }
   state.me = name;
   attempt = 0;
+  ui.setLoginBusy(password ? (register ? "Creating the account…" : "Logging in…") : "Joining…");
   connect();
 }
 
-export function signOut() {
-  stopped = true;
-  send({ type: "bye" });
-  if (ws) ws.close();
-  for (const k of ["name", "token", "instance", "lastId", "current"]) store.set(k, null);
-  state.me = "";
+/** Forget this browser's session: token, position, conversations, queue. */
+function forget() {
+  for (const k of ["name", "token", "instance", "lastId", "current", "pending", "account"]) store.set(k, null);
   state.token = state.instance = null;
   state.lastId = 0;
+  state.account = null;
+  state.guests.clear();
   state.conversations.clear();
   state.pending.clear();
-  store.set("pending", null);
   state.current = "#general";
+}
+
+/** Back to the login form with ``message``; ``name`` stays in the form. */
+function endSession(message, name = "", sayBye = false) {
+  stopped = true;
+  loggingOut = false;
+  clearTimeout(retryTimer);
+  if (sayBye) send({ type: "bye" });
+  if (ws) { const s = ws; ws = null; s.onclose = null; s.close(); }
+  state.online = false;
+  requests.clear();
+  forget();
+  state.me = "";
   ui.hideBanner();
-  ui.showLogin("", "");
+  ui.closeAccount();
+  ui.showLogin("", name, { notice: message });
+}
+
+/** Log out: an account's session is revoked on the server (its token then
+ * works nowhere); a guest says bye.  Either way this browser forgets it. */
+export function logOut() {
+  const name = state.me;
+  if (state.account && state.account.session && state.online) {
+    loggingOut = true;
+    request({ type: "revoke", session: state.account.session }, (f) => {
+      if (f.type === "error" && f.code !== "lost") {
+        loggingOut = false;
+        ui.accountMessage(f.message || f.code, true);
+        return;
+      }
+      endSession("You are logged out.", name);
+    });
+    return;
+  }
+  endSession(state.account ? "Logged out on this browser. (Offline: the session stays in your list " +
+    "until you log it out from another device.)" : "", state.account ? name : "", true);
+}
+
+export const signOut = logOut;
+
+// --- the account menu ----------------------------------------------------------------------
+const accountErrors = {
+  login_failed: "The current password is wrong.",
+  bad_password: "Passwords need 8 characters or more (at most 1024).",
+  insecure: "Passwords are only sent over a secure connection: open this page with https://.",
+  accounts_off: "This server has no accounts.",
+  name_taken: "Someone registered this name already.",
+  auth_required: "Accounts on this server are made by its admins.",
+  lost: "Not connected: try again once reconnected.",
+};
+const accountError = (f) => f.code === "throttled"
+  ? `Too many tries: wait ${Math.max(1, Math.ceil(f.retry_after || 1))} s.`
+  : accountErrors[f.code] || f.message || f.code;
+
+/** A guest registers the name it has (and stays connected). */
+export function registerName(password, done) {
+  if (!state.online) { done(accountErrors.lost); return; }
+  request({ type: "register", password }, (f) => {
+    if (f.type === "error") { done(accountError(f)); return; }
+    if (f.type === "account") onAccount(f);
+    done(null);
+  });
+}
+
+export function listSessions(done) {
+  if (!state.online) { done(null, accountErrors.lost); return; }
+  request({ type: "sessions" }, (f) => {
+    if (f.type === "error") done(null, accountError(f));
+    else done(Array.isArray(f.sessions) ? f.sessions : [], null);
+  });
+}
+
+/** Log out one session (``id``), or every other one (``id`` null). */
+export function revoke(id, done) {
+  if (id && state.account && id === state.account.session) { logOut(); return; }
+  request(id ? { type: "revoke", session: id } : { type: "revoke", others: true }, (f) => {
+    done(f.type === "error" ? accountError(f) : null);
+  });
+}
+
+export function changePassword(old, password, done) {
+  if (!state.online) { done(accountErrors.lost); return; }
+  request({ type: "password", old, new: password }, (f) => done(f.type === "error" ? accountError(f) : null));
 }
 
 export function switchTo(key) {
@@ -578,6 +780,11 @@ export function submit(line) {
     case "say": return say(state.current, cmd.text);
     case "me": return say(state.current, cmd.text, "me");
     case "help": HELP.forEach((l) => notice(state.current, l)); return;
+    case "register": case "sessions": case "password":
+      if (cmd.text) notice(state.current, "Type passwords in the form that opens, never in the message box.", "error");
+      ui.openAccount(state, cmd.name);
+      return;
+    case "logout": return logOut();
     case "join": return joinRoom(cmd.target);
     case "part": return partRoom(cmd.target);
     case "msg":
@@ -666,7 +873,8 @@ document.addEventListener("visibilitychange", () => {
 });
 
 loadPending();
-ui.init(state, { connect, listRooms, retry, discard, login, signOut, switchTo, submit, loadOlder, joinRoom, partRoom, search, requestMembers });
+ui.init(state, { connect, listRooms, retry, discard, login, signOut, logOut, switchTo, submit, loadOlder,
+                 joinRoom, partRoom, search, requestMembers, registerName, listSessions, revoke, changePassword });
 if (state.me) {
   ui.showApp(state);             // the shell at once, "reconnecting" until welcomed
   ui.renderAll(state);

@@ -2,7 +2,7 @@
 // server (then shows "Reconnecting…").  Network first, so an updated server
 // serves updated files; the cache is only the fallback.  The chat itself goes
 // over the WebSocket and is never cached.
-const CACHE = "parley-shell-v2";
+const CACHE = "parley-shell-v3";
 const SHELL = ["./", "index.html", "style.css", "app.js", "ui.js", "util.js",
                "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png"];
 

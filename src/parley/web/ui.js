@@ -43,19 +43,185 @@ function textNodes(text, me, links = true) {
 }
 
 // --- login and the shell --------------------------------------------------------------
-export function showLogin(error, name) {
+let registerMode = false;
+let loginWait = null;          // the countdown of a throttled login
+
+/** "Log in" and "Create an account" are one form: the second asks for the password twice. */
+function setRegisterMode(on) {
+  registerMode = on;
+  $("confirm-row").hidden = !on;
+  $("login-password").autocomplete = on ? "new-password" : "current-password";
+  $("password-hint").textContent = on ? "(8 characters or more)" : "(empty: join as a guest)";
+  $("login-intro").textContent = on ? "Create an account: your name is kept for you, on every device."
+    : "Log in, or leave the password empty to join as a guest.";
+  $("login-mode").textContent = on ? "I have an account: log in" : "Create an account";
+  $("login-mode").setAttribute("aria-expanded", String(on));
+  updateLoginButton();
+}
+
+function updateLoginButton() {
+  if ($("login-submit").dataset.busy) return;
+  $("login-submit").textContent = registerMode ? "Create account"
+    : $("login-password").value ? "Log in" : "Join as a guest";
+}
+
+function markInvalid(field) {
+  for (const id of ["login-name", "login-password", "login-confirm"]) {
+    if (id === field) $(id).setAttribute("aria-invalid", "true"); else $(id).removeAttribute("aria-invalid");
+  }
+}
+
+/** The login form, with an ``error`` (about a field: opts.focus = "name" or
+ *  "password") or a ``notice`` (you were logged out…), ``name`` filled in. */
+export function showLogin(error, name, opts = {}) {
   $("app").hidden = true;
   $("login").hidden = false;
+  closeAccount();
+  setLoginBusy(null);
+  if (opts.register !== undefined) setRegisterMode(!!opts.register);
   $("login-error").textContent = error || "";
+  $("login-notice").textContent = opts.notice || "";
+  $("login-notice").hidden = !opts.notice;
   if (name !== undefined) $("login-name").value = name;
-  $("login-name").focus();
+  $("login-password").value = "";            // never left in the page once answered
+  $("login-confirm").value = "";
+  updateLoginButton();
+  const field = error ? (opts.focus === "password" ? "login-password" : "login-name") : null;
+  markInvalid(field);
+  clearInterval(loginWait);
+  if (opts.retryAfter > 0) {                 // throttled: the button waits too
+    const until = Date.now() + opts.retryAfter * 1000;
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) { clearInterval(loginWait); setLoginBusy(null); return; }
+      $("login-error").textContent = `Too many failed logins: wait ${left} s and try again.`;
+      setLoginBusy(`Wait ${left} s`);
+    };
+    tick();
+    loginWait = setInterval(tick, 1000);
+  }
+  const focus = field || (opts.focus === "password" || (name && !error) ? "login-password" : "login-name");
+  $(focus === "login-password" && !name ? "login-name" : focus).focus();
+}
+
+/** The submit button while the server checks a login (``text``), or ready (null). */
+export function setLoginBusy(text) {
+  const b = $("login-submit");
+  if (text) { b.dataset.busy = "1"; b.disabled = true; b.textContent = text; }
+  else { delete b.dataset.busy; b.disabled = false; updateLoginButton(); }
 }
 
 export function showApp(st) {
   $("login").hidden = true;
   $("app").hidden = false;
+  $("login-password").value = "";
+  $("login-confirm").value = "";
+  setLoginBusy(null);
   $("me").textContent = st.me;
   $("me").className = `me nc${nameColourIndex(st.me)}`;
+  renderAccount(st);
+}
+
+const isGuest = (st) => !st.account && (st.auth === "optional" || st.auth === "required");
+
+// --- the account menu ---------------------------------------------------------------------
+/** "Logged in as alice" or "guest", in the sidebar and in the account dialog. */
+export function renderAccount(st) {
+  const guest = isGuest(st);
+  $("me").classList.toggle("guest", guest);
+  $("me").title = guest ? `${st.me} (guest)` : st.account ? `${st.me} (logged in)` : st.me;
+  $("account-btn").textContent = guest ? "Guest: register" : "Account";
+  $("account-btn").setAttribute("aria-label", guest ? `You are a guest (${st.me}): account` : `Account of ${st.me}`);
+  const status = $("account-status");
+  if (st.account) {
+    status.replaceChildren("Logged in as ", nameNode(st.account.name, "account-name"),
+                           st.account.admin ? " (admin)" : "");
+  } else if (st.auth === "off") {
+    status.replaceChildren("This server has no accounts: you chat as ", nameNode(st.me, "account-name"), ".");
+  } else {
+    status.replaceChildren("You are a guest: ", nameNode(st.me, "account-name"),
+                           " is yours until you leave. Register it to keep it.");
+  }
+  $("register-form").hidden = !guest;
+  $("register-name").value = st.me;
+  $("password-name").value = st.me;
+  $("sessions-section").hidden = !st.account;
+  $("password-section").hidden = !st.account;
+}
+
+export function accountMessage(text, error = false) {
+  const m = $("account-msg");
+  m.textContent = text || "";
+  m.classList.toggle("error", !!error);
+}
+
+export function closeAccount() {
+  if ($("account").open) $("account").close();
+}
+
+/** The account dialog; ``section``: "register", "sessions", "password" (a slash command). */
+export function openAccount(st, section = "") {
+  renderAccount(st);
+  accountMessage("");
+  for (const id of ["register-error", "password-error"]) $(id).textContent = "";
+  if (!$("account").open) $("account").showModal();
+  if (st.account) loadSessions();
+  if (section === "password" && st.account) {
+    $("password-section").open = true;
+    $("password-old").focus();
+  } else if (section === "register" && !$("register-form").hidden) {
+    $("register-password").focus();
+  } else if (section === "sessions" && st.account) {
+    $("sessions-refresh").focus();
+  } else if ((section === "register" || section === "sessions" || section === "password") && !st.account) {
+    accountMessage(st.auth === "off" ? "This server has no accounts." :
+      section === "register" ? "" : "Guests have no sessions or password: register your name first.", true);
+    (!$("register-form").hidden ? $("register-password") : $("account-close")).focus();
+  }
+}
+
+function loadSessions() {
+  const list = $("session-list");
+  list.setAttribute("aria-busy", "true");
+  if (!list.children.length) list.replaceChildren(el("li", "dim", "Loading…"));
+  actions.listSessions((sessions, error) => {
+    list.removeAttribute("aria-busy");
+    if (error) { list.replaceChildren(el("li", "error", error)); return; }
+    renderSessions(sessions);
+  });
+}
+
+function renderSessions(sessions) {
+  const sorted = [...sessions].sort((a, b) => (b.current === true) - (a.current === true));
+  $("revoke-others").hidden = !sorted.some((x) => !x.current);
+  $("session-list").replaceChildren(...sorted.map((x) => {
+    const li = el("li", "session");
+    li.dataset.id = String(x.id);
+    if (x.current) li.classList.add("current");
+    const info = el("div", "session-info");
+    const head = el("div", "session-device", x.device || "Unnamed device");
+    if (x.current) head.append(" ", el("span", "tag this", "this device"));
+    if (x.online) head.append(" ", el("span", "tag online", "online"));
+    const seen = el("div", "session-seen dim");
+    seen.append(x.online ? "Active " : "Last seen ", timeNode(x.seen));
+    if (x.created) seen.append(" · logged in ", timeNode(x.created));
+    info.append(head, seen);
+    const b = el("button", "text-btn danger revoke", x.current ? "Log out" : "Revoke");
+    b.type = "button";
+    b.dataset.id = String(x.id);
+    b.setAttribute("aria-label", x.current ? "Log out this device"
+      : `Log out ${x.device || "unnamed device"}, last seen ${localDateTime(x.seen)}`);
+    li.append(info, b);
+    return li;
+  }));
+}
+
+/** "Today 09:12", "Yesterday 18:40", "Mon 23 Nov 2026 08:00" (the full date and time as its tooltip). */
+function timeNode(ts) {
+  const t = el("time", "", `${dayLabel(ts)} ${localTime(ts)}`.trim());
+  t.dateTime = ts || "";
+  t.title = localDateTime(ts);
+  return t;
 }
 
 export function showBanner(st, until, reason) {
@@ -189,6 +355,7 @@ function eventNode(ev, me) {
   if (ev.type === "message") {
     const mine = ev.from.toLowerCase() === me.toLowerCase();
     li.classList.add("msg");
+    if (ev.guest) li.classList.add("guest");
     if (mine) li.classList.add("own");
     else if (mentions(ev.text, me)) li.classList.add("mention");
     const body = el("span", "text");
@@ -199,6 +366,7 @@ function eventNode(ev, me) {
     } else {
       li.append(nameNode(ev.from));
     }
+    if (ev.guest) (body.querySelector(".actor") || li.querySelector(".who")).title = `${ev.from} is a guest (no account)`;
     body.append(textNodes(ev.text, me));
     li.append(body);
   } else {
@@ -369,8 +537,13 @@ export function renderMembers(st) {
     const b = el("button", "member");
     b.type = "button";
     b.dataset.name = name;
-    b.title = name.toLowerCase() === me ? "you" : `Message ${name}`;
+    const guest = st.guests.has(name.toLowerCase()) || (name.toLowerCase() === me && isGuest(st));
+    b.title = (name.toLowerCase() === me ? "you" : `Message ${name}`) + (guest ? " (guest)" : "");
     b.append(el("span", `avatar bg${nameColourIndex(name)}`, name.slice(0, 1).toUpperCase()), nameNode(name, "member-name"));
+    if (guest) {
+      b.classList.add("guest");
+      b.append(el("span", "tag guest-tag", "guest"));
+    }
     li.append(b);
     return li;
   }));
@@ -511,8 +684,88 @@ export function init(st, acts) {
 
   $("login-form").addEventListener("submit", (e) => {
     e.preventDefault();
+    if ($("login-submit").disabled) return;
     $("login-error").textContent = "";
-    actions.login($("login-name").value);
+    $("login-notice").hidden = true;
+    markInvalid(null);
+    const password = $("login-password").value;
+    if (registerMode) {
+      const problem = !password ? "Choose a password for your account (8 characters or more)."
+        : password.length < 8 ? "Passwords need 8 characters or more."
+        : password !== $("login-confirm").value ? "The two passwords differ." : "";
+      if (problem) {
+        $("login-error").textContent = problem;
+        const field = password && password.length >= 8 ? "login-confirm" : "login-password";
+        markInvalid(field);
+        $(field).focus();
+        return;
+      }
+    }
+    actions.login($("login-name").value, password, registerMode);
+  });
+  $("login-password").addEventListener("input", updateLoginButton);
+  $("login-mode").addEventListener("click", () => {
+    setRegisterMode(!registerMode);
+    $("login-error").textContent = "";
+    markInvalid(null);
+    $($("login-name").value ? "login-password" : "login-name").focus();
+  });
+  setRegisterMode(false);
+
+  // the account dialog
+  $("account-btn").addEventListener("click", () => openAccount(state));
+  $("account-close").addEventListener("click", () => closeAccount());
+  $("logout").addEventListener("click", () => actions.logOut());
+  $("sessions-refresh").addEventListener("click", () => loadSessions());
+  $("session-list").addEventListener("click", (e) => {
+    const b = e.target.closest("button.revoke");
+    if (!b) return;
+    b.disabled = true;
+    actions.revoke(b.dataset.id, (error) => {
+      if (error) { b.disabled = false; accountMessage(error, true); return; }
+      accountMessage("That session is logged out.");
+      loadSessions();
+    });
+  });
+  $("revoke-others").addEventListener("click", () => {
+    actions.revoke(null, (error) => {
+      if (error) { accountMessage(error, true); return; }
+      accountMessage("Every other session is logged out.");
+      loadSessions();
+    });
+  });
+  $("register-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const pw = $("register-password").value;
+    const problem = pw.length < 8 ? "Passwords need 8 characters or more."
+      : pw !== $("register-confirm").value ? "The two passwords differ." : "";
+    $("register-error").textContent = problem;
+    if (problem) { $(pw.length < 8 ? "register-password" : "register-confirm").focus(); return; }
+    actions.registerName(pw, (error) => {
+      $("register-password").value = "";
+      $("register-confirm").value = "";
+      if (error) { $("register-error").textContent = error; $("register-password").focus(); return; }
+      renderAccount(state);
+      accountMessage(`Registered: “${state.me}” is yours. Log in with it on your other devices.`);
+      loadSessions();
+      $("account-close").focus();
+    });
+  });
+  $("password-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const old = $("password-old").value;
+    const pw = $("password-new").value;
+    const problem = !old ? "Type your current password." : pw.length < 8 ? "Passwords need 8 characters or more."
+      : pw !== $("password-confirm").value ? "The two new passwords differ." : "";
+    $("password-error").textContent = problem;
+    if (problem) return;
+    actions.changePassword(old, pw, (error) => {
+      for (const id of ["password-old", "password-new", "password-confirm"]) $(id).value = "";
+      if (error) { $("password-error").textContent = error; $("password-old").focus(); return; }
+      $("password-section").open = false;
+      accountMessage("Password changed. Your other sessions are logged out.");
+      loadSessions();
+    });
   });
 
   const input = $("input");

@@ -169,6 +169,10 @@ export const COMMANDS = [
   ["search", "<words>", "search the messages you may read (\"a phrase\", pre*)", []],
   ["users", "", "who is in this room", ["who", "names"]],
   ["me", "<action>", "send an action, shown as \"* you <action>\"", []],
+  ["register", "", "keep your name: make it an account (asks for a password)", []],
+  ["sessions", "", "the devices logged in to your account; log them out", []],
+  ["password", "", "change your password", []],
+  ["logout", "", "log out (an account's session ends on the server too)", ["signout"]],
   ["help", "", "this help", ["?"]],
 ];
 const BY_NAME = new Map();
@@ -247,7 +251,20 @@ export function parse(line, current) {
       return rest.trim() ? { name, text: rest.trim() } : bad("Search for what");
     case "me":
       return rest.trim() ? { name, text: rest.trim(), target: current } : bad("Do what");
-    default:                                    // help, rooms, users
+    case "register": case "sessions": case "password":
+      // passwords are typed in a form, never on the command line (text: a warning)
+      return { name, text: rest.trim() ? "ignored" : null };
+    default:                                    // help, rooms, users, logout
       return { name };
   }
+}
+
+// --- the device a login is from (named in the session list) ---------------------------
+/** "Firefox on Android", "Chrome on Linux"… from a user agent string (at most 64 characters). */
+export function deviceName(ua = (typeof navigator !== "undefined" ? navigator.userAgent : "")) {
+  const browser = /Edg\//.test(ua) ? "Edge" : /OPR\//.test(ua) ? "Opera" : /Firefox\//.test(ua) ? "Firefox"
+    : /Chrom(e|ium)\//.test(ua) ? "Chrome" : /Safari\//.test(ua) ? "Safari" : "Browser";
+  const os = /Android/.test(ua) ? "Android" : /iPhone|iPad|iPod/.test(ua) ? "iOS" : /Windows/.test(ua) ? "Windows"
+    : /Macintosh|Mac OS X/.test(ua) ? "macOS" : /CrOS/.test(ua) ? "ChromeOS" : /Linux/.test(ua) ? "Linux" : "";
+  return `${browser}${os ? " on " + os : ""}`.slice(0, 64);
 }
