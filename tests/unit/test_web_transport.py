@@ -131,10 +131,14 @@ def test_close_frame_after_the_goodbye_and_nothing_after_it():
     assert t.wrap(p.encode(p.Ping())) == b""
 
 
-def test_a_client_close_ends_the_conversation():
+@pytest.mark.parametrize("code,reason", [
+    (1000, p.QUIT),      # a normal close: the user left
+    (1001, p.LOST),      # going away: a reload or a closed tab (held, may come right back)
+])
+def test_a_client_close_ends_the_conversation(code, reason):
     t, inner = upgraded()
-    assert t.decode(client_frame(8, struct.pack("!H", 1001))) == []
-    assert t.ended is not None and t.ended[0] == p.QUIT
+    assert t.decode(client_frame(8, struct.pack("!H", code))) == []
+    assert t.ended is not None and t.ended[0] == reason
     t.send(memoryview(b""))
     assert parse_frames(inner.wire)[-1][0] == 8
 
