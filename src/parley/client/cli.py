@@ -77,9 +77,11 @@ class Formatter:
 
     def __init__(self, me: str = "", colour: bool = True, hints: bool = True,
                  current: Optional[str] = p.GENERAL,
-                 is_guest: Callable[[str], bool] = lambda name: False):
+                 is_guest: Callable[[str], bool] = lambda name: False,
+                 marks_guests: Callable[[], bool] = lambda: False):
         self.me = me
-        self.is_guest = is_guest     # marks guests (names no account owns)
+        self.is_guest = is_guest     # is this name a guest (no account owns it)?
+        self.marks_guests = marks_guests   # worth marking (someone online has an account)?
         self.colour = colour
         self.hints = hints          # interactive: mention /help
         self.welcomed = False
@@ -96,7 +98,8 @@ class Formatter:
         """A name, with a dim "(guest)" after it for a guest."""
         if guest is None:
             guest = self.is_guest(name)
-        return self.name(name) + (self.dim(" (guest)") if guest else "")
+        mark = guest and self.marks_guests()
+        return self.name(name) + (self.dim(" (guest)") if mark else "")
 
     def dim(self, text: str) -> str:
         return self._c("2", text)
@@ -200,7 +203,7 @@ class Formatter:
             how = ""
             if ev.account:
                 how = " (logged in)"
-            elif ev.auth == p.AUTH_OPTIONAL:
+            elif ev.auth == p.AUTH_OPTIONAL and self.marks_guests():
                 how = " (as a guest: /register keeps the name)" if self.hints else " (guest)"
             return (self._c("32", f"*** connected as {ev.name}{how}. ") + self.users(ev.users)
                     + where + hint)
@@ -432,6 +435,7 @@ class Client:
         self.unread_due = False                      # an unread summary is owed
         self.backlog: collections.deque = collections.deque()   # events read ahead
         self.exit_code = 0
+        self.logging_out = False                     # /logout sent: the bye that follows is ours
         self.ask_secret: Callable[[str], str] = getpass.getpass   # no echo
 
     def read_password(self, confirm: bool = False, prompt: str = "Password: ") -> Optional[str]:
@@ -714,6 +718,8 @@ class Client:
             if ev.label is None:             # registered from another connection
                 return [fmt.notice(f"the name {ev.name} is an account now")]
         if isinstance(ev, LoggedOut):
+            if self.logging_out:             # /logout: that is what we asked for
+                return []
             self.exit_code = EXIT_LOGIN
         if isinstance(ev, (ConversationsChanged, AccountChanged)):
             return []
@@ -855,7 +861,8 @@ class Client:
         s = self.session
         assert s is not None
         colour = not (self.args.no_color or os.environ.get("NO_COLOR"))
-        fmt = Formatter(s.name, colour, is_guest=s.is_guest)
+        fmt = Formatter(s.name, colour, is_guest=s.is_guest,
+                        marks_guests=lambda: s.marks_guests)
         print(fmt.event(self.welcome), flush=True)
         start = self.args.room or ("@" + self.args.to if self.args.to else None)
         if start:
@@ -1064,6 +1071,7 @@ class Client:
             if not s.connected:
                 show(fmt.error("not connected: the server cannot log this device out now"))
                 return True
+            self.logging_out = True
             s.revoke(s.session_id)
             s.wait_idle(5.0)             # the ack (then the server closes the connection)
             show(fmt.notice("logged out; this device's login is forgotten"))
@@ -1228,7 +1236,7 @@ class Client:
         colour = sys.stdout.isatty() and not (a.no_color or os.environ.get("NO_COLOR"))
         follow = a.room or ("@" + a.to if a.to else None)       # None: everything
         fmt = Formatter(s.name, colour, hints=False, current=follow or p.GENERAL,
-                        is_guest=s.is_guest)
+                        is_guest=s.is_guest, marks_guests=lambda: s.marks_guests)
         try:
             if a.json:
                 print(json_line(self.welcome), flush=True)

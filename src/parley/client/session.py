@@ -46,6 +46,7 @@ from typing import Iterable, Optional, Union
 
 from .. import __version__
 from .. import protocol as p
+from .core import marks_guests as _marks_guests
 from .core import mentions as _mentions
 from .tls import (KnownHosts, TlsInfo, TlsOptions, TlsRefusal, TlsRefused, TrustQuestion,
                   describe_handshake_error, fingerprint, handshake, pinning_context,
@@ -298,6 +299,16 @@ class Session:
     def is_guest(self, name: str) -> bool:
         with self._cond:
             return isinstance(name, str) and name.casefold() in self._guests
+
+    @property
+    def marks_guests(self) -> bool:
+        """Should the UI mark guests?  Only when someone online (you, maybe) has an
+        account: when everybody is a guest the mark says nothing."""
+        with self._cond:
+            users = set(self._users)
+            if self.account is not None:
+                users.add(self.name + "\0")        # (an account: never among the guests)
+            return _marks_guests(users, self._guests.values())
 
     @property
     def is_account(self) -> bool:
