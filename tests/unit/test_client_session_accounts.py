@@ -221,3 +221,26 @@ def test_guests_from_welcome_user_lists_rooms_and_messages(harness):
     h.wait_type(p.Leave)
     assert h.s.guests == set()
     assert any(isinstance(e, AccountChanged) for e in h.seen)
+
+
+def test_guests_are_marked_only_when_someone_has_an_account(harness):
+    h = harness()
+    conn = h.start()
+    conn.expect("hello")
+    general = room_info("#general", ["alice", "bob"])
+    general.guests = ["alice", "bob"]
+    w = welcome(rooms=[general])
+    w.auth, w.guests = p.AUTH_OPTIONAL, ["alice", "bob"]
+    conn.send(w)
+    h.wait_type(p.Welcome)
+    assert not h.s.marks_guests                    # everybody is a guest: no marks
+    # a join does not say whether the newcomer has an account: still no marks
+    conn.send(p.Join(id=11, ts="2026-11-24T15:04:05.123Z", name="zed", room="#general"))
+    h.wait_type(p.Join)
+    assert not h.s.marks_guests and not h.s.is_guest("zed")
+    conn.send(msg(12, "zed", "an account speaks"))   # no guest flag: an account
+    h.wait_type(p.Message, id=12)
+    assert h.s.marks_guests
+    conn.send(p.Leave(id=13, ts="2026-11-24T15:04:05.123Z", name="zed", reason=p.QUIT))
+    h.wait_type(p.Leave)
+    assert not h.s.marks_guests

@@ -270,13 +270,6 @@ def login_hint(code: str, message: str = "") -> str:
     return LOGIN_HINTS.get(code) or message or code
 
 
-def marks_guests(users: Iterable[str], guests: Iterable[str]) -> bool:
-    """Are guests worth marking?  Only when someone online is not one: on a server
-    where everybody is a guest (no accounts in use) the mark says nothing."""
-    g = {x.casefold() for x in guests}
-    return bool(g) and any(u.casefold() not in g for u in users)
-
-
 def guest_label(name: str, guests: Iterable[str]) -> str:
     """``"bob (guest)"`` when ``name`` is among ``guests`` (ignoring case), else the name."""
     g = {x.casefold() for x in guests}

@@ -46,7 +46,6 @@ from typing import Iterable, Optional, Union
 
 from .. import __version__
 from .. import protocol as p
-from .core import marks_guests as _marks_guests
 from .core import mentions as _mentions
 from .tls import (KnownHosts, TlsInfo, TlsOptions, TlsRefusal, TlsRefused, TrustQuestion,
                   describe_handshake_error, fingerprint, handshake, pinning_context,
@@ -224,6 +223,8 @@ class Session:
         self.account: Optional[dict] = None   # {"name","admin","session"}; None: a guest
         self.logged_out = False               # the login token stopped working: not reconnecting
         self._guests: dict[str, str] = {}     # casefold -> spelling of guests online
+        self._accounts: set[str] = set()      # casefolded names known to be accounts (a
+        #                                       join does not say: such a name is in neither)
         self._hello_sent = "guest"            # what the last hello was: guest | password | token
         self.tls = tls                        # None: plain TCP
         self.tls_info: Optional[TlsInfo] = None   # the current connection's, once secured
@@ -305,10 +306,7 @@ class Session:
         """Should the UI mark guests?  Only when someone online (you, maybe) has an
         account: when everybody is a guest the mark says nothing."""
         with self._cond:
-            users = set(self._users)
-            if self.account is not None:
-                users.add(self.name + "\0")        # (an account: never among the guests)
-            return _marks_guests(users, self._guests.values())
+            return bool(self._guests) and (bool(self._accounts) or self.account is not None)
 
     @property
     def is_account(self) -> bool:
@@ -675,6 +673,7 @@ class Session:
             if ev.reason != p.PART:           # gone from the server, not just from a room
                 self._users = {u for u in self._users if u.casefold() != ev.name.casefold()}
                 self._guests.pop(ev.name.casefold(), None)
+                self._accounts.discard(ev.name.casefold())
             if ev.room and self._is_me(ev.name) and ev.reason == p.PART:
                 self._drop_room(ev.room)        # I left it on another connection
                 return
@@ -692,12 +691,14 @@ class Session:
     def _mark_guest(self, name: str, guest: bool) -> None:
         """(locked) ``name`` is (or is not) a guest; AccountChanged owed if that is news."""
         key = name.casefold()
-        if guest == (key in self._guests):
+        if guest == (key in self._guests) and guest != (key in self._accounts):
             return
         if guest:
             self._guests[key] = name
+            self._accounts.discard(key)
         else:
-            del self._guests[key]
+            self._guests.pop(key, None)
+            self._accounts.add(key)
         self._emit(AccountChanged())
 
     def _unread(self, u: p.Unread) -> None:
@@ -1285,6 +1286,7 @@ class Session:
                 self.account = {"name": item.name, "admin": item.admin, "session": item.session}
                 self._password = None
                 self._guests.pop(self.name.casefold(), None)
+                self._accounts.add(self.name.casefold())
             self._emit(item)
             self._emit(AccountChanged())
             return None
@@ -1388,6 +1390,8 @@ class Session:
             self._register = False
             self._users = set(w.users)
             self._guests = {g.casefold(): g for g in (w.guests or [])}
+            self._accounts = ({u.casefold() for u in w.users} - set(self._guests)
+                              if self.auth == p.AUTH_OPTIONAL else set())
             self._welcomed = True
             if mine:     # sent before the drop and accepted: do not send them twice
                 self._outgoing = collections.deque(o for o in self._outgoing if o.label not in mine)
