@@ -4,18 +4,16 @@
 the member list, a device logged out from elsewhere sent back to the card.
 
 Screenshots of the login card and of the sessions card are saved under
-tests/gui/artifacts (the login card is also docs/screenshots/gui-login.png)."""
+tests/gui/artifacts (with PARLEY_DOCS_SCREENSHOTS=1 the login card is copied to
+docs/screenshots/gui-login.png)."""
 from __future__ import annotations
 
 import secrets
-import shutil
-from pathlib import Path
 
 import pytest
 
-from gui_helpers import ROOT, press, screenshot, type_text, wait_joined, wait_until
+from gui_helpers import press, screenshot, to_docs, type_text, wait_joined, wait_until
 
-from parley import protocol as p
 from parley.client.session import LoggedOut, Session
 from parley.server import accounts
 
@@ -69,10 +67,7 @@ def test_login_card_password_and_account_menu(gui, acct_server, device):
     type_text(card.name_entry, "alice")
     type_text(card.password_entry, PW)
     app.root.update()
-    shot = screenshot(app, "gui-login")
-    docs = ROOT / "docs" / "screenshots"
-    docs.mkdir(exist_ok=True)
-    shutil.copyfile(shot, docs / "gui-login.png")
+    to_docs(screenshot(app, "gui-login"), "screenshots/gui-login.png")
     press(card.password_entry, "Return")
     wait_joined(app)
     assert card.password_var.get() == ""                        # the window keeps none
