@@ -60,14 +60,16 @@ def poll(cond: Callable[[], object], timeout: float = WAIT, interval: float = 0.
 class ServerControl:
     """A Server that can be stopped and started again on the same port."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, **options):
         self.limits = limits
+        self.options = options          # more Server arguments (db, auth, tls…)
         self.port = 0
         self.server: Optional[Server] = None
 
     def start(self) -> "ServerControl":
         assert self.server is None, "already running"
-        self.server = Server("127.0.0.1", self.port, limits=self.limits, io_threads=2).start()
+        self.server = Server("127.0.0.1", self.port, limits=self.limits, io_threads=2,
+                             **self.options).start()
         self.port = self.server.address[1]
         return self
 
@@ -80,6 +82,16 @@ class ServerControl:
     def hub(self):
         assert self.server is not None
         return self.server.hub
+
+
+def add_account(server, name: str, password: str, admin: bool = False):
+    """An account on a running (or built) server, as ``parley-server user add`` makes
+    it (cheap scrypt parameters: the server re-hashes them at the first login)."""
+    import secrets
+    from parley.server import accounts
+    return server.store.create_account(name, secrets.token_hex(8),
+                                       accounts.hash_password(password, n=2 ** 11, r=4, p=1),
+                                       admin=admin)
 
 
 # --- another user, in process ---------------------------------------------------------

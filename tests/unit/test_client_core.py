@@ -121,7 +121,8 @@ def test_every_command_and_alias_is_parsed_and_in_the_help():
             assert f"/{alias}" in core.HELP
             # an alias parses like its command (with arguments where needed)
     samples = {"join": "#x", "part": "#x", "msg": "bob hi", "switch": "#x", "search": "w",
-               "me": "waves", "topic": "t", "users": "#x", "history": "3"}
+               "me": "waves", "topic": "t", "users": "#x", "history": "3",
+               "revoke": "3f2a9c1e"}
     for spec in core.COMMANDS:
         for word in (spec.name, *spec.aliases):
             cmd = parse(f"/{word} {samples.get(spec.name, '')}".rstrip(), "#here")

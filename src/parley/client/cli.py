@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import getpass
 import json
 import logging
 import os
 import queue
 import re
+import socket
 import sys
 import threading
 import time
@@ -38,12 +40,14 @@ from typing import Callable, Optional
 from .. import __version__
 from .. import protocol as p
 from . import core
-from .session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQueueFull,
-                      Session, SessionState, StateChanged)
+from .session import (AccountChanged, ConnectFailed, ConversationsChanged, LoggedOut,
+                      NameRefused, OfflineQueueFull, Session, SessionState, StateChanged)
 from .tls import TlsOptions, TlsRefused, TrustQuestion
 
 HELP = core.HELP
 REFUSED = (p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL)   # a connection turned away
+EXIT_LOGIN = 3          # the server refused the login (or logged this device out)
+LOGIN_TRIES = 3         # interactive: wrong passwords before giving up
 
 TRUNCATED_NOTE = ("you missed more than the server sends in one catch-up: the oldest of it "
                   "is not shown (/history shows older messages)")
@@ -72,8 +76,12 @@ class Formatter:
     conversation on screen: lines of others get a ``[#room]`` prefix."""
 
     def __init__(self, me: str = "", colour: bool = True, hints: bool = True,
-                 current: Optional[str] = p.GENERAL):
+                 current: Optional[str] = p.GENERAL,
+                 is_guest: Callable[[str], bool] = lambda name: False,
+                 marks_guests: Callable[[], bool] = lambda: False):
         self.me = me
+        self.is_guest = is_guest     # is this name a guest (no account owns it)?
+        self.marks_guests = marks_guests   # worth marking (someone online has an account)?
         self.colour = colour
         self.hints = hints          # interactive: mention /help
         self.welcomed = False
@@ -85,6 +93,13 @@ class Formatter:
     def name(self, name: str) -> str:
         bold = "1;" if name.casefold() == self.me.casefold() else ""
         return self._c(f"{bold}38;5;{name_colour(name)}", name)
+
+    def who(self, name: str, guest: Optional[bool] = None) -> str:
+        """A name, with a dim "(guest)" after it for a guest."""
+        if guest is None:
+            guest = self.is_guest(name)
+        mark = guest and self.marks_guests()
+        return self.name(name) + (self.dim(" (guest)") if mark else "")
 
     def dim(self, text: str) -> str:
         return self._c("2", text)
@@ -111,9 +126,10 @@ class Formatter:
         if conv == "":
             conv = p.conversation(ev, self.me)
         when = self.dim(when if when is not None else local_time(ev.ts))
+        who = self.who(ev.sender, True) if ev.guest else self.name(ev.sender)
         if ev.kind == "me":
-            return f"{self.prefix(conv)}{when} * {self.name(ev.sender)} {self.text(ev.text)}"
-        return f"{self.prefix(conv)}{when} {self.name(ev.sender)}: {self.text(ev.text)}"
+            return f"{self.prefix(conv)}{when} * {who} {self.text(ev.text)}"
+        return f"{self.prefix(conv)}{when} {who}: {self.text(ev.text)}"
 
     def history_frame(self, ev: p.Event) -> Optional[str]:
         """A message, join, leave or topic (live or from a history page)."""
@@ -154,6 +170,19 @@ class Formatter:
             return self.error(f"*** {ev.message}")
         if isinstance(ev, p.Bye):
             return self._c("33", f"*** server: {ev.message or ev.reason}")
+        if isinstance(ev, LoggedOut):
+            return self.error(f"*** logged out: {ev.message}.  Your messages are no longer "
+                              "sent; /exit, then log in again (--login)")
+        if isinstance(ev, p.AccountInfo):
+            return self.notice(f"the name {ev.name} is yours now: log in with --login "
+                               "and your password next time")
+        if isinstance(ev, p.SessionList):
+            lines = core.session_table(ev.sessions)
+            return "\n".join([self.notice(f"{len(ev.sessions)} session"
+                                          f"{'s' if len(ev.sessions) != 1 else ''}:")]
+                             + ["  " + ln for ln in lines]
+                             + [self.dim("  /revoke ID logs one out; /revoke --others all "
+                                         "but this one")])
         if isinstance(ev, StateChanged):
             if ev.state is SessionState.RECONNECTING:
                 return self._c("33", f"*** connection lost ({ev.detail}); "
@@ -171,13 +200,18 @@ class Formatter:
             hint = self.dim("  Type /help for commands.") if self.hints else ""
             rooms = [r.get("room") for r in (ev.rooms or []) if isinstance(r.get("room"), str)]
             where = f" You are in {', '.join(rooms)}." if len(rooms) > 1 else ""
-            return (self._c("32", f"*** connected as {ev.name}. ") + self.users(ev.users)
+            how = ""
+            if ev.account:
+                how = " (logged in)"
+            elif ev.auth == p.AUTH_OPTIONAL and self.marks_guests():
+                how = " (as a guest: /register keeps the name)" if self.hints else " (guest)"
+            return (self._c("32", f"*** connected as {ev.name}{how}. ") + self.users(ev.users)
                     + where + hint)
         return None
 
     def users(self, users: list[str], where: str = "online") -> str:
         names = sorted(users, key=str.casefold)
-        return f"{len(names)} {where}: " + ", ".join(self.name(n) for n in names)
+        return f"{len(names)} {where}: " + ", ".join(self.who(n) for n in names)
 
     def room_info(self, ev: p.RoomInfo) -> str:
         who = (self.users(ev.members, "here") if ev.members is not None
@@ -309,6 +343,20 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=None,
                     help="server port (default 8888; 8889 with --tls)")
     ap.add_argument("--name", help="your user name (asked for if absent)")
+    acc = ap.add_argument_group(
+        "accounts", "Without a password you are a guest (when the server allows guests). "
+                    "Logged in, the client keeps the login token the server gives this "
+                    "device and reconnects with it; the password is never stored or sent again.")
+    acc.add_argument("--login", action="store_true",
+                     help="log in to the account NAME: asks for its password (no echo)")
+    acc.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (scripts; the "
+                          "other lines are the messages)")
+    acc.add_argument("--register", action="store_true",
+                     help="make the account NAME (asks for a new password twice, or "
+                          "--password-stdin)")
+    acc.add_argument("--device", metavar="LABEL",
+                     help="this login's name in /sessions (default: terminal on HOSTNAME)")
     tls = ap.add_argument_group(
         "TLS", "A certificate that does not verify (self-signed) is trusted on first use: its "
                "SHA-256 fingerprint is shown (interactive: you are asked) and remembered in "
@@ -366,6 +414,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         args.to = args.to.lstrip("@")
     if args.all and not args.listen:
         ap.error("--all goes with --listen")
+    if args.password_stdin and sys.stdin.isatty():
+        ap.error("--password-stdin reads a pipe: echo … | parley --password-stdin "
+                 "(at a terminal, use --login)")
+    if args.register or args.password_stdin:
+        args.login = True
     return args
 
 
@@ -381,6 +434,30 @@ class Client:
         self.cursor = core.HistoryCursor()           # /history goes on from here
         self.unread_due = False                      # an unread summary is owed
         self.backlog: collections.deque = collections.deque()   # events read ahead
+        self.exit_code = 0
+        self.logging_out = False                     # /logout sent: the bye that follows is ours
+        self.ask_secret: Callable[[str], str] = getpass.getpass   # no echo
+
+    def read_password(self, confirm: bool = False, prompt: str = "Password: ") -> Optional[str]:
+        """Interactive: a password typed without echo (twice with ``confirm``, and
+        checked against the rules); None if the user gives up (Ctrl-C, Ctrl-D, empty)."""
+        while True:
+            try:
+                first = self.ask_secret(prompt)
+                if not first:
+                    return None
+                if not confirm:
+                    return first
+                problem = core.password_problem(first)
+                if problem:
+                    print(f"That password won't do: {problem}.", flush=True)
+                    continue
+                if self.ask_secret("Again, to be sure: ") == first:
+                    return first
+                print("The two passwords differ; once more.", flush=True)
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return None
 
     def err(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -406,8 +483,31 @@ class Client:
         if a.tls:
             trust = "ask" if self.interactive else ("yes" if a.trust_on_first_use else "no")
             tls = TlsOptions(ca=a.ca, known_hosts=a.known_hosts, trust=trust)
-        self.session = Session(a.host, a.port, name, client="parley-cli", tls=tls)
+        password = None
+        if a.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                self.err("parley: --password-stdin: the first line of stdin is empty")
+                return 2
+        elif a.login and self.interactive:
+            password = self.read_password(confirm=a.register,
+                                          prompt=("New password" if a.register else "Password")
+                                          + f" for {name}: ")
+            if password is None:
+                return 1
+        elif a.login:
+            self.err("parley: --login asks for the password at a terminal; scripts use "
+                     "--password-stdin")
+            return 2
+        if a.register and password is not None and core.password_problem(password):
+            self.err(f"parley: --register: {core.password_problem(password)}")
+            return 2
+        device = a.device or f"terminal on {socket.gethostname()}"[:p.DEVICE_MAX]
+        self.session = Session(a.host, a.port, name, client="parley-cli", tls=tls,
+                               password=password, register=a.register, device=device)
+        del password
         self.session.start()
+        tries = 0
         while True:
             ev = self.session.events.get()
             if isinstance(ev, ConnectFailed):
@@ -424,7 +524,13 @@ class Client:
                              "prints it at start), then run once with --trust-on-first-use.")
                 self.session.close()
                 return 1
-            if isinstance(ev, NameRefused):
+            if isinstance(ev, NameRefused) and ev.code not in (p.NAME_TAKEN, p.NAME_INVALID):
+                code = self._login_refused(ev, tries)
+                tries += 1
+                if code is not None:
+                    self.session.close()
+                    return code
+            elif isinstance(ev, NameRefused):
                 if not self.interactive:
                     self.err(f"parley: {ev.message}")
                     self.session.close()
@@ -434,6 +540,10 @@ class Client:
                     self.session.close()
                     return 1
                 self.session.set_name(new)
+            elif isinstance(ev, LoggedOut):
+                self.err(f"parley: logged out: {ev.message}")
+                self.session.close()
+                return EXIT_LOGIN
             elif isinstance(ev, p.Welcome):
                 self.welcome = ev               # shown before the history that follows it
                 info = self.session.tls_info
@@ -446,6 +556,14 @@ class Client:
             elif isinstance(ev, p.Error) and ev.code in (p.VERSION_UNSUPPORTED, p.TLS_REQUIRED):
                 self.err(f"parley: {ev.message}")
                 return 1
+            elif isinstance(ev, p.Error) and ev.code == p.THROTTLED and self.session.token is None \
+                    and a.login:
+                # too many failed logins: the session says hello again after the wait
+                if not self.interactive:
+                    self.err(f"parley: login refused: {ev.message} ({ev.code})")
+                    self.session.close()
+                    return EXIT_LOGIN
+                print(f"{ev.message}; trying again then…", flush=True)
             elif isinstance(ev, p.Error) and ev.code in REFUSED:
                 # turned away before hello (too many connections, throttled, full)
                 self.err(f"parley: the server refused the connection: {ev.message} ({ev.code})")
@@ -457,6 +575,41 @@ class Client:
                 return 1
             elif isinstance(ev, StateChanged) and ev.state is SessionState.RECONNECTING:
                 self.err(f"Connection lost ({ev.detail}); retrying in {ev.retry_in:g} s…")
+
+    def _login_refused(self, ev: NameRefused, tries: int) -> Optional[int]:
+        """The server refused a login (or wants one): ask again (interactive) or give
+        the exit code.  Never shows the password."""
+        hint = core.login_hint(ev.code, ev.message)
+        fixable = ev.code in (p.NAME_REGISTERED, p.AUTH_REQUIRED, p.LOGIN_FAILED, p.BAD_PASSWORD)
+        if not self.interactive or not fixable:
+            why = ev.message or hint
+            if ev.code == p.INSECURE:
+                why += " (--tls)"
+            elif ev.code == p.NAME_REGISTERED and not self.args.login:
+                why += " (--login, or --password-stdin)"
+            self.err(f"parley: login refused: {why} ({ev.code})")
+            return EXIT_LOGIN
+        if ev.code == p.LOGIN_FAILED and tries + 1 >= LOGIN_TRIES:
+            self.err(f"parley: login refused: {hint} ({ev.code}), {LOGIN_TRIES} times")
+            return EXIT_LOGIN
+        register = ev.code == p.BAD_PASSWORD and self.args.register
+        print(f"{hint[0].upper()}{hint[1:]}." if ev.code != p.BAD_PASSWORD
+              else f"{ev.message}.", flush=True)
+        if ev.code == p.NAME_REGISTERED:
+            print("(an empty password picks another name)", flush=True)
+        password = self.read_password(confirm=register,
+                                      prompt=f"{'New password' if register else 'Password'} "
+                                             f"for {ev.name}: ")
+        if password is None:
+            if ev.code != p.NAME_REGISTERED:
+                return 1
+            new = self.ask_name()
+            if new is None:
+                return 1
+            self.session.set_name(new)
+            return None
+        self.session.set_name(ev.name, password=password, register=register)
+        return None
 
     def ask_trust(self, q: TrustQuestion) -> bool:
         """Interactive: may we trust a certificate we have never seen?"""
@@ -555,7 +708,20 @@ class Client:
             return []
         if isinstance(ev, p.Presence) and not core.same_conv(ev.room, self.current):
             return []
-        if isinstance(ev, (p.Ack, ConversationsChanged)):
+        if isinstance(ev, p.Ack):
+            asked = self.asked.pop(ev.label, None)
+            return [self._acked(fmt, asked)] if asked else []
+        if isinstance(ev, p.SessionList):
+            self.asked.pop(ev.label, None)
+        if isinstance(ev, p.AccountInfo):
+            self.asked.pop(ev.label, None)
+            if ev.label is None:             # registered from another connection
+                return [fmt.notice(f"the name {ev.name} is an account now")]
+        if isinstance(ev, LoggedOut):
+            if self.logging_out:             # /logout: that is what we asked for
+                return []
+            self.exit_code = EXIT_LOGIN
+        if isinstance(ev, (ConversationsChanged, AccountChanged)):
             return []
         if isinstance(ev, TrustQuestion):       # a reconnect to a certificate never seen
             s.trust(False)                      # (known_hosts edited meanwhile): no prompt here
@@ -564,6 +730,17 @@ class Client:
                               "restart the client to be asked")]
         line = fmt.event(ev)
         return [line] if line else []
+
+    @staticmethod
+    def _acked(fmt: Formatter, asked: tuple) -> str:
+        what = asked[0]
+        if what == "password":
+            return fmt.notice("password changed; your other sessions were logged out")
+        if what == "revoke" and asked[1] is None:
+            return fmt.notice("your other sessions were logged out")
+        if what == "revoke":
+            return fmt.notice(f"session {asked[1]} was logged out")
+        return fmt.notice("done")
 
     def _room_info(self, fmt: Formatter, ev: p.RoomInfo) -> list[str]:
         asked = self.asked.pop(ev.label, None) if ev.label else None
@@ -684,7 +861,8 @@ class Client:
         s = self.session
         assert s is not None
         colour = not (self.args.no_color or os.environ.get("NO_COLOR"))
-        fmt = Formatter(s.name, colour)
+        fmt = Formatter(s.name, colour, is_guest=s.is_guest,
+                        marks_guests=lambda: s.marks_guests)
         print(fmt.event(self.welcome), flush=True)
         start = self.args.room or ("@" + self.args.to if self.args.to else None)
         if start:
@@ -705,7 +883,7 @@ class Client:
         finally:
             s.close()
         print("Bye.")
-        return 0
+        return self.exit_code
 
     def _ready_lines(self, fmt: Formatter, limit: int = 10_000) -> list[str]:
         """Render the events already waiting in the session's queue (up to ``limit``)."""
@@ -724,6 +902,11 @@ class Client:
         s = self.session
         console = PlainConsole(colour, self.prompt)
         stop = threading.Event()
+
+        def ask_secret(prompt: str) -> str:
+            with console.lock:           # nothing is printed over a password prompt
+                return getpass.getpass(prompt)
+        self.ask_secret = ask_secret
 
         def printer() -> None:
             while not stop.is_set():
@@ -867,8 +1050,66 @@ class Client:
                 if not self._rooms_ok(show, fmt):
                     return True
                 self.asked.ask(lambda: s.search(cmd.text), ("search",))
+            elif name in ("register", "password", "sessions", "revoke", "logout"):
+                return self._account_command(cmd, show, fmt)
         except OfflineQueueFull as e:
             show(fmt.error(f"not sent: {e}"))
+        return True
+
+    def _account_command(self, cmd: core.Command, show: Callable[[str], None],
+                         fmt: Formatter) -> bool:
+        """/register, /password, /sessions, /revoke, /logout.  False to leave."""
+        s = self.session
+        name = cmd.name
+        if s.logged_out:
+            show(fmt.error("logged out: /exit, then log in again"))
+            return True
+        if name == "logout":
+            if not s.is_account:
+                show(fmt.notice("guests have no login to forget; leaving"))
+                return False
+            if not s.connected:
+                show(fmt.error("not connected: the server cannot log this device out now"))
+                return True
+            self.logging_out = True
+            s.revoke(s.session_id)
+            s.wait_idle(5.0)             # the ack (then the server closes the connection)
+            show(fmt.notice("logged out; this device's login is forgotten"))
+            return False
+        if name == "register":
+            if s.is_account:
+                show(fmt.notice(f"you are logged in to the account {s.name} already"))
+                return True
+            if s.auth == p.AUTH_OFF:
+                show(fmt.error("this server has no accounts"))
+                return True
+            show(fmt.dim(f"Choose a password for {s.name} ({core.PASSWORD_MIN} characters or "
+                         "more; it is not shown as you type)."))
+            password = self.read_password(confirm=True, prompt="New password: ")
+            if password is None:
+                show(fmt.dim("not registered"))
+                return True
+            self.asked.ask(lambda: s.register(password), ("register",))
+            return True
+        if not s.is_account:
+            show(fmt.error("guests have no password or sessions: /register keeps your name "
+                           "as an account"))
+            return True
+        if name == "sessions":
+            self.asked.ask(s.list_sessions, ("sessions",))
+        elif name == "revoke":
+            sid = cmd.args[0]
+            self.asked.ask(lambda: s.revoke(sid, others=sid is None), ("revoke", sid))
+        elif name == "password":
+            old = self.read_password(prompt="Current password: ")
+            if old is None:
+                show(fmt.dim("password not changed"))
+                return True
+            new = self.read_password(confirm=True, prompt="New password: ")
+            if new is None:
+                show(fmt.dim("password not changed"))
+                return True
+            self.asked.ask(lambda: s.change_password(old, new), ("password",))
         return True
 
     def _rooms_ok(self, show: Callable[[str], None], fmt: Formatter) -> bool:
@@ -957,6 +1198,8 @@ class Client:
         self._drain_errors()
         left = s.pending()
         s.close()
+        if self.exit_code:
+            return self.exit_code
         if not ok or left:
             self.err(f"parley: {left} of {sent} messages were not acknowledged in time")
             return 1
@@ -981,6 +1224,9 @@ class Client:
                 self.err(f"parley: refused: {ev.message} ({ev.code})")
             elif isinstance(ev, StateChanged) and ev.state is SessionState.RECONNECTING:
                 self.err(f"parley: connection lost ({ev.detail}); reconnecting")
+            elif isinstance(ev, LoggedOut):
+                self.err(f"parley: logged out: {ev.message}")
+                self.exit_code = EXIT_LOGIN
 
     # --- listening -------------------------------------------------------------------------
     def run_listen(self) -> int:
@@ -989,7 +1235,8 @@ class Client:
         a = self.args
         colour = sys.stdout.isatty() and not (a.no_color or os.environ.get("NO_COLOR"))
         follow = a.room or ("@" + a.to if a.to else None)       # None: everything
-        fmt = Formatter(s.name, colour, hints=False, current=follow or p.GENERAL)
+        fmt = Formatter(s.name, colour, hints=False, current=follow or p.GENERAL,
+                        is_guest=s.is_guest, marks_guests=lambda: s.marks_guests)
         try:
             if a.json:
                 print(json_line(self.welcome), flush=True)
@@ -1004,6 +1251,9 @@ class Client:
                 follow = fmt.current = conv.key if conv else a.room
             while True:
                 ev = self.next_event()
+                if isinstance(ev, LoggedOut):
+                    self.err(f"parley: logged out: {ev.message}")
+                    return EXIT_LOGIN
                 if isinstance(ev, StateChanged) and ev.state is SessionState.CLOSED:
                     return 1
                 if isinstance(ev, p.Welcome):
@@ -1031,7 +1281,7 @@ class Client:
         if isinstance(ev, p.Topic):
             return fmt.history_frame(ev)
         if isinstance(ev, (p.Unread, p.Ack, p.RoomList, p.HistoryPage, p.SearchResults,
-                           ConversationsChanged)):
+                           ConversationsChanged, AccountChanged)):
             return None
         return fmt.event(ev)
 

@@ -26,6 +26,9 @@ from typing import Iterable, Optional
 from .. import protocol as p
 
 HISTORY_DEFAULT = 20        # /history without a number, and what /switch shows
+PASSWORD_MIN = 8            # the server's password rules (checked again by the server)
+PASSWORD_MAX = 1024
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
 # --- the command table -------------------------------------------------------------
@@ -49,6 +52,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("search", "<words>", "search the messages you may read (\"a phrase\", pre*)"),
     CommandSpec("users", "[#room]", "who is online, or who is in a room", ("who", "names")),
     CommandSpec("me", "<action>", "send an action, shown as \"* you <action>\""),
+    CommandSpec("register", "", "keep your name: make it an account (asks for a password)"),
+    CommandSpec("password", "", "change your password (logs out your other sessions)",
+                ("passwd",)),
+    CommandSpec("sessions", "", "list the devices logged in to your account"),
+    CommandSpec("revoke", "<id|--others>", "log out one of your sessions, or all the others"),
+    CommandSpec("logout", "", "log out this device (forget its login) and leave"),
     CommandSpec("help", "", "this help", ("?",)),
     CommandSpec("exit", "", "leave (Ctrl-D works too)", ("quit",)),
 )
@@ -148,6 +157,21 @@ def parse(line: str, current: Optional[str] = None) -> Command:
 
     if name in ("help", "exit", "rooms"):
         return Command(name)
+    if name in ("register", "password", "sessions", "logout"):
+        if words:
+            if name in ("register", "password"):
+                return bad("Do not type a password here: it would be shown and kept in the "
+                           "line history; /" + name + " asks for it without echo")
+            return bad(f"/{name} takes no arguments")
+        return Command(name)
+    if name == "revoke":
+        if len(words) != 1:
+            return bad("Name one session id (see /sessions), or --others")
+        if words[0] in ("--others", "-o", "others"):
+            return Command(name, args=(None,), text="others")
+        if not _SESSION_ID.match(words[0]):
+            return bad(f"{words[0][:40]!r} is not a session id (see /sessions)")
+        return Command(name, args=(words[0],))
     if name == "me":
         action = rest.strip()
         if not action:
@@ -215,6 +239,67 @@ def parse(line: str, current: Optional[str] = None) -> Command:
             return bad(problem) if problem else Command(name, args=(room,), target=room)
         return Command(name)
     raise AssertionError(f"command {name} has no parser")     # pragma: no cover
+
+
+# --- accounts ----------------------------------------------------------------------
+def password_problem(password: str) -> Optional[str]:
+    """Why a new password will not do (the server's rules), or None."""
+    if len(password) < PASSWORD_MIN:
+        return f"a password needs at least {PASSWORD_MIN} characters"
+    if len(password) > PASSWORD_MAX:
+        return f"a password has at most {PASSWORD_MAX} characters"
+    if not password.strip():
+        return "a password cannot be only spaces"
+    return None
+
+
+# what to tell a person whose hello was refused, by error code
+LOGIN_HINTS = {
+    p.NAME_REGISTERED: "this name is registered: enter its password (or pick another name)",
+    p.AUTH_REQUIRED: "this server is for its members: log in with your password",
+    p.LOGIN_FAILED: "wrong name or password",
+    p.INSECURE: "this server takes passwords only over TLS: connect with TLS "
+                "(--tls, or the \"Secure connection\" box)",
+    p.ACCOUNTS_OFF: "this server has no accounts: connect without a password",
+    p.BAD_PASSWORD: "that password will not do",
+}
+
+
+def login_hint(code: str, message: str = "") -> str:
+    """One sentence for a refused login: the hint for ``code``, else the server's."""
+    return LOGIN_HINTS.get(code) or message or code
+
+
+def guest_label(name: str, guests: Iterable[str]) -> str:
+    """``"bob (guest)"`` when ``name`` is among ``guests`` (ignoring case), else the name."""
+    g = {x.casefold() for x in guests}
+    return f"{name} (guest)" if name.casefold() in g else name
+
+
+def session_rows(sessions: Iterable[dict], now: Optional[datetime.datetime] = None,
+                 tz: Optional[datetime.tzinfo] = None) -> list[tuple[str, ...]]:
+    """The ``sessions`` answer as table rows: (id, device, logged in, last seen, state),
+    the current one marked "this device", the online ones "online"."""
+    rows = []
+    for x in sessions:
+        if not isinstance(x, dict):
+            continue
+        state = "this device" if x.get("current") else ("online" if x.get("online") else "")
+        rows.append((str(x.get("id", "?")), str(x.get("device") or "-"),
+                     local_when(str(x.get("created", "")), now, tz),
+                     local_when(str(x.get("seen", "")), now, tz), state))
+    return rows
+
+
+SESSION_HEADINGS = ("id", "device", "logged in", "last seen", "")
+
+
+def session_table(sessions: Iterable[dict], now: Optional[datetime.datetime] = None,
+                  tz: Optional[datetime.tzinfo] = None) -> list[str]:
+    """The sessions as aligned text lines, a heading first."""
+    rows = [SESSION_HEADINGS] + session_rows(sessions, now, tz)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(SESSION_HEADINGS))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 # --- names and colours -------------------------------------------------------------

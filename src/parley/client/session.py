@@ -41,7 +41,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
 
 from .. import __version__
@@ -71,10 +71,28 @@ class StateChanged:
 
 @dataclass
 class NameRefused:
-    """The server refused the name; call ``set_name`` to try another."""
+    """The server refused the hello; call ``set_name`` to try another name, or
+    ``set_name(name, password=…)`` to log in.  ``code`` says why: ``name_taken``,
+    ``name_invalid``, ``name_registered`` (an account owns it: log in),
+    ``auth_required`` (this server wants a password), ``login_failed``,
+    ``bad_password``, ``insecure`` (use TLS), ``accounts_off``."""
     name: str
     code: str
     message: str
+
+
+@dataclass
+class LoggedOut:
+    """This device's login is no longer valid (revoked from another session, the
+    password changed, the account removed): the session stopped and will not
+    reconnect; log in again with the password."""
+    message: str
+
+
+@dataclass
+class AccountChanged:
+    """``session.account`` or ``session.guests`` changed (a welcome, a guest that
+    registered, a user list): read them again."""
 
 
 @dataclass
@@ -119,10 +137,16 @@ class OfflineQueueFull(Exception):
 
 
 SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed, ConversationsChanged,
-                     TrustQuestion, TlsRefused]
+                     TrustQuestion, TlsRefused, LoggedOut, AccountChanged]
 
 _FATAL = {p.VERSION_UNSUPPORTED, p.TLS_REQUIRED}
 _REFUSED = {p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL}   # a connection turned away
+# a hello refused, the client may send another on the same connection
+_HELLO_REFUSED = {p.NAME_TAKEN, p.NAME_INVALID, p.NAME_REGISTERED, p.AUTH_REQUIRED,
+                  p.LOGIN_FAILED, p.BAD_PASSWORD, p.INSECURE, p.ACCOUNTS_OFF}
+# what a login token that no longer works gets (the name belongs to an account)
+_TOKEN_REFUSED = {p.LOGIN_FAILED, p.NAME_REGISTERED, p.AUTH_REQUIRED, p.NAME_TAKEN}
+_ONCE = ("register", "password")  # requests with a password: never sent again by themselves
 _MESSAGES = ("say", "me")
 _ROOM_REQUESTS = ("join", "part", "rooms", "topic", "history", "search", "read")
 _SEEN_WINDOW = 8192            # ids remembered for dropping duplicates
@@ -147,7 +171,7 @@ def split_conv(conv: str) -> tuple[str, str]:
 @dataclass
 class _Outgoing:
     label: str
-    frame: dict
+    frame: dict = field(repr=False)     # (may hold a password)
     tracked: bool = True     # answered with this label (ack, room, history…): wait for it
 
 
@@ -187,8 +211,21 @@ class Session:
                  backoff_initial: float = 0.5, backoff_max: float = 10.0,
                  connect_timeout: float = 5.0, keepalive: float = 20.0,
                  max_queued: int = 500, caps: Iterable[str] = (p.CAP_ROOMS,),
-                 tls: Optional[TlsOptions] = None):
+                 tls: Optional[TlsOptions] = None, password: Optional[str] = None,
+                 register: bool = False, device: Optional[str] = None):
         self.host, self.port = host, port
+        # accounts: the password goes in the hello until the first welcome, then only the
+        # login token (``self.token``) is used; it is never sent again by itself
+        self._password = password
+        self._register = bool(register) and password is not None
+        self.device = device
+        self.auth: Optional[str] = None       # the server's --auth mode, from the welcome
+        self.account: Optional[dict] = None   # {"name","admin","session"}; None: a guest
+        self.logged_out = False               # the login token stopped working: not reconnecting
+        self._guests: dict[str, str] = {}     # casefold -> spelling of guests online
+        self._accounts: set[str] = set()      # casefolded names known to be accounts (a
+        #                                       join does not say: such a name is in neither)
+        self._hello_sent = "guest"            # what the last hello was: guest | password | token
         self.tls = tls                        # None: plain TCP
         self.tls_info: Optional[TlsInfo] = None   # the current connection's, once secured
         self._trust_answer: Optional[bool] = None
@@ -239,6 +276,7 @@ class Session:
         self._token_time = 0.0
         self._not_before = 0.0
         self._server_wait = 0.0      # seconds the server told us to wait before reconnecting
+        self._rehello_at: Optional[float] = None   # a throttled login: say hello again then
 
     # --- the UI's side (any thread) ---------------------------------------------
     def start(self) -> "Session":
@@ -251,6 +289,29 @@ class Session:
         """Everyone online (a copy)."""
         with self._cond:
             return set(self._users)
+
+    @property
+    def guests(self) -> set[str]:
+        """Who among the users online is a guest (a name no account owns), as far as
+        the server told us (welcome, user lists, rooms, messages marked guest)."""
+        with self._cond:
+            return set(self._guests.values())
+
+    def is_guest(self, name: str) -> bool:
+        with self._cond:
+            return isinstance(name, str) and name.casefold() in self._guests
+
+    @property
+    def marks_guests(self) -> bool:
+        """Should the UI mark guests?  Only when someone online (you, maybe) has an
+        account: when everybody is a guest the mark says nothing."""
+        with self._cond:
+            return bool(self._guests) and (bool(self._accounts) or self.account is not None)
+
+    @property
+    def is_account(self) -> bool:
+        """Logged in to an account (not a guest)."""
+        return self.account is not None
 
     @property
     def rooms_enabled(self) -> bool:
@@ -387,12 +448,48 @@ class Session:
         self._emit(ConversationsChanged())
         return c.key
 
-    def set_name(self, name: str) -> None:
-        """After ``NameRefused``: try again with ``name`` on the same connection."""
+    def set_name(self, name: str, password: Optional[str] = None,
+                 register: bool = False) -> None:
+        """After ``NameRefused``: try again with ``name`` on the same connection, as
+        a guest, or with ``password`` (logging in; ``register``: making the account)."""
         with self._cond:
             self.name = name
             self._new_name = name
+            self._password = password
+            self._register = bool(register) and password is not None
+            if password is not None:
+                self.token = None        # a password login starts a new device session
         self._wake()
+
+    # accounts: each answered by an ack (or ``account`` / ``sessions``) or an error
+    def register(self, password: str) -> str:
+        """A guest claims its name as an account; answered by ``AccountInfo``."""
+        return self._enqueue({"type": "register", "password": password}, counted=False)
+
+    def change_password(self, old: str, new: str) -> str:
+        """Change the account's password (the other sessions are logged out)."""
+        return self._enqueue({"type": "password", "old": old, "new": new}, counted=False)
+
+    def list_sessions(self) -> str:
+        """The account's logins; answered by ``SessionList``."""
+        return self._enqueue({"type": "sessions"}, counted=False)
+
+    def revoke(self, session: Optional[str] = None, others: bool = False) -> str:
+        """Log out one session (by id; this one's too) or every ``others``."""
+        if (session is None) == (not others):
+            raise ValueError("revoke one session id, or others=True")
+        frame: dict = {"type": "revoke"}
+        if others:
+            frame["others"] = True
+        else:
+            frame["session"] = session
+        return self._enqueue(frame, counted=False)
+
+    @property
+    def session_id(self) -> Optional[str]:
+        """This login's id in ``sessions`` (None for a guest)."""
+        acc = self.account
+        return acc.get("session") if isinstance(acc, dict) else None
 
     def pending(self) -> int:
         """Requests and messages not yet acknowledged by the server."""
@@ -525,6 +622,10 @@ class Session:
         c.topic = info.topic
         c.count = info.count
         c.set_members(info.members)
+        if info.members is not None and self.auth == p.AUTH_OPTIONAL:
+            guests = {g.casefold() for g in (info.guests or [])}
+            for m in info.members:
+                self._mark_guest(m, m.casefold() in guests)
         for f in info.history:
             if isinstance(f.get("id"), int):
                 c.last_id = max(c.last_id, f["id"])
@@ -548,6 +649,8 @@ class Session:
             c.last_id = max(c.last_id, ev.id)
             self._dirty = True
         if isinstance(ev, p.Message):
+            if live and self.auth == p.AUTH_OPTIONAL:     # a live message says who is a guest
+                self._mark_guest(ev.sender, bool(ev.guest))
             if c is not None and live and not self._is_me(ev.sender) and ev.id > c.read_id \
                     and ev.id > c.base_last:
                 c.local.append((ev.id, _mentions(ev.text, self.name)))
@@ -569,6 +672,8 @@ class Session:
         elif isinstance(ev, p.Leave):
             if ev.reason != p.PART:           # gone from the server, not just from a room
                 self._users = {u for u in self._users if u.casefold() != ev.name.casefold()}
+                self._guests.pop(ev.name.casefold(), None)
+                self._accounts.discard(ev.name.casefold())
             if ev.room and self._is_me(ev.name) and ev.reason == p.PART:
                 self._drop_room(ev.room)        # I left it on another connection
                 return
@@ -582,6 +687,19 @@ class Session:
                     r.count = len(r.members)
                 elif ev.room:
                     r.count = max(0, r.count - 1)
+
+    def _mark_guest(self, name: str, guest: bool) -> None:
+        """(locked) ``name`` is (or is not) a guest; AccountChanged owed if that is news."""
+        key = name.casefold()
+        if guest == (key in self._guests) and guest != (key in self._accounts):
+            return
+        if guest:
+            self._guests[key] = name
+            self._accounts.discard(key)
+        else:
+            self._guests.pop(key, None)
+            self._accounts.add(key)
+        self._emit(AccountChanged())
 
     def _unread(self, u: p.Unread) -> None:
         if u.room:
@@ -628,6 +746,10 @@ class Session:
                 self._dirty = True
         else:
             self._users = set(ev.users)
+        if self.auth == p.AUTH_OPTIONAL:
+            guests = {g.casefold() for g in (ev.guests or [])}
+            for n in ev.users:
+                self._mark_guest(n, n.casefold() in guests)
 
     def _room_list(self, ev: p.RoomList) -> None:
         for r in ev.rooms:
@@ -850,11 +972,19 @@ class Session:
         reason: Optional[str] = "connection lost"
 
         def hello() -> None:
+            with self._cond:
+                password, register = self._password, self._register
+            token = None if password is not None else self.token
+            self._hello_sent = ("password" if password is not None else
+                                "token" if token and self.account is not None else "guest")
+            self._rehello_at = None
             out.extend(p.encode(p.Hello(version=p.PROTOCOL_VERSION, name=self.name,
                                         client=self.client, client_version=__version__,
-                                        last_id=self.last_id, token=self.token,
+                                        last_id=self.last_id, token=token,
                                         caps=self.want_caps or None,
-                                        instance=self.instance)))
+                                        instance=self.instance, password=password,
+                                        register=True if register else None,
+                                        device=self.device if password is not None else None)))
 
         hello()
         try:
@@ -870,6 +1000,9 @@ class Session:
                     new_name, self._new_name = self._new_name, None
                 if new_name is not None and not registered:
                     hello()
+                elif (not registered and self._rehello_at is not None
+                      and time.monotonic() >= self._rehello_at):
+                    hello()              # a throttled login, tried again when told
                 if registered:
                     self._take_outgoing(out)
                 if out:
@@ -878,6 +1011,8 @@ class Session:
                     selectors.EVENT_WRITE if out or read_wants_write else 0)
                 sel.modify(sock, want)
                 timeout = 1.0
+                if not registered and self._rehello_at is not None:
+                    timeout = max(0.0, min(timeout, self._rehello_at - time.monotonic()))
                 if registered and self._outgoing_ready_soon():
                     timeout = max(0.0, min(timeout, self._next_send_in()))
                 ready = sel.select(timeout)
@@ -929,10 +1064,18 @@ class Session:
                 pass
             self._sock = None
             self.registered.clear()
+            lost: list[_Outgoing] = []
             with self._cond:        # whatever was in flight goes out again after reconnecting
-                self._outgoing.extendleft(reversed(list(self._inflight.values())))
+                again = []
+                for item in self._inflight.values():
+                    # … but a password is never sent again without being asked
+                    (lost if item.frame["type"] in _ONCE else again).append(item)
+                self._outgoing.extendleft(reversed(again))
                 self._inflight.clear()
                 self._cond.notify_all()
+            for item in lost:
+                self._emit(p.Error("not_sent", "the connection dropped before the server "
+                                   f"answered; {item.frame['type']} again", item.label))
         return reason, registered
 
     def _send_some(self, sock: socket.socket, out: bytearray) -> None:
@@ -1137,17 +1280,63 @@ class Session:
             self._settle(item.label)
             self._emit(item)
             return None
+        if isinstance(item, p.AccountInfo):
+            self._settle(item.label)
+            with self._cond:
+                self.account = {"name": item.name, "admin": item.admin, "session": item.session}
+                self._password = None
+                self._guests.pop(self.name.casefold(), None)
+                self._accounts.add(self.name.casefold())
+            self._emit(item)
+            self._emit(AccountChanged())
+            return None
+        if isinstance(item, p.SessionList):
+            self._settle(item.label)
+            self._emit(item)
+            return None
         if isinstance(item, p.Error):
             return self._error(item)
         if isinstance(item, p.Bye):
             self._emit(item)
+            if item.reason == p.REVOKED:
+                self._logged_out(item.message or "this session was logged out")
+                return "stop"
             return f"disconnected by the server: {item.message or item.reason}"
         return None
 
+    def _logged_out(self, message: str) -> None:
+        """The login token no longer works: forget it, stop, say so."""
+        self.token = None
+        self.logged_out = True
+        self.reconnect = False
+        with self._cond:
+            self._password = None
+        self._emit(LoggedOut(message))
+
     def _error(self, err: p.Error) -> Optional[str]:
-        if err.code in (p.NAME_TAKEN, p.NAME_INVALID) and not self.registered.is_set():
+        if not self.registered.is_set() and self._hello_sent == "token" \
+                and err.code in _TOKEN_REFUSED:
+            # the login token of an account was revoked (or the account removed) while
+            # we were away: never fall back to the password by ourselves
+            self._emit(err)
+            self._logged_out(f"{err.message} (your login on this device is no longer valid: "
+                             "log in again with your password)")
+            return "stop"
+        if err.code in _HELLO_REFUSED and not self.registered.is_set():
             self.token = None
+            with self._cond:
+                self._password = None      # asked again by the UI, never resent by itself
+                self._register = False
             self._emit(NameRefused(self.name, err.code, err.message))
+            return None
+        if err.code == p.THROTTLED and not self.registered.is_set() \
+                and self._hello_sent == "password":
+            # too many failed logins: the connection stays; the same hello goes again
+            # once the server's wait is over (it closes a throttled *connection*
+            # instead, and then we reconnect no sooner than that)
+            self._server_wait = err.retry_after or 1.0
+            self._rehello_at = time.monotonic() + (err.retry_after or 1.0)
+            self._emit(err)
             return None
         if err.code in _FATAL:
             self._emit(err)
@@ -1188,14 +1377,21 @@ class Session:
                 self._read_sent.clear()
         self.instance = w.instance
         self.name = w.name
-        self.token = w.token
+        self.token = w.token          # an account's: this device's login token
+        self.auth = w.auth
+        self.account = dict(w.account) if isinstance(w.account, dict) else None
         self.limits = w.limits
         self.caps = list(w.caps or [])
         self._tokens = float(w.limits.get("burst", 20)) / 2   # others may have used some
         self._token_time = time.monotonic()
         mine = {h.get("label") for h in w.history if h.get("label")}
         with self._cond:
+            self._password = None         # from now on, the token (never the password)
+            self._register = False
             self._users = set(w.users)
+            self._guests = {g.casefold(): g for g in (w.guests or [])}
+            self._accounts = ({u.casefold() for u in w.users} - set(self._guests)
+                              if self.auth == p.AUTH_OPTIONAL else set())
             self._welcomed = True
             if mine:     # sent before the drop and accepted: do not send them twice
                 self._outgoing = collections.deque(o for o in self._outgoing if o.label not in mine)
@@ -1220,4 +1416,5 @@ class Session:
             self.last_id = w.last_id
         self._seen_floor = max(self._seen_floor, w.last_id)   # the welcome covers up to here
         self._flush_changes()
+        self._emit(AccountChanged())
         self.registered.set()

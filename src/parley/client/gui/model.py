@@ -168,20 +168,26 @@ class MemberPanel:
     names: list[str]           # shown, me first
     lazy: bool = False         # a big room: the list is loaded on request
     note: str = ""             # "1,204 members" for a big room
+    guests: frozenset = frozenset()   # casefolded names shown with a "guest" mark
 
 
-def member_panel(key: Optional[str], conv: Any, me: str) -> MemberPanel:
+def member_panel(key: Optional[str], conv: Any, me: str,
+                 guests: Iterable[str] = ()) -> MemberPanel:
     if not key:
         return MemberPanel("MEMBERS", [])
+    marks = frozenset(g.casefold() for g in guests)
     if is_dm(key):
-        return MemberPanel("IN THIS CONVERSATION", sorted_users([me, label_of(key)], me))
+        names = sorted_users([me, label_of(key)], me)
+        return MemberPanel("IN THIS CONVERSATION", names,
+                           guests=frozenset(n.casefold() for n in names) & marks)
     members = getattr(conv, "members", None) if conv is not None else None
     count = getattr(conv, "count", None) if conv is not None else None
     if members is None:
         n = count or 0
         return MemberPanel(f"MEMBERS \u2014 {thousands(n)}", [], True, plural(n, "member"))
     names = sorted_users(members, me)
-    return MemberPanel(f"MEMBERS \u2014 {thousands(len(names))}", names)
+    return MemberPanel(f"MEMBERS \u2014 {thousands(len(names))}", names,
+                       guests=frozenset(n.casefold() for n in names) & marks)
 
 
 # --- history ------------------------------------------------------------------------

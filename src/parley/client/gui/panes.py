@@ -432,10 +432,13 @@ class MemberList(_CanvasPane):
             label = cv.create_text(x0 + d + px(10), y, text=render.display_text(name, emoji),
                                    anchor="w", fill=c.text,
                                    font=th.fonts["bold" if mine else "body"], tags=("name",))
-            if mine:
+            marks = (["you"] if mine else []) + (
+                ["guest"] if name.casefold() in self.panel.guests else [])
+            if marks:
                 bbox = cv.bbox(label)
-                cv.create_text((bbox[2] if bbox else x0 + d + px(60)) + px(6), y, text="you",
-                               anchor="w", fill=c.text_faint, font=th.fonts["small"])
+                cv.create_text((bbox[2] if bbox else x0 + d + px(60)) + px(6), y,
+                               text=" \u00b7 ".join(marks), anchor="w", fill=c.text_faint,
+                               font=th.fonts["small"], tags=("mark",))
 
     def _scrollbar(self, *args) -> None:
         self.canvas.yview(*args)

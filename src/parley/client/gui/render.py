@@ -558,4 +558,19 @@ def explain_name(name: str) -> Optional[str]:
 def refused_name(name: str, code: str, message: str) -> str:
     if code == p.NAME_TAKEN:
         return f"\u201c{name}\u201d is already taken on this server. Please choose another name."
+    if code == p.NAME_REGISTERED:
+        return (f"The name \u201c{name}\u201d is registered: enter its password (or pick "
+                "another name).")
+    if code == p.LOGIN_FAILED:
+        return "Wrong name or password. Check both and try again."
+    if code == p.INSECURE:
+        return ("This server takes passwords only over an encrypted connection: tick "
+                "\u201cSecure connection (TLS)\u201d (port 8889), or leave the password empty "
+                "to join as a guest.")
+    if code == p.AUTH_REQUIRED:
+        return f"This server is for its members: enter the password of \u201c{name}\u201d."
+    if code == p.ACCOUNTS_OFF:
+        return "This server has no accounts: leave the password empty."
+    if code == p.BAD_PASSWORD:
+        return f"That password will not do: {message}."
     return f"The server refused \u201c{name}\u201d: {message}"

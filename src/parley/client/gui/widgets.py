@@ -894,21 +894,38 @@ class ConnectCard(ttk.Frame):
             row=1, column=0, columnspan=2, sticky="w")
         self.name_entry = ttk.Entry(card, textvariable=self.name_var, width=34)
         self.name_entry.grid(row=2, column=0, columnspan=2, sticky="ew", pady=(px(4), px(12)))
-        ttk.Label(card, text="SERVER", style="Field.TLabel").grid(row=3, column=0, sticky="w")
-        ttk.Label(card, text="PORT", style="Field.TLabel").grid(row=3, column=1, sticky="w",
+        # accounts: a password logs in (empty: a guest); the box makes the account
+        pw_head = ttk.Frame(card, style="CardInner.TFrame")
+        pw_head.grid(row=3, column=0, columnspan=2, sticky="ew")
+        ttk.Label(pw_head, text="PASSWORD", style="Field.TLabel").pack(side="left")
+        ttk.Label(pw_head, text="optional — empty joins as a guest",
+                  style="CardNote.TLabel").pack(side="right")
+        self.password_var = tk.StringVar(self, "")
+        self.password_entry = ttk.Entry(card, textvariable=self.password_var, width=34,
+                                        show="•")
+        self.password_entry.grid(row=4, column=0, columnspan=2, sticky="ew",
+                                 pady=(px(4), px(4)))
+        self.register_var = tk.BooleanVar(self, False)
+        self.register_check = ttk.Checkbutton(card, text="Create an account with this name",
+                                              variable=self.register_var,
+                                              style="Card.TCheckbutton", takefocus=1,
+                                              cursor="hand2")
+        self.register_check.grid(row=5, column=0, columnspan=2, sticky="w", pady=(0, px(12)))
+        ttk.Label(card, text="SERVER", style="Field.TLabel").grid(row=6, column=0, sticky="w")
+        ttk.Label(card, text="PORT", style="Field.TLabel").grid(row=6, column=1, sticky="w",
                                                                padx=(px(10), 0))
         self.host_entry = ttk.Entry(card, textvariable=self.host_var, width=24)
-        self.host_entry.grid(row=4, column=0, sticky="ew", pady=(px(4), px(8)))
+        self.host_entry.grid(row=7, column=0, sticky="ew", pady=(px(4), px(8)))
         self.port_entry = ttk.Entry(card, textvariable=self.port_var, width=7)
-        self.port_entry.grid(row=4, column=1, sticky="ew", padx=(px(10), 0), pady=(px(4), px(8)))
+        self.port_entry.grid(row=7, column=1, sticky="ew", padx=(px(10), 0), pady=(px(4), px(8)))
         self.tls_var = tk.BooleanVar(self, tls)
         self.tls_check = ttk.Checkbutton(card, text="Secure connection (TLS)",
                                          variable=self.tls_var, style="Card.TCheckbutton",
                                          takefocus=1, cursor="hand2")
-        self.tls_check.grid(row=5, column=0, columnspan=2, sticky="w", pady=(0, px(6)))
+        self.tls_check.grid(row=8, column=0, columnspan=2, sticky="w", pady=(0, px(6)))
         self.message = ttk.Label(card, text="", style="CardNote.TLabel", wraplength=px(340),
                                  justify="left")
-        self.message.grid(row=6, column=0, columnspan=2, sticky="w", pady=(px(2), px(14)))
+        self.message.grid(row=9, column=0, columnspan=2, sticky="w", pady=(px(2), px(14)))
         # trust on first use: the fingerprint and two buttons, shown when asked
         self.trust_box = ttk.Frame(card, style="CardInner.TFrame")
         self.trust_fp = ttk.Label(self.trust_box, text="", style="CardNote.TLabel",
@@ -925,7 +942,7 @@ class ConnectCard(ttk.Frame):
         self.trust_button.pack(side="left", padx=(px(10), 0))
         self.on_trust: Optional[Callable[[bool], None]] = None
         buttons = ttk.Frame(card, style="CardInner.TFrame")
-        buttons.grid(row=8, column=0, columnspan=2, sticky="e")
+        buttons.grid(row=11, column=0, columnspan=2, sticky="e")
         self.buttons = buttons
         self.quit_button = ttk.Button(buttons, text="Quit", command=self.on_quit, cursor="hand2")
         self.quit_button.pack(side="left")
@@ -933,7 +950,7 @@ class ConnectCard(ttk.Frame):
                                          command=self.submit, cursor="hand2")
         self.connect_button.pack(side="left", padx=(px(10), 0))
         card.columnconfigure(0, weight=1)
-        for w in (self.name_entry, self.host_entry, self.port_entry):
+        for w in (self.name_entry, self.password_entry, self.host_entry, self.port_entry):
             w.bind("<Return>", lambda e: self.submit())
             w.bind("<KP_Enter>", lambda e: self.submit())
         self.apply_theme(theme)
@@ -960,7 +977,8 @@ class ConnectCard(ttk.Frame):
         groups = fingerprint.split(":")
         rows = [":".join(groups[i:i + 8]) for i in range(0, len(groups), 8)]
         self.trust_fp.configure(text="SHA-256\n" + ":\n".join(rows))
-        self.trust_box.grid(row=7, column=0, columnspan=2, sticky="ew", pady=(0, self.theme.px(14)))
+        self.trust_box.grid(row=10, column=0, columnspan=2, sticky="ew",
+                            pady=(0, self.theme.px(14)))
         self.buttons.grid_remove()
         self.trust_button.focus_force()
 
@@ -997,6 +1015,18 @@ class ConnectCard(ttk.Frame):
         self.message.configure(text=text,
                                style="CardError.TLabel" if level == "error" else "CardNote.TLabel")
         self.level = level
+
+    def take_password(self) -> tuple[Optional[str], bool]:
+        """(the password typed, or None for a guest; create the account?).  The field
+        is cleared: the window keeps no password."""
+        password = self.password_var.get()
+        self.password_var.set("")
+        if not password:
+            return None, False
+        return password, bool(self.register_var.get())
+
+    def focus_password(self) -> None:
+        self.password_entry.focus_force()
 
     def focus_name(self, select: bool = True) -> None:
         self.name_entry.focus_force()

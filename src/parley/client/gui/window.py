@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 import tkinter as tk
@@ -29,11 +30,13 @@ from typing import Any, Optional
 from ... import __version__
 from ... import protocol as p
 from .. import core
-from ..session import (ConnectFailed, ConversationsChanged, NameRefused, OfflineQueueFull,
+from ..session import (AccountChanged, ConnectFailed, ConversationsChanged, LoggedOut,
+                       NameRefused, OfflineQueueFull,
                        Session, StateChanged)
 from ..tls import TlsOptions, TlsRefused, TrustQuestion, short_fingerprint
 from . import model
 from . import settings
+from .account import PasswordCard, SessionsCard
 from . import theme as themes
 from .model import HistoryPager, SearchHit
 from .panes import ChatHeader, ConversationList, MemberList, RoomDialog, SearchPanel
@@ -224,6 +227,12 @@ class ChatApp:
         self.server_label = ttk.Label(brand, text=f"{self.host}:{self.port}",
                                       style="SidebarDim.TLabel")
         self.server_label.grid(row=1, column=1, sticky="w")
+        # who you are on this server (an account or a guest); a click opens the account menu
+        self.account_label = ttk.Label(brand, text="", style="SidebarDim.TLabel",
+                                       cursor="hand2")
+        self.account_label.grid(row=2, column=0, columnspan=2, sticky="w", pady=(px(6), 0))
+        self.account_label.bind("<Button-1>", lambda e: self.account_menu_popup(e))
+        self.account_menu = tk.Menu(root, tearoff=0)
         self.side_rule = tk.Frame(side, height=1, background=th.palette.border)
         self.side_rule.grid(row=1, column=0, sticky="ew", padx=px(16), pady=(px(8), px(4)))
         self.convlist = ConversationList(side, th, on_select=self.switch,
@@ -274,6 +283,12 @@ class ChatApp:
 
         self.dialog = RoomDialog(root, th, on_join=self.join_room, on_cancel=self._dialog_closed,
                                  emoji=self.emoji)
+        self.password_card = PasswordCard(root, th, on_submit=self._password_submitted,
+                                          on_cancel=self._dialog_closed)
+        self.sessions_card = SessionsCard(root, th, on_revoke=self.revoke,
+                                          on_refresh=self.load_sessions,
+                                          on_cancel=self._dialog_closed)
+        self.account_labels: dict[str, tuple] = {}    # label -> what an account request was
         tls = bool(getattr(self.args, "tls", False)) or (
             self.settings.get("tls") == "on" and not self.args.port)
         self.card = ConnectCard(root, th, on_connect=self.connect, on_quit=self.close,
@@ -312,7 +327,8 @@ class ChatApp:
         self.theme = themes.build(self.root, name, self.args.font_size)
         th = self.theme
         panes = [self.lobby, *self.views.values(), self.convlist, self.members, self.results,
-                 self.header, self.input, self.card, self.dialog, self.status]
+                 self.header, self.input, self.card, self.dialog, self.status,
+                 self.password_card, self.sessions_card]
         for w in panes:
             w.apply_theme(th)
         self.brand_mark.apply_theme(th, th.palette.sidebar)
@@ -336,19 +352,22 @@ class ChatApp:
             return
         port = int(port_text)
         same_place = (host, port) == (self.host, self.port)
+        password, register = self.card.take_password()
         if (self.session is not None and self.awaiting_name and same_place
                 and self.session.state.value != "closed"):
             self.awaiting_name = False
-            self.session.set_name(name)
-            self.card.say(f"Joining as \u201c{name}\u201d\u2026")
+            self.session.set_name(name, password=password, register=register)
+            self.card.say(f"Logging in as \u201c{name}\u201d\u2026" if password
+                          else f"Joining as \u201c{name}\u201d\u2026")
             return
-        self._start_session(name, host, port)
+        self._start_session(name, host, port, password, register)
 
     @property
     def use_tls(self) -> bool:
         return bool(self.card.tls_var.get())
 
-    def _start_session(self, name: str, host: str, port: int) -> None:
+    def _start_session(self, name: str, host: str, port: int, password: Optional[str] = None,
+                       register: bool = False) -> None:
         self._drop_session()
         self.host, self.port = host, port
         self.server_label.configure(text=f"{host}:{port}")
@@ -357,7 +376,9 @@ class ChatApp:
         self.instance = None
         self.state, self.detail, self.retry_at = "connecting", "", None
         self.card.say(f"Connecting to {host}:{port}\u2026")
-        opts = dict(client="parley-gui", retry_first=True)
+        opts = dict(client="parley-gui", retry_first=True, password=password,
+                    register=register,
+                    device=f"desktop on {socket.gethostname()}"[:p.DEVICE_MAX])
         if self.use_tls:
             opts["tls"] = TlsOptions(ca=getattr(self.args, "ca", None),
                                      known_hosts=getattr(self.args, "known_hosts", None))
@@ -493,6 +514,21 @@ class ChatApp:
             self.sidebar_dirty = True
         elif isinstance(ev, ConversationsChanged):
             self.sidebar_dirty = self.panes_dirty = True
+        elif isinstance(ev, AccountChanged):
+            self.panes_dirty = True
+            self._refresh_account()
+        elif isinstance(ev, p.AccountInfo):
+            self.account_labels.pop(ev.label, None)
+            if self.password_card.visible:
+                self.password_card.hide()
+            self.info(f"The name {ev.name} is yours now: log in with its password next time.",
+                      "system")
+            self._refresh_account()
+        elif isinstance(ev, p.SessionList):
+            self.account_labels.pop(ev.label, None)
+            self.sessions_card.set_sessions(ev.sessions)
+        elif isinstance(ev, LoggedOut):
+            self._logged_out(ev)
         elif isinstance(ev, p.Presence):
             view = self.view(ev.room)
             self._line(ev.room, [view.fmt.presence(ev)])
@@ -531,6 +567,8 @@ class ChatApp:
                     del self.sent[ev.label]
                 else:
                     item.id = ev.id            # shown dimmed until its copy arrives
+            if ev.label in self.account_labels:
+                self._account_acked(self.account_labels.pop(ev.label))
             if ev.label in self.part_labels:
                 room = self.part_labels.pop(ev.label)
                 self.sidebar_dirty = self.panes_dirty = True
@@ -597,6 +635,19 @@ class ChatApp:
             self.sidebar_dirty = self.panes_dirty = True
             self._line(None, [self.chat.fmt.info(f"\u2715 Cannot leave {room}: {ev.message}",
                                                  "error")])
+            return
+        if label in self.account_labels:
+            what = self.account_labels.pop(label)
+            text = core.login_hint(ev.code, ev.message) if ev.code in (
+                p.LOGIN_FAILED, p.INSECURE) else ev.message
+            if what[0] == "password" and ev.code == p.LOGIN_FAILED:
+                text = "That is not your current password."
+            card = self.sessions_card if what[0] in ("revoke", "sessions") else self.password_card
+            if card.visible:
+                card.say(f"{text[0].upper()}{text[1:]}.".replace("..", "."), "error")
+            else:
+                self._line(None, [self.chat.fmt.info(f"\u2715 {ev.message} ({ev.code})",
+                                                     "error")])
             return
         if label == self.rooms_label and self.dialog.visible:
             self.dialog.say(f"The room list is not available: {ev.message}.", "error")
@@ -678,6 +729,7 @@ class ChatApp:
             self.card.hide()
         self.input.set_enabled(True)
         self.members.set_online(True)
+        self.root.after_idle(self._refresh_account)
         self.sidebar_dirty = self.panes_dirty = self.pending_dirty = True
         convs = self.session.conversations() if self.session is not None else []
         if self.current is None or not any(core.same_conv(c.key, self.current) for c in convs):
@@ -720,8 +772,106 @@ class ChatApp:
         self.card.show()
         self.card.say(refused_name(ev.name, ev.code, ev.message), "error")
         self.card.name_var.set(ev.name)
-        self.card.focus_name()
+        if ev.code in (p.NAME_REGISTERED, p.AUTH_REQUIRED, p.LOGIN_FAILED, p.BAD_PASSWORD):
+            self.card.focus_password()
+        else:
+            self.card.focus_name()
         self.input.set_enabled(False)
+
+    # --- accounts ---------------------------------------------------------------------
+    def _logged_out(self, ev: LoggedOut) -> None:
+        """The login of this device was revoked: back to the connect card."""
+        self.awaiting_name = False
+        self._line(None, [self.chat.fmt.info(f"You were logged out: {ev.message}.", "error")])
+        for card in (self.password_card, self.sessions_card):
+            card.hide()
+        self.card.show()
+        self.card.say(f"You were logged out ({ev.message}). Enter your password to log in "
+                      "again.", "error")
+        self.card.focus_password()
+        self.input.set_enabled(False)
+        self.joined = False
+        self._refresh_account()
+
+    def _refresh_account(self) -> None:
+        s = self.session
+        if s is None or not self.joined:
+            text = ""
+        elif s.is_account:
+            text = f"\u25cf {self.me} \u00b7 account \u25be"
+        elif s.auth == p.AUTH_OFF:
+            text = ""
+        else:
+            text = f"\u25cb {self.me} \u00b7 guest \u25be"
+        self.account_label.configure(text=text)
+
+    def account_menu_popup(self, event: Any = None) -> None:
+        """The account menu under the name in the sidebar."""
+        menu = self.account_menu
+        menu.delete(0, "end")
+        s = self.session
+        if s is None or not self.joined:
+            return
+        if s.is_account:
+            menu.add_command(label="Sessions\u2026", command=self.open_sessions)
+            menu.add_command(label="Change password\u2026",
+                             command=lambda: self.open_password("change"))
+            menu.add_separator()
+            menu.add_command(label="Log out", command=self.logout)
+        else:
+            menu.add_command(label="Register this name\u2026",
+                             command=lambda: self.open_password("register"))
+        if event is not None:
+            menu.tk_popup(event.x_root, event.y_root)
+
+    def open_password(self, mode: str) -> None:
+        self.dialog.hide()
+        self.sessions_card.hide()
+        self.password_card.show(mode, self.me)
+
+    def open_sessions(self) -> None:
+        self.dialog.hide()
+        self.password_card.hide()
+        self.sessions_card.show()
+
+    def load_sessions(self) -> None:
+        if self.session is not None and self.joined:
+            self.account_labels[self.session.list_sessions()] = ("sessions",)
+
+    def _password_submitted(self, mode: str, old: Optional[str], new: str) -> None:
+        s = self.session
+        if s is None or not self.joined:
+            self.password_card.say("Not connected to a server.", "error")
+            return
+        if mode == "register":
+            self.account_labels[s.register(new)] = ("register",)
+        else:
+            self.account_labels[s.change_password(old or "", new)] = ("password",)
+
+    def revoke(self, session_id: Optional[str]) -> None:
+        """Log out one session (None: every other one)."""
+        s = self.session
+        if s is None or not self.joined:
+            return
+        label = s.revoke(session_id, others=session_id is None)
+        self.account_labels[label] = ("revoke", session_id)
+
+    def logout(self) -> None:
+        """Log this device out (its login token is revoked), back to the connect card."""
+        s = self.session
+        if s is None or not s.is_account or not s.session_id:
+            return
+        self.account_labels[s.revoke(s.session_id)] = ("logout",)
+
+    def _account_acked(self, what: tuple) -> None:
+        if what[0] == "password":
+            self.password_card.hide()
+            self.info("Your password was changed; your other sessions were logged out.",
+                      "system")
+        elif what[0] == "revoke":
+            self.sessions_card.say("Logged out." if what[1] else
+                                   "Your other sessions were logged out.")
+            self.load_sessions()
 
     # --- rooms ------------------------------------------------------------------------
     def _room_info(self, ev: p.RoomInfo) -> None:
@@ -1061,7 +1211,8 @@ class ChatApp:
             key = self.current
             conv = session.conversation(key) if session is not None and key else None
             self.header.set(model.header(key, conv, online))
-            panel = model.member_panel(key, conv, self.me)
+            guests = session.guests if session is not None and session.marks_guests else ()
+            panel = model.member_panel(key, conv, self.me, guests)
             self.members.set_panel(panel, self.me)
             if panel.lazy and key and key.casefold() in self.members_requested:
                 self.members.note.configure(text="Loading the members\u2026")
@@ -1193,6 +1344,8 @@ class ChatApp:
                         self.info("Nothing older to load here.")
             elif name == "search":
                 self.search(cmd.text)
+            elif name in ("register", "password", "sessions", "revoke", "logout"):
+                return self._account_command(cmd)
             elif name == "users":
                 if cmd.target:
                     self.users_labels[session.request_users(cmd.target)] = None
@@ -1205,6 +1358,28 @@ class ChatApp:
         except OfflineQueueFull as e:
             self.info(f"Not sent: {e}.", "error")
             return False
+        return True
+
+    def _account_command(self, cmd: Any) -> bool:
+        s = self.session
+        if cmd.name == "register":
+            if s.is_account:
+                self.info(f"You are logged in to the account {self.me} already.")
+            else:
+                self.open_password("register")
+            return True
+        if not s.is_account:
+            self.info("Guests have no password or sessions: /register keeps your name as an "
+                      "account.", "error")
+            return True
+        if cmd.name == "password":
+            self.open_password("change")
+        elif cmd.name == "sessions":
+            self.open_sessions()
+        elif cmd.name == "revoke":
+            self.revoke(cmd.args[0])
+        elif cmd.name == "logout":
+            self.logout()
         return True
 
     def _send(self, cmd: Any) -> bool:
