@@ -360,7 +360,7 @@ def test_a_user_whose_connection_drops_is_held_and_comes_back_without_notices(ma
         flaky.sock.close()                         # no bye: the network went away
         users = watcher.request({"type": "users"}, "users")
         assert "flaky" in users.users              # still online, held
-        watcher.send(p.Say(text="while you were away", label="w1"))
+        assert watcher.request({"type": "say", "text": "while you were away"}, "ack").id
         back = RawClient(srv.address)
         w2 = back.hello("flaky", rooms=True, token=w.token, last_id=w.last_id,
                         instance=w.instance)

@@ -74,6 +74,7 @@ def web_server(site_dir):
     servers = []
 
     def start(site=None, tls=None, io_threads=2, **limits):
+        limits.setdefault("hold", 0.0)     # a dropped connection leaves at once (as in conftest)
         srv = Server("127.0.0.1", 0, Limits(**limits), io_threads=io_threads, db=":memory:",
                      tls=tls, tls_port=0, web=site or WebSite(str(site_dir))).start()
         servers.append(srv)
