@@ -394,3 +394,84 @@ def test_a_held_user_leaves_when_the_hold_is_over_and_a_bye_leaves_at_once(make_
                 assert waited >= 0.4               # not before the hold is over
     finally:
         watcher.close()
+
+
+# --- passwords from another machine: only over TLS ------------------------------------
+def _lan_address():
+    """An address of this machine that is not loopback (a client connecting
+    to it is seen as another machine), or None."""
+    import socket as so
+    s = so.socket(so.AF_INET, so.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.1", 9))          # no packet is sent: it only picks a route
+        addr = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if addr.startswith("127.") else addr
+
+
+def test_a_password_from_another_machine_needs_tls(tmp_path):
+    import ssl
+    from tlsutil import TestCA
+    from parley.server.app import Server
+    from parley.server.connection import Limits
+    from parley.server.transports.tls import server_context
+    from rawclient import RawClient
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    ca = TestCA(tmp_path)
+    cert, key = ca.issue(names=("localhost", "127.0.0.1", lan))
+    for allow in (False, True):
+        srv = Server("0.0.0.0", 0, Limits(hold=0.0), io_threads=1, db=":memory:",
+                     tls=server_context(cert, key), tls_port=0,
+                     allow_plain_passwords=allow).start()
+        try:
+            add_account(srv, "alice")
+            plain = RawClient((lan, srv.address[1]))
+            plain.send(p.Hello(version=p.PROTOCOL_VERSION, name="alice", caps=[p.CAP_ROOMS],
+                               password=PW))
+            answer = plain.expect(("welcome", "error"), timeout=10)
+            plain.close()
+            if not allow:
+                assert (answer.type, answer.code) == ("error", p.INSECURE)
+                assert "TLS" in answer.message
+            else:
+                assert answer.type == "welcome"            # the operator allowed it
+            secure = RawClient((lan, srv.tls_address[1]))
+            secure.sock = ca.client_context().wrap_socket(secure.sock, server_hostname=lan)
+            secure.send(p.Hello(version=p.PROTOCOL_VERSION, name="alice", caps=[p.CAP_ROOMS],
+                                password=PW))
+            w = secure.expect(("welcome", "error"), timeout=10)
+            assert w.type == "welcome" and w.account["name"] == "alice"
+            secure.close()
+        finally:
+            srv.stop(grace=0.5)
+
+
+def test_malformed_tokens_and_passwords_get_clear_errors(server, connect):
+    add_account(server, "alice")
+    c = connect()
+    for frame, code in (
+            (b'{"type":"hello","version":1,"name":"alice","password":123}\n', p.BAD_FIELD),
+            (b'{"type":"hello","version":1,"name":"alice","token":["x"]}\n', p.BAD_FIELD),
+            (b'{"type":"hello","version":1,"name":"alice","register":"yes"}\n', p.BAD_FIELD),
+            # a token that is no login of alice's: as if logged out
+            ('{"type":"hello","version":1,"name":"alice","token":"\u00e9\u00e8 nope"}\n'.encode(),
+             p.LOGIN_FAILED),
+            (b'{"type":"hello","version":1,"name":"alice","token":"AAAA"}\n', p.LOGIN_FAILED),
+            (b'{"type":"hello","version":1,"name":"alice","password":""}\n', p.LOGIN_FAILED),
+    ):
+        c.send(frame)
+        assert c.expect("error", timeout=10).code == code, frame
+    # a token that was real once, replayed by someone else while its owner is online:
+    # it is the same device coming back (the old connection is replaced), as for IRC's
+    # bouncers; a revoked one is refused (see test_two_devices...)
+    owner, w = login(connect, "alice")
+    thief = connect()
+    thief.send(p.Hello(version=p.PROTOCOL_VERSION, name="bob", caps=[p.CAP_ROOMS],
+                       token=w.token))
+    assert thief.expect(("welcome", "error")).name == "bob"    # another name: just a guest
+    assert owner.request({"type": "users"}, "users").users      # the owner is untouched
