@@ -475,3 +475,27 @@ def test_malformed_tokens_and_passwords_get_clear_errors(server, connect):
                        token=w.token))
     assert thief.expect(("welcome", "error")).name == "bob"    # another name: just a guest
     assert owner.request({"type": "users"}, "users").users      # the owner is untouched
+
+
+def test_a_mention_of_an_account_that_is_away_waits_in_its_next_welcome(make_server, connect):
+    server = make_server(rate=1000, burst=1000)
+    add_account(server, "alice")
+    bob = connect(srv=server)
+    bob.hello("bob", rooms=True)
+    a, _ = login(connect, "alice", srv=server)
+    a.close()                                    # alice is away (conftest: no hold)
+    bob.expect("leave", name="alice")
+    noise = [bob.request({"type": "say", "text": f"chatter {i}"}, "ack") for i in range(25)]
+    bob.request({"type": "say", "text": "alicebot is not her"}, "ack")
+    ping = bob.request({"type": "say", "text": "@alice: can you look at this?"}, "ack")
+    bob.request({"type": "say", "text": "more chatter " * 3}, "ack")
+    for i in range(25):
+        bob.request({"type": "say", "text": f"later {i}"}, "ack")
+    a2, w = login(connect, "alice", srv=server)
+    texts = [f["text"] for f in w.history if f["type"] == "message"]
+    # the last 20 of the room, and the mention from before them; not "alicebot"
+    assert "@alice: can you look at this?" in texts
+    assert "alicebot is not her" not in texts and noise[0].id not in [f["id"] for f in w.history]
+    ids = [f["id"] for f in w.history]
+    assert ids == sorted(ids) and ping.id in ids
+    assert a2.expect("unread", room="#general").mentions == 1

@@ -185,3 +185,26 @@ def test_removing_an_account_removes_its_logins(tmp_path):
             assert accountdb.remove(c, "sid-a") == [b"t1"]
             assert accountdb.count(c) == 0
         assert st.login_by_token_hash(b"t1") is None
+
+
+def test_a_connection_that_closes_right_after_its_login_leaves(hub):
+    add(hub, "alice")
+    m = Member("127.0.0.1:1")
+    s = ServerSession(hub, m, Limits(), 0.0)
+    s.receive(hello("alice", password=PW), 0.0)
+    m.wait("welcome")                         # admitted; the session has not noticed yet
+    assert "alice" in hub.users
+    s.closed(p.LOST)                          # (before any frame or tick)
+    assert "alice" not in hub.users           # no ghost left online
+
+
+def test_a_login_whose_connection_closed_is_not_admitted(hub):
+    from parley.server.hub import _Identity
+    account = add(hub, "alice")
+    pending = Pending()
+    m = Member("127.0.0.1:1")
+    hub.abandon(m, pending, p.LOST)           # closed while the password was checked
+    assert pending.cancelled
+    ident = _Identity(account.sid, "alice", "tok", b"th", account, "id1", [], True)
+    assert hub._admit(m, hello("alice"), ident, pending) is None
+    assert "alice" not in hub.users and m.out == []

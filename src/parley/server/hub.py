@@ -205,11 +205,12 @@ class Pending:
     """A hello with a password, being checked on a login worker.  The session
     looks at ``done``; ``user`` is who it became (None: refused, and its error
     was pushed).  Set before the welcome or the error is pushed."""
-    __slots__ = ("done", "user")
+    __slots__ = ("done", "user", "cancelled")
 
     def __init__(self) -> None:
         self.done = False
         self.user: Optional[User] = None
+        self.cancelled = False          # the connection closed while it was checked
 
 
 @dataclass(eq=False)
@@ -381,6 +382,16 @@ class Hub:
                     return refusal
         return self._admit(member, hello, ident)
 
+    def abandon(self, member: Member, pending: Pending, reason: str) -> None:
+        """The connection of a login being checked closed: if it was admitted
+        meanwhile, it leaves; if not, it will not be."""
+        with self.lock:
+            user = pending.user
+            if user is None:
+                pending.cancelled = True
+        if user is not None:
+            self.leave(member, user, reason)
+
     def _password_refusal(self, password: Optional[str], secure: bool) -> Optional[p.Error]:
         if not self.accounts_on:
             return p.Error(p.ACCOUNTS_OFF, "this server has no accounts (--auth off): "
@@ -470,6 +481,8 @@ class Hub:
         writes: list[Write] = []
         stored = ident is not None and ident.rooms_before is not None
         with self.lock:
+            if pending is not None and pending.cancelled:
+                return None             # its connection is gone: nobody to admit
             whos = ["addr:" + address_of(member.peer)]
             if ident is not None:
                 whos.append("sid:" + ident.sid)
@@ -545,8 +558,9 @@ class Hub:
             member.hold()
             if not reg.outstanding:
                 self._subscribe_all(reg)
+            if pending is not None:
+                pending.user = user         # (locked: see abandon())
         if pending is not None:
-            pending.user = user
             pending.done = True
         for w in writes:
             self.store.submit(w)
@@ -654,9 +668,16 @@ class Hub:
             for chat in caches.values():
                 history.extend(chat)
             if user.account is not None and not user.legacy:
-                # an account on a new device: the direct messages that waited for it
+                # an account on a new device: the direct messages and mentions that
+                # waited for it (unread), beside each room's last few messages
                 try:
-                    history.extend(self.store.waiting_dms(user.sid, self.history))
+                    seen = {f["id"] for f in history}
+                    for f in (self.store.waiting_dms(user.sid, self.history) +
+                              self.store.waiting_mentions(user.sid, user.name, room_keys,
+                                                          self.history)):
+                        if f["id"] not in seen:
+                            seen.add(f["id"])
+                            history.append(f)
                 except Exception as e:
                     log.error("waiting messages for %s: %s", user.name, e)
             history.sort(key=lambda f: f["id"])

@@ -300,5 +300,8 @@ class ServerSession:
         """The connection is gone (for whatever reason): leave the chat."""
         self.state = State.CLOSED
         user, self.user = self.user, None
-        if user is not None:
+        pending, self.pending = self.pending, None
+        if pending is not None:         # still logging in (or admitted, not yet noticed)
+            self.hub.abandon(self.member, pending, reason)
+        elif user is not None:
             self.hub.leave(self.member, user, reason)

@@ -1529,6 +1529,26 @@ class Store:
                 "ORDER BY e.id DESC LIMIT ?", (sid, sid, sid, limit)).fetchall()
             return [self._frame(c, r, sid) for r in reversed(rows)]
 
+    def waiting_mentions(self, sid: str, name: str, room_keys: Sequence[str],
+                         limit: int) -> list[dict]:
+        """Messages in ``room_keys`` after ``sid``'s read marker of each room
+        that mention ``name`` (as a word), not sent by ``sid``: the newest
+        ``limit``, oldest first (what waited for an account while it was away)."""
+        if limit <= 0 or not room_keys:
+            return []
+        mention, pat = _mention_re(name), _like_pattern(name)
+        out = []
+        with self._reading(snapshot=True) as c:
+            for key in dict.fromkeys(room_keys):
+                rows = c.execute(
+                    f"SELECT {_ECOLS} FROM events e WHERE e.room = ? AND e.kind IN ('say', 'me') "
+                    "AND e.sender_sid IS NOT ? AND e.text LIKE ? ESCAPE '\\' AND e.id > "
+                    "coalesce((SELECT r.read_id FROM reads r WHERE r.sid = ? AND r.conv = ?), 0) "
+                    "ORDER BY e.id DESC LIMIT ?", (key, sid, pat, sid, key, limit * 4)).fetchall()
+                out += [r for r in rows if r[6] and mention.search(r[6])]
+            out.sort(key=lambda r: r[0])
+            return [self._frame(c, r, sid) for r in out[-limit:]]
+
     # --- moderation (see moderation.py) ------------------------------------------------
     def moderation_rules(self) -> "moderation.Rules":
         with self._reading(snapshot=True) as c:
