@@ -244,8 +244,10 @@ def test_phone_ban_invite_only_and_invitation(mod_web, browser, watch):
     alice.screenshot(path=str(SHOTS / "web-mod-phone.png"))
     # refused for a guest: the server says forbidden, shown by the input
     send(bob, "/lock")
-    bob.locator("#composer-error", has_text="").wait_for()
-    bob.locator("#composer-error:not([hidden])").wait_for()
+    bob.locator("#composer-error-text", has_text="only #lab's moderators may lock").wait_for()
+    bob.locator("#messages li.notice.error", has_text="only #lab's moderators may lock").wait_for()
+    bob.click("#composer-error-close")
+    assert bob.locator("#composer-error").is_hidden()
     pctx.close()
     bctx.close()
 

@@ -57,7 +57,7 @@ export const state = {
   // this is a guess from what we saw (we created the room, were made a moderator,
   // a moderation of ours went through).  It only decides which buttons to show:
   // the server decides, and answers "forbidden" when the guess is wrong.
-  moderating: new Set(JSON.parse(store.get("mod") || "[]")),
+  moderating: new Set((() => { try { return JSON.parse(store.get("mod") || "[]"); } catch { return []; } })()),
   gone: new Set(),          // rooms we were kicked or banned from (their late frames are ignored)
 };
 
@@ -313,7 +313,12 @@ function onWelcome(w) {
   } else {
     conversation("#general");
   }
-  for (const ev of w.history || []) addEvent(ev, false);
+  for (const ev of w.history || []) {
+    // not a room we are in (any more): a kick while we were away is not a reason to bring it back
+    if (Array.isArray(w.rooms) && ev.room && !ev.to && !state.conversations.has(ev.room) &&
+        ![...state.conversations.keys()].some((k) => lower(k) === lower(ev.room))) continue;
+    addEvent(ev, false);
+  }
   if (w.truncated) notice(state.current, "You missed more than one catch-up holds: scroll up for older messages.");
   noteId(w.last_id);
   if (!state.conversations.has(state.current)) state.current = "#general";

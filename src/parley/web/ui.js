@@ -375,15 +375,18 @@ function eventNode(ev, st, c) {
         ? `message removed by ${ev.removedBy}` : "message removed"));
     } else {
       body.append(textNodes(ev.text, me));
-      if (c && c.isRoom && (mine || actions.canModerate(c.key))) {
-        const b = el("button", "msg-act remove", "Remove");
-        b.type = "button";
-        b.dataset.id = String(ev.id);
-        b.setAttribute("aria-label", `Remove this message of ${ev.from}`);
-        body.append(" ", b);
-      }
     }
     li.append(body);
+    // its action (shown on hover or focus; on a touch screen, once the message is tapped)
+    if (!ev.deleted && c && c.isRoom && (mine || actions.canModerate(c.key))) {
+      const b = el("button", "msg-act remove", "Remove");
+      b.type = "button";
+      b.dataset.id = String(ev.id);
+      b.title = "Remove this message";
+      b.setAttribute("aria-label", `Remove this message of ${ev.from}`);
+      li.classList.add("can-remove");
+      li.append(b);
+    }
   } else if (ev.type === "mod") {
     li.classList.add("event", "mod");
     li.append(el("span", "who star", "⚑"));
@@ -1044,10 +1047,14 @@ export function init(st, acts) {
     if (!e.target.closest(".member-actions, .member-menu")) closeMemberMenu();
   });
 
+  const touch = matchMedia("(hover: none)");
   $("messages").addEventListener("click", (e) => {      // Remove a message (yours, or as a moderator)
     const r = e.target.closest("button.remove");
-    if (!r) return;
-    openModDialog({ action: "delete", room: state.current, id: Number(r.dataset.id) });
+    if (r) { openModDialog({ action: "delete", room: state.current, id: Number(r.dataset.id) }); return; }
+    const line = touch.matches && !e.target.closest("a, button") && e.target.closest("li.can-remove");
+    if (!line) return;
+    for (const other of list().querySelectorAll("li.picked")) if (other !== line) other.classList.remove("picked");
+    line.classList.toggle("picked");
   });
   $("messages").addEventListener("click", (e) => {      // Retry / Discard a message not sent
     const b = e.target.closest("button.pending-btn");
