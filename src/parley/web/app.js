@@ -2,7 +2,7 @@
 // one JSON frame per text message (docs/protocol.md).  Rendering lives in ui.js;
 // this file decides what happens, ui.js shows it.
 import * as ui from "./ui.js";
-import { conversationOf, deviceName, mentions, parse, HELP, NAME_RE } from "./util.js";
+import { conversationOf, describeMod, deviceName, formatDuration, mentions, parse, HELP, NAME_RE } from "./util.js";
 
 const CLIENT_VERSION = "0.1.0";
 const BACKOFF = [1000, 2000, 4000, 8000, 15000];   // reconnect delays (ms), then 15 s each
@@ -35,6 +35,8 @@ function newConversation(key) {
     readId: 0,
     marker: null,           // the read position when the conversation was opened
     notices: [],            // local lines (help, errors), not from the server
+    removed: new Map(),     // id of a removed message -> who removed it (from ``mod`` delete frames)
+    gapChecked: false,      // the events between the room frame's last messages were asked for
   };
 }
 
@@ -51,6 +53,12 @@ export const state = {
   account: null,            // logged in: {name, admin, session}; null: a guest (or not yet welcomed)
   auth: null,               // the server's --auth: "off", "optional" or "required" (from the welcome)
   guests: new Set(),        // lower-cased names of the guests we know of (welcome, users, room, messages)
+  // Rooms we probably moderate (lower-cased): the server does not tell ranks, so
+  // this is a guess from what we saw (we created the room, were made a moderator,
+  // a moderation of ours went through).  It only decides which buttons to show:
+  // the server decides, and answers "forbidden" when the guess is wrong.
+  moderating: new Set((() => { try { return JSON.parse(store.get("mod") || "[]"); } catch { return []; } })()),
+  gone: new Set(),          // rooms we were kicked or banned from (their late frames are ignored)
 };
 
 // The password of a login in progress: kept in memory for the one hello it is
@@ -245,13 +253,14 @@ addEventListener("online", reconnectSoon);
 function handle(f) {
   switch (f.type) {
     case "welcome": return onWelcome(f);
-    case "message": case "join": case "leave": case "topic": return addEvent(f, true);
+    case "message": case "join": case "leave": case "topic": case "mod": return addEvent(f, true);
+    case "invited": return onInvited(f);
     case "ack": return onAck(f);
     case "error": return onError(f);
     case "room": return answer(f) || onRoom(f);
     case "unread": return onUnread(f);
     case "users": return answer(f) || onUsers(f);
-    case "history": case "results": case "rooms": case "sessions": return answer(f);
+    case "history": case "results": case "rooms": case "sessions": case "audit": return answer(f);
     case "account": return answer(f) || onAccount(f);
     case "presence": return onPresence(f);
     case "ping": return send({ type: "pong", token: f.token });
@@ -276,7 +285,7 @@ function onWelcome(w) {
   } else if (w.truncated) {
     // the catch-up does not reach back to what we have: drop it rather than
     // show a hole; scrolling up pages back from the catch-up
-    for (const c of state.conversations.values()) { c.events.clear(); c.more = true; }
+    for (const c of state.conversations.values()) { c.events.clear(); c.more = true; c.gapChecked = false; }
   }
   credentials = null;            // logged in: the password is forgotten, the token does from now on
   state.me = w.name;
@@ -304,7 +313,12 @@ function onWelcome(w) {
   } else {
     conversation("#general");
   }
-  for (const ev of w.history || []) addEvent(ev, false);
+  for (const ev of w.history || []) {
+    // not a room we are in (any more): a kick while we were away is not a reason to bring it back
+    if (Array.isArray(w.rooms) && ev.room && !ev.to && !state.conversations.has(ev.room) &&
+        ![...state.conversations.keys()].some((k) => lower(k) === lower(ev.room))) continue;
+    addEvent(ev, false);
+  }
   if (w.truncated) notice(state.current, "You missed more than one catch-up holds: scroll up for older messages.");
   noteId(w.last_id);
   if (!state.conversations.has(state.current)) state.current = "#general";
@@ -317,7 +331,27 @@ function onWelcome(w) {
   for (const p of state.pending.values()) sendPending(p);
   const c = state.conversations.get(state.current);
   if (c && c.isRoom && c.members === null) requestMembers();
+  if (c) fillGap(c);
   markRead();
+}
+
+/** A room's frame brings its last few *messages* only: the joins, moderation
+ * lines and removals between and after them are asked for once, when the room
+ * is first shown (after a reload, memory starts empty; later, the catch-up of
+ * each reconnect keeps it whole).  At most a few pages forward. */
+function fillGap(c, after = null, pages = 4) {
+  if (!c.isRoom || (c.gapChecked && after === null) || !state.online) return;
+  let oldest = Infinity;
+  for (const id of c.events.keys()) if (id < oldest) oldest = id;
+  if (oldest === Infinity) return;     // nothing yet: paging back (loadOlder) covers it
+  c.gapChecked = true;
+  request({ type: "history", room: c.key, after: after ?? oldest - 1, limit: PAGE }, (f) => {
+    if (f.type !== "history") { if (f.code === "lost") c.gapChecked = false; return; }
+    const msgs = f.messages || [];
+    for (const ev of msgs) addEvent({ ...ev, room: ev.room || c.key }, false);
+    if (f.more && msgs.length && pages > 1) fillGap(c, msgs[msgs.length - 1].id, pages - 1);
+    if (c.key === state.current) markRead();
+  });
 }
 
 function noteId(id) {
@@ -332,10 +366,13 @@ function addEvent(ev, live) {
   if (typeof ev.id !== "number") return;
   noteId(ev.id);
   const key = conversationOf(ev, state.me);
+  if (!ev.to && state.gone.has(lower(key))) return;     // a room we were put out of
   const c = conversation(key);
   if (ev.label && ev.from && ev.from.toLowerCase() === state.me.toLowerCase()) settle(ev.label);
   if (c.events.has(ev.id)) return;
   c.events.set(ev.id, ev);
+  if (ev.type === "message" && c.removed.has(ev.id)) markRemoved(ev, c.removed.get(ev.id));
+  if (ev.type === "mod" && onMod(c, ev, live)) return;
   if (ev.type === "message" && ev.guest && live) state.guests.add(lower(ev.from));
   if (ev.type === "join" && c.members) {
     if (!c.members.includes(ev.name)) c.members.push(ev.name);
@@ -367,6 +404,82 @@ function addEvent(ev, live) {
   }
 }
 
+const isMe = (name) => typeof name === "string" && lower(name) === lower(state.me);
+
+function markRemoved(ev, by) {
+  ev.deleted = true;
+  ev.text = "";
+  if (by) ev.removedBy = by;
+}
+
+function setModerating(key, on) {
+  const k = lower(key);
+  if (on === state.moderating.has(k)) return;
+  if (on) state.moderating.add(k); else state.moderating.delete(k);
+  store.set("mod", state.moderating.size ? JSON.stringify([...state.moderating]) : null);
+  if (state.online) ui.renderAll(state);
+}
+
+/** May we (probably) moderate in ``key``?  Admins everywhere; see state.moderating. */
+export function canModerate(key) {
+  return !!(state.account && (state.account.admin || state.moderating.has(lower(key))));
+}
+
+/** A ``mod`` frame was stored in ``c``: what it changes.  True: already shown
+ * (the room is gone: we were kicked or banned from it). */
+function onMod(c, ev, live) {
+  if (ev.action === "delete" && typeof ev.message === "number") {
+    c.removed.set(ev.message, ev.by);
+    const m = c.events.get(ev.message);
+    if (m && m.type === "message") {
+      markRemoved(m, ev.by);
+      if (c.key === state.current) ui.replaceEvent(state, c, m);
+    }
+  }
+  if (isMe(ev.target) && (ev.action === "op" || ev.action === "deop")) setModerating(c.key, ev.action === "op");
+  if (isMe(ev.by) && ev.action !== "delete" && c.isRoom) setModerating(c.key, true);
+  if (live && isMe(ev.target) && c.isRoom && ev.room && (ev.action === "kick" || ev.action === "ban")) {
+    putOut(c, ev);
+    return true;
+  }
+  if (live && isMe(ev.target) && ev.action === "mute") {
+    ui.composerError(`You are muted in ${c.key}${untilText(ev)} by ${ev.by}${ev.reason ? ": " + ev.reason : ""}.`);
+  } else if (live && isMe(ev.target) && ev.action === "unmute") {
+    ui.composerError(null);
+  }
+  return false;
+}
+
+function untilText(ev) {
+  if (!ev.until) return "";
+  const sec = (Date.parse(ev.until) - Date.parse(ev.ts)) / 1000;
+  return sec > 0 ? ` for ${formatDuration(Math.round(sec / 60) * 60 || sec)}` : "";
+}
+
+/** We were kicked or banned from a room: it leaves the sidebar, with a notice. */
+function putOut(c, ev) {
+  state.gone.add(lower(c.key));
+  state.conversations.delete(c.key);
+  setModerating(c.key, false);
+  const banned = ev.action === "ban";
+  const text = `You were ${banned ? "banned from" : "kicked out of"} ${c.key}${banned ? untilText(ev) : ""} ` +
+    `by ${ev.by}${ev.reason ? ": " + ev.reason : "."}${banned ? "" : ` You may /join ${c.key} again.`}`;
+  if (state.current === c.key || !state.conversations.has(state.current)) {
+    state.current = state.conversations.has("#general") ? "#general"
+      : [...state.conversations.keys()][0] || "#general";
+  }
+  switchTo(state.current);
+  notice(state.current, text, "error");
+  ui.composerError(text);
+}
+
+function onInvited(f) {
+  if (typeof f.room !== "string") return;
+  state.gone.delete(lower(f.room));
+  notice(state.current, `${f.by || "A moderator"} invited you to ${f.room}.`, "invite",
+         { label: `Join ${f.room}`, run: () => joinRoom(f.room) });
+}
+
 /** ``names`` are online; ``guests`` (the frame's list) are the guests among them. */
 function noteGuests(names, guests) {
   if (state.auth !== "optional") return;
@@ -381,6 +494,7 @@ function refreshMembersSoon() {
 }
 
 function onRoom(r) {
+  state.gone.delete(lower(r.room));
   const c = conversation(r.room);
   c.topic = r.topic || "";
   if (Array.isArray(r.members)) {
@@ -438,6 +552,7 @@ function onError(e) {
     p.error = e.message || e.code;
     savePending();
     ui.updatePending(state, p);
+    if (MOD_ERRORS.includes(e.code)) ui.composerError(e.message || e.code);
     return;
   }
   if (answer(e)) return;
@@ -472,7 +587,11 @@ function onError(e) {
     return;
   }
   notice(state.current, e.message || e.code, "error");
+  if (MOD_ERRORS.includes(e.code)) ui.composerError(e.message || e.code);
 }
+
+// refusals worth showing next to the message box (not only in the conversation)
+const MOD_ERRORS = ["forbidden", "muted", "banned", "invite_only", "no_such_message"];
 
 /** What the login form says about a refused hello, and which field to fix. */
 function loginError(e, kind) {
@@ -493,6 +612,7 @@ function loginError(e, kind) {
     }
     case "bad_password": return [kind === "register" ? "Passwords need 8 characters or more (at most 1024)."
       : (e.message || "That password is not accepted."), "password"];
+    case "banned": return [e.message || "You are banned from this server.", "name"];
     case "accounts_off":
       return ["This server has no accounts: leave the password empty to join as a guest.", "password"];
     case "name_taken":
@@ -523,6 +643,17 @@ function onBye(b) {
       "This session was logged out (from another device, or the password changed). Log in again.", name);
     return;
   }
+  if (b.reason === "kicked" || b.reason === "banned") {
+    // put out of the server: no reconnecting by ourselves (a ban would refuse every try)
+    stopped = true;
+    clearTimeout(retryTimer);
+    state.online = false;
+    ui.hideBanner();
+    ui.showLogin("", state.me, { notice: (b.reason === "banned"
+      ? "You are banned from this server" : "You were kicked from this server") +
+      (b.message ? ` (${b.message})` : "") + (b.reason === "banned" ? "." : ". You may join again.") });
+    return;
+  }
   if (b.reason === "flood" || b.reason === "protocol") attempt = BACKOFF.length - 1;
   ui.showBanner(state, Date.now(), b.message || b.reason);
 }
@@ -551,7 +682,9 @@ export function login(name, password = "", register = false) {
 
 /** Forget this browser's session: token, position, conversations, queue. */
 function forget() {
-  for (const k of ["name", "token", "instance", "lastId", "current", "pending", "account"]) store.set(k, null);
+  for (const k of ["name", "token", "instance", "lastId", "current", "pending", "account", "mod"]) store.set(k, null);
+  state.moderating.clear();
+  state.gone.clear();
   state.token = state.instance = null;
   state.lastId = 0;
   state.account = null;
@@ -651,11 +784,12 @@ export function switchTo(key) {
   }
   const c = conversation(key);
   // a "new" line above what arrived since you last read it
-  if (key !== state.current) c.marker = c.unread > 0 ? c.readId : null;
+  if (key !== state.current) { c.marker = c.unread > 0 ? c.readId : null; ui.composerError(null); }
   state.current = key;
   store.set("current", key);
   ui.renderAll(state);
   if (c.events.size === 0 && c.more) loadOlder();
+  else fillGap(c);
   if (c.isRoom && c.members === null) requestMembers();   // a big room leaves them out
   markRead();
 }
@@ -752,6 +886,7 @@ function settle(label) {
   state.pending.delete(label);
   savePending();
   ui.removePending(p);
+  ui.composerError(null);
 }
 
 function say(key, text, kind = "say") {
@@ -762,11 +897,11 @@ function say(key, text, kind = "say") {
   sendPending(p);
 }
 
-export function notice(key, text, cls = "") {
+export function notice(key, text, cls = "", action = null) {
   const c = conversation(key);
   let after = 0;            // shown after the newest event of the conversation
   for (const id of c.events.keys()) if (id > after) after = id;
-  const n = { text, cls, key: after + 0.5 };
+  const n = { text, cls, key: after + 0.5, action };
   c.notices.push(n);
   if (key === state.current) ui.addNotice(n);
 }
@@ -803,6 +938,26 @@ export function submit(line) {
       });
       return;
     case "search": return search(cmd.text);
+    case "kick": case "mute": case "unmute": case "ban": case "unban": case "invite": case "op": case "deop": {
+      const frame = { action: cmd.name, room: cmd.target, target: cmd.who };
+      if (cmd.duration) frame.duration = cmd.duration;
+      if (cmd.reason) frame.reason = cmd.reason;
+      return moderate(frame);
+    }
+    case "lock": case "unlock": case "close": case "open":
+      return moderate({ action: cmd.name, room: cmd.target });
+    case "delete": {
+      const c = conversation(state.current);
+      if (!c.isRoom) { notice(c.key, "Messages are removed in rooms only.", "error"); return; }
+      let id = cmd.id;
+      if (id === null) {            // your last message here
+        const mine = [...c.events.values()].filter((ev) => ev.type === "message" && isMe(ev.from) && !ev.deleted);
+        if (!mine.length) { notice(c.key, "No message of yours here to remove (/delete ID removes another).", "error"); return; }
+        id = Math.max(...mine.map((ev) => ev.id));
+      }
+      return moderate({ action: "delete", room: c.key, id });
+    }
+    case "audit": return audit();
     case "rooms": {
       const here = state.current;
       listRooms((rooms) => {
@@ -831,9 +986,51 @@ export function joinRoom(room) {
   const existing = [...state.conversations.keys()].find((k) => k.toLowerCase() === room.toLowerCase());
   if (existing) { switchTo(existing); return; }
   request({ type: "join", room }, (f) => {
-    if (f.type === "error") { notice(state.current, f.message || f.code, "error"); return; }
+    if (f.type === "error") {
+      notice(state.current, f.message || f.code, "error");
+      if (MOD_ERRORS.includes(f.code)) ui.composerError(f.message || f.code);
+      return;
+    }
+    // a room nobody was in, and nothing said in it: we (an account) probably created it, so own it
+    const said = (f.history || []).some((ev) => ev.type !== "join" && ev.type !== "leave");
+    if (state.account && f.count <= 1 && !said) setModerating(f.room, true);
     onRoom(f);
     switchTo(f.room);
+  });
+}
+
+/** A ``mod`` request ({action, room, target, id, duration, reason}); ``done(error)``
+ * if given (the dialog shows the error), else a refusal is shown by the input. */
+export function moderate(frame, done = null) {
+  if (!state.online) {
+    const text = "Not connected: try again once reconnected.";
+    if (done) done(text); else ui.composerError(text);
+    return;
+  }
+  request({ type: "mod", ...frame }, (f) => {
+    if (f.type === "error") {
+      const text = f.code === "lost" ? "Not connected: try again once reconnected." : f.message || f.code;
+      if (done) done(text);
+      else { notice(state.current, text, "error"); ui.composerError(text); }
+      return;
+    }
+    ui.composerError(null);
+    if (frame.room && frame.action !== "delete" && frame.action !== "op" && frame.action !== "deop") {
+      setModerating(frame.room, true);
+    }
+    if (done) done(null);
+  });
+}
+
+/** Server admins: the moderation log, in the side panel (``before``: an older page). */
+export function audit(before = null) {
+  const frame = { type: "audit", limit: 50 };
+  if (before) frame.before = before;
+  if (!before) ui.showAudit(null);
+  request(frame, (f) => {
+    if (f.type === "error") ui.showAudit([], false, f.code === "forbidden"
+      ? "Only server admins read the audit log." : f.message || f.code, !!before);
+    else ui.showAudit(Array.isArray(f.entries) ? f.entries : [], !!f.more, null, !!before);
   });
 }
 
@@ -874,7 +1071,8 @@ document.addEventListener("visibilitychange", () => {
 
 loadPending();
 ui.init(state, { connect, listRooms, retry, discard, login, signOut, logOut, switchTo, submit, loadOlder,
-                 joinRoom, partRoom, search, requestMembers, registerName, listSessions, revoke, changePassword });
+                 joinRoom, partRoom, search, requestMembers, registerName, listSessions, revoke, changePassword,
+                 moderate, canModerate, audit });
 if (state.me) {
   ui.showApp(state);             // the shell at once, "reconnecting" until welcomed
   ui.renderAll(state);

@@ -2,7 +2,7 @@
 // DOM nodes and textContent -- never innerHTML with anything from the network --
 // so a message can never inject markup or script.  app.js owns the state; this
 // file shows it and forwards what the user does to the ``actions`` it is given.
-import { dayLabel, localDateTime, localTime, mentions, nameColourIndex, segments } from "./util.js";
+import { dayLabel, describeMod, localDateTime, localTime, mentions, nameColourIndex, segments } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 let actions = null;
@@ -344,7 +344,8 @@ export function renderHeader(st) {
   updatePlaceholder();
 }
 
-function eventNode(ev, me) {
+function eventNode(ev, st, c) {
+  const me = st.me;
   const li = el("li", "line");
   li.dataset.key = String(ev.id);
   li.dataset.day = dayLabel(ev.ts);
@@ -367,14 +368,44 @@ function eventNode(ev, me) {
       li.append(nameNode(ev.from));
     }
     if (ev.guest) (body.querySelector(".actor") || li.querySelector(".who")).title = `${ev.from} is a guest (no account)`;
-    body.append(textNodes(ev.text, me));
+    if (ev.deleted) {
+      li.classList.add("removed");
+      li.classList.remove("mention");
+      body.append(el("span", "removed-text", ev.removedBy && ev.removedBy.toLowerCase() !== ev.from.toLowerCase()
+        ? `message removed by ${ev.removedBy}` : "message removed"));
+    } else {
+      body.append(textNodes(ev.text, me));
+    }
+    li.append(body);
+    // its action (shown on hover or focus; on a touch screen, once the message is tapped)
+    if (!ev.deleted && c && c.isRoom && (mine || actions.canModerate(c.key))) {
+      const b = el("button", "msg-act remove", "Remove");
+      b.type = "button";
+      b.dataset.id = String(ev.id);
+      b.title = "Remove this message";
+      b.setAttribute("aria-label", `Remove this message of ${ev.from}`);
+      li.classList.add("can-remove");
+      li.append(b);
+    }
+  } else if (ev.type === "mod") {
+    li.classList.add("event", "mod");
+    li.append(el("span", "who star", "⚑"));
+    const body = el("span", "text");
+    const [verb, target, tail] = describeMod(ev);
+    body.append(nameNode(ev.by || "?", "actor"), verb);
+    if (target) body.append(nameNode(target, "actor"));
+    if (tail) body.append(tail);
+    if (ev.reason) body.append(": ", el("span", "reason", ev.reason));    // text, never markup
     li.append(body);
   } else {
     li.classList.add("event");
     li.append(el("span", "who star", "•"));
     const body = el("span", "text");
     if (ev.type === "join") body.append(nameNode(ev.name, "actor"), " joined");
-    else if (ev.type === "leave") body.append(nameNode(ev.name, "actor"), ` left${ev.reason ? ` (${ev.reason})` : ""}`);
+    else if (ev.type === "leave") {
+      body.append(nameNode(ev.name, "actor"), ` left${ev.reason ? ` (${ev.reason})` : ""}`);
+      if (ev.reason === "kicked" || ev.reason === "banned") li.hidden = true;   // the ``mod`` line says it
+    }
     else if (ev.type === "topic") {
       body.append(nameNode(ev.by || "?", "actor"), ev.topic ? " set the topic: " : " cleared the topic");
       if (ev.topic) body.append(textNodes(ev.topic, me));
@@ -394,7 +425,14 @@ function newMarker() {
 function noticeNode(n) {
   const li = el("li", `line notice ${n.cls || ""}`);
   li.dataset.key = String(n.key);
-  li.append(el("span", "ts"), el("span", "who star", "–"), el("span", "text", n.text));
+  const text = el("span", "text", n.text);
+  if (n.action) {
+    const b = el("button", "msg-act notice-btn", n.action.label);
+    b.type = "button";
+    b.addEventListener("click", () => n.action.run());
+    text.append(" ", b);
+  }
+  li.append(el("span", "ts"), el("span", "who star", "–"), text);
   return li;
 }
 
@@ -439,7 +477,9 @@ function place(node) {
 
 export function insertEvent(st, c, ev) {
   const bottom = atBottom();
-  const node = eventNode(ev, st.me);
+  const node = eventNode(ev, st, c);
+  const old = list().querySelector(`li[data-key="${CSS.escape(String(ev.id))}"]`);
+  if (old) { old.replaceWith(node); return; }
   place(node);
   const prev = node.previousElementSibling;
   if (!prev || prev.dataset.day !== node.dataset.day) markDays();
@@ -459,6 +499,19 @@ function markDays() {
     sep.append(el("span", "", day));
     li.before(sep);
   }
+}
+
+/** Show ``ev`` again where it is (a message that was removed). */
+export function replaceEvent(st, c, ev) {
+  const old = list().querySelector(`li[data-key="${CSS.escape(String(ev.id))}"]`);
+  if (old) old.replaceWith(eventNode(ev, st, c));
+}
+
+/** A refusal next to the message box (muted, forbidden, banned…); null clears it. */
+export function composerError(text) {
+  const e = $("composer-error");
+  $("composer-error-text").textContent = text || "";
+  e.hidden = !text;
 }
 
 export function addNotice(n) {
@@ -511,7 +564,7 @@ export function renderAll(st) {
   const nodes = [];
   if (c) {
     const evs = [...c.events.values()].sort((a, b) => a.id - b.id);
-    const lines = [...evs.map((ev) => [ev.id, () => eventNode(ev, st.me)]),
+    const lines = [...evs.map((ev) => [ev.id, () => eventNode(ev, st, c)]),
                    ...c.notices.map((n) => [n.key, () => noticeNode(n)])];
     if (c.marker !== null && evs.some((ev) => ev.id > c.marker)) lines.push([c.marker + 0.25, newMarker]);
     lines.sort((a, b) => a[0] - b[0]);
@@ -532,6 +585,9 @@ export function renderMembers(st) {
   const sorted = [...new Set(names)].sort((a, b) =>
     (a.toLowerCase() !== me) - (b.toLowerCase() !== me) || a.toLowerCase().localeCompare(b.toLowerCase()));
   $("members-h").textContent = `Members (${sorted.length})`;
+  const menu = document.querySelector("#member-list .member-actions");     // kept open across a refresh
+  const openFor = menu ? menu.previousElementSibling.dataset.menuFor : null;
+  const focused = menu && menu.contains(document.activeElement) ? document.activeElement.className : null;
   $("member-list").replaceChildren(...sorted.map((name) => {
     const li = el("li");
     const b = el("button", "member");
@@ -544,14 +600,157 @@ export function renderMembers(st) {
       b.classList.add("guest");
       b.append(el("span", "tag guest-tag", "guest"));
     }
+    li.className = "member-row";
     li.append(b);
+    // an account may moderate (the server decides): a menu per member, keyboard reachable
+    if (c && c.isRoom && st.account && name.toLowerCase() !== me) {
+      const m = el("button", "icon-btn member-menu", "⋯");
+      m.type = "button";
+      m.dataset.menuFor = name;
+      m.setAttribute("aria-label", `Actions for ${name}`);
+      m.setAttribute("aria-haspopup", "menu");
+      m.setAttribute("aria-expanded", "false");
+      m.title = `Actions for ${name}`;
+      li.append(m);
+    }
     return li;
   }));
+  const again = openFor && [...document.querySelectorAll("#member-list .member-menu")]
+    .find((b) => b.dataset.menuFor === openFor);
+  if (again) {
+    openMemberMenu(again, false);
+    if (focused) again.nextElementSibling.querySelector(`[class="${CSS.escape(focused)}"]`)?.focus();
+  }
+}
+
+// --- moderation: the member menu, the confirm dialog, the audit log --------------------------
+const MOD_VERBS = { kick: "Kick", mute: "Mute", ban: "Ban", delete: "Remove" };
+
+function closeMemberMenu(focusBack = false) {
+  const open = document.querySelector("#member-list .member-actions");
+  if (!open) return;
+  const btn = open.previousElementSibling;
+  open.remove();
+  if (btn) {
+    btn.setAttribute("aria-expanded", "false");
+    if (focusBack) btn.focus();
+  }
+}
+
+function openMemberMenu(btn, focus = true) {
+  const name = btn.dataset.menuFor;
+  const wasOpen = btn.getAttribute("aria-expanded") === "true";
+  closeMemberMenu();
+  if (wasOpen) return;
+  const menu = el("div", "member-actions");
+  menu.setAttribute("role", "menu");
+  menu.setAttribute("aria-label", `Actions for ${name}`);
+  const item = (text, cls, run) => {
+    const b = el("button", `menu-item ${cls}`, text);
+    b.type = "button";
+    b.setAttribute("role", "menuitem");
+    b.addEventListener("click", () => { closeMemberMenu(); run(); });
+    menu.append(b);
+  };
+  item(`Message ${name}`, "dm", () => actions.switchTo("@" + name));
+  for (const action of ["kick", "mute", "ban"]) {
+    item(`${MOD_VERBS[action]} ${name}…`, `danger ${action}`, () => openModDialog({ action, room: state.current, target: name }));
+  }
+  menu.addEventListener("keydown", (e) => {
+    const items = [...menu.querySelectorAll(".menu-item")];
+    const i = items.indexOf(document.activeElement);
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      items[(i + (e.key === "ArrowDown" ? 1 : -1) + items.length) % items.length].focus();
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      e.stopPropagation();
+      closeMemberMenu(true);
+    }
+  });
+  btn.after(menu);
+  btn.setAttribute("aria-expanded", "true");
+  if (focus) menu.querySelector(".menu-item").focus();
+}
+
+let modFrame = null;        // the request the dialog confirms
+
+/** Ask for a reason (and how long) before a kick, mute, ban or removal. */
+export function openModDialog(frame) {
+  modFrame = frame;
+  const verb = MOD_VERBS[frame.action] || frame.action;
+  $("mod-h").textContent = frame.action === "delete" ? "Remove this message?" : `${verb} ${frame.target}`;
+  $("mod-what").textContent = {
+    kick: `${frame.target} is put out of ${frame.room} (and may come back).`,
+    mute: `${frame.target} cannot speak in ${frame.room}.`,
+    ban: `${frame.target} is put out of ${frame.room} and cannot come back.`,
+    delete: `It is removed for everyone in ${frame.room}, and from the history.`,
+  }[frame.action] || "";
+  $("mod-duration-row").hidden = frame.action !== "mute" && frame.action !== "ban";
+  $("mod-duration").value = frame.action === "ban" ? "86400" : "600";
+  $("mod-reason").value = "";
+  $("mod-error").textContent = "";
+  $("mod-submit").textContent = verb;
+  $("mod-submit").disabled = false;
+  $("mod").showModal();
+  $(frame.action === "delete" ? "mod-submit" : "mod-reason").focus();
+}
+
+function submitModDialog() {
+  if (!modFrame) return;
+  const frame = { ...modFrame };
+  const reason = $("mod-reason").value.trim();
+  if (reason) frame.reason = reason;
+  if (!$("mod-duration-row").hidden && $("mod-duration").value) frame.duration = Number($("mod-duration").value);
+  $("mod-submit").disabled = true;
+  actions.moderate(frame, (error) => {
+    $("mod-submit").disabled = false;
+    if (error) { $("mod-error").textContent = error; return; }
+    modFrame = null;
+    $("mod").close();
+    $("input").focus();
+  });
+}
+
+/** The audit log (server admins) in the side panel: null while it loads;
+ *  ``append``: an older page below the ones shown. */
+export function showAudit(entries, more = false, error = null, append = false) {
+  $("results").hidden = false;
+  $("results").dataset.mode = "audit";
+  $("results-h").textContent = "Audit log";
+  const out = $("result-list");
+  out.querySelector(".audit-more")?.remove();
+  if (entries === null) { out.replaceChildren(el("li", "dim", "Loading…")); return; }
+  if (error) { (append ? out.append.bind(out) : out.replaceChildren.bind(out))(el("li", "error", error)); return; }
+  const items = entries.map((x) => {
+    const li = el("li", "audit-entry");
+    li.dataset.id = String(x.id);
+    const head = el("div", "result-head");
+    head.append(timeNode(x.ts), " ", x.room ? el("span", "result-conv", x.room) : el("span", "dim", "server-wide"));
+    const line = el("div", "audit-line");
+    line.append(nameNode(x.by || "?", "actor"), ` ${x.action}`);
+    if (x.target) line.append(" ", nameNode(String(x.target), "actor"));
+    if (x.until) line.append(" until ", timeNode(x.until));
+    if (x.reason) line.append(": ", el("span", "reason", x.reason));
+    li.append(head, line);
+    return li;
+  });
+  if (!append) out.replaceChildren(...(items.length ? items : [el("li", "dim", "No moderation yet.")]));
+  else out.append(...items);
+  if (more && entries.length) {
+    const li = el("li", "audit-more");
+    const b = el("button", "text-btn small", "Older");
+    b.type = "button";
+    b.addEventListener("click", () => actions.audit(entries[entries.length - 1].id));
+    li.append(b);
+    out.append(li);
+  }
 }
 
 // --- search -------------------------------------------------------------------------------
 export function showResults(st, query, messages, error) {
   $("results").hidden = false;
+  delete $("results").dataset.mode;
   $("results-h").textContent = `Search: ${query}`;
   const list = $("result-list");
   if (messages === null) { list.replaceChildren(el("li", "dim", "Searching…")); return; }
@@ -823,6 +1022,8 @@ export function init(st, acts) {
   inlineForm("add-dm", "dm-form", "dm-input", (v) => actions.submit(`/msg ${v}`));
 
   $("member-list").addEventListener("click", (e) => {
+    const m = e.target.closest("button.member-menu");
+    if (m) { openMemberMenu(m); return; }
     const b = e.target.closest("button.member");
     if (!b || b.dataset.name.toLowerCase() === state.me.toLowerCase()) return;
     actions.switchTo("@" + b.dataset.name);
@@ -839,6 +1040,22 @@ export function init(st, acts) {
     else if (narrow.matches && !$("members").hidden) { setMembers(false); $("members-btn").focus(); }
   });
 
+  $("mod-form").addEventListener("submit", (e) => { e.preventDefault(); submitModDialog(); });
+  $("mod-cancel").addEventListener("click", () => { modFrame = null; $("mod").close(); });
+  $("composer-error-close").addEventListener("click", () => { composerError(null); input.focus(); });
+  document.addEventListener("click", (e) => {           // a click elsewhere closes the member menu
+    if (!e.target.closest(".member-actions, .member-menu")) closeMemberMenu();
+  });
+
+  const touch = matchMedia("(hover: none)");
+  $("messages").addEventListener("click", (e) => {      // Remove a message (yours, or as a moderator)
+    const r = e.target.closest("button.remove");
+    if (r) { openModDialog({ action: "delete", room: state.current, id: Number(r.dataset.id) }); return; }
+    const line = touch.matches && !e.target.closest("a, button") && e.target.closest("li.can-remove");
+    if (!line) return;
+    for (const other of list().querySelectorAll("li.picked")) if (other !== line) other.classList.remove("picked");
+    line.classList.toggle("picked");
+  });
   $("messages").addEventListener("click", (e) => {      // Retry / Discard a message not sent
     const b = e.target.closest("button.pending-btn");
     const li = b && b.closest("li[data-label]");

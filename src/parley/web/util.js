@@ -169,6 +169,20 @@ export const COMMANDS = [
   ["search", "<words>", "search the messages you may read (\"a phrase\", pre*)", []],
   ["users", "", "who is in this room", ["who", "names"]],
   ["me", "<action>", "send an action, shown as \"* you <action>\"", []],
+  ["kick", "<name> [reason]", "moderators: put someone out of this room (they may come back)", []],
+  ["mute", "<name> [10m|2h|1d] [reason]", "moderators: silence someone in this room (default: until /unmute)", []],
+  ["unmute", "<name>", "moderators: let someone speak again", []],
+  ["ban", "<name> [10m|2h|1d] [reason]", "moderators: put someone out of this room for good (or for a while)", []],
+  ["unban", "<name>", "moderators: lift a ban", []],
+  ["delete", "[id]", "remove a message (yours, or any if you moderate); default: your last one here", ["remove"]],
+  ["lock", "", "moderators: only moderators may set the topic (/unlock undoes it)", []],
+  ["unlock", "", "moderators: anyone may set the topic again", []],
+  ["close", "", "moderators: make this room invite-only (/open undoes it)", []],
+  ["open", "", "moderators: anyone may join this room again", []],
+  ["invite", "<name>", "moderators: invite someone to this (invite-only) room", []],
+  ["op", "<name>", "the room's owner: make an account a moderator here", []],
+  ["deop", "<name>", "the room's owner: take moderation away from someone", []],
+  ["audit", "", "server admins: the log of moderation actions", []],
   ["register", "", "keep your name: make it an account (asks for a password)", []],
   ["sessions", "", "the devices logged in to your account; log them out", []],
   ["password", "", "change your password", []],
@@ -251,11 +265,84 @@ export function parse(line, current) {
       return rest.trim() ? { name, text: rest.trim() } : bad("Search for what");
     case "me":
       return rest.trim() ? { name, text: rest.trim(), target: current } : bad("Do what");
+    case "kick": case "mute": case "ban": case "unmute": case "unban": case "invite": case "op": case "deop": {
+      if (!current || !current.startsWith("#")) return bad("Moderation acts in a room: switch to it first");
+      if (!words.length) return bad("Name someone");
+      const [who, problem] = nameArg(words[0]);
+      if (problem) return bad(problem);
+      let tail = words.slice(1);
+      let duration = null;
+      if ((name === "mute" || name === "ban") && tail.length) {
+        const d = parseDuration(tail[0]);
+        if (d !== null) { duration = d; tail = tail.slice(1); }
+      }
+      const takesReason = name === "kick" || name === "mute" || name === "ban";
+      if (!takesReason && tail.length) return bad("Only a name");
+      const skip = words.length - tail.length;     // the reason keeps its own spacing
+      const reason = tail.length ? rest.replace(new RegExp(`^\\s*(\\S+\\s+){${skip}}`), "").trim() : "";
+      return { name, target: current, who, duration, reason };
+    }
+    case "lock": case "unlock": case "close": case "open":
+      if (!current || !current.startsWith("#")) return bad("Moderation acts in a room: switch to it first");
+      return words.length ? bad("No arguments") : { name, target: current };
+    case "delete": {
+      if (words.length > 1 || (words.length && !/^\d+$/.test(words[0]))) return bad("A message id, or nothing");
+      return { name, target: current, id: words.length ? Number(words[0]) : null };
+    }
     case "register": case "sessions": case "password":
       // passwords are typed in a form, never on the command line (text: a warning)
       return { name, text: rest.trim() ? "ignored" : null };
     default:                                    // help, rooms, users, logout
       return { name };
+  }
+}
+
+// --- durations -------------------------------------------------------------------------
+const UNITS = { s: 1, m: 60, min: 60, h: 3600, d: 86400, w: 604800 };
+
+/** "10m", "2h", "1d", "30s", "1w" (or "90" minutes) -> seconds; null if not a duration. */
+export function parseDuration(w) {
+  const m = /^(\d{1,6})(s|m|min|h|d|w)?$/i.exec(w);
+  if (!m) return null;
+  const n = Number(m[1]) * UNITS[(m[2] || "m").toLowerCase()];
+  return n > 0 ? n : null;
+}
+
+/** Seconds -> "30 s", "10 min", "90 min", "2 h", "1 day", "3 days", "2 weeks". */
+export function formatDuration(sec) {
+  const plural = (n, unit) => `${n} ${unit}${n === 1 ? "" : "s"}`;
+  if (sec < 60) return `${Math.round(sec)} s`;
+  if (sec < 3600 || (sec < 3 * 3600 && sec % 3600)) return `${Math.round(sec / 60)} min`;
+  if (sec < 86400) return `${Math.round(sec / 3600)} h`;
+  if (sec % 604800) return plural(Math.round(sec / 86400), "day");
+  return plural(sec / 604800, "week");
+}
+
+/** What a ``mod`` frame says, as parts: [actor, words, target?, words, reason?].
+ * Returned as plain strings (the caller makes text nodes of them). */
+export function describeMod(ev) {
+  const t = ev.target || "?";
+  let span = "";
+  if (ev.until && ev.ts) {
+    const sec = (Date.parse(ev.until) - Date.parse(ev.ts)) / 1000;
+    if (sec > 0) span = ` for ${formatDuration(Math.round(sec / 60) * 60 || sec)}`;
+  }
+  const where = ev.room ? "" : " from the server";
+  switch (ev.action) {
+    case "kick": return [" kicked ", t, where];
+    case "mute": return [" muted ", t, span + (ev.room ? "" : " everywhere")];
+    case "unmute": return [" unmuted ", t, ""];
+    case "ban": return [" banned ", t, span + where];
+    case "unban": return [" unbanned ", t, ""];
+    case "delete": return [" removed a message", null, ""];
+    case "lock": return [" locked the topic", null, ""];
+    case "unlock": return [" unlocked the topic", null, ""];
+    case "close": return [" made the room invite-only", null, ""];
+    case "open": return [" opened the room to everyone", null, ""];
+    case "invite": return [" invited ", t, ""];
+    case "op": return [" made ", t, " a moderator"];
+    case "deop": return [" took moderation away from ", t, ""];
+    default: return [` did ${String(ev.action).slice(0, 20)} to `, t, ""];
   }
 }
 
