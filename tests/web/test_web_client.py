@@ -690,3 +690,31 @@ def test_https_page_speaks_wss_on_the_tls_port(tls_server, browser, watch):
     expect_message(plain, "over wss 🔒", sender="secure")
     plain.close()
     ctx.close()
+
+
+# --- a search result far back in the history ---------------------------------------------
+def test_a_search_result_far_back_is_loaded_and_shown(web, browser, watch):
+    talker = RawClient(web.address)
+    try:
+        talker.hello("talker", rooms=True)
+        talker.send(b"".join(
+            (f'{{"type":"say","text":"{"needle in the hay" if i == 3 else f"hay {i}"}",'
+             f'"label":"h{i}"}}\n').encode() for i in range(180)))
+        talker.answer("h179", timeout=15)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = watch.page(ctx)
+        login(page, web.url, "seeker")
+        wait_text(page, "hay 179")
+        # the needle is 176 messages back: pages of 50 are not loaded yet
+        assert page.locator("#messages li", has_text="needle in the hay").count() == 0
+        page.fill("#search-input", "needle")
+        page.press("#search-input", "Enter")
+        page.locator("#result-list button.result", has_text="needle in the hay").click()
+        shown = page.locator("#messages li.flash", has_text="needle in the hay")
+        shown.wait_for(timeout=15_000)
+        box = shown.bounding_box()
+        view = page.locator("#messages").bounding_box()
+        assert view["y"] <= box["y"] <= view["y"] + view["height"]     # scrolled into view
+        ctx.close()
+    finally:
+        talker.close()

@@ -823,9 +823,9 @@ function sendReadSoon(c) {
 }
 
 /** Page back: the 50 events older than the oldest one shown. */
-export function loadOlder() {
+export function loadOlder(then) {
   const c = state.conversations.get(state.current);
-  if (!c || c.loading || !c.more || !state.online) return;
+  if (!c || c.loading || !c.more || !state.online) return false;
   c.loading = true;
   const frame = { type: "history", limit: PAGE };
   if (c.isRoom) frame.room = c.key; else frame.with = c.key.slice(1);
@@ -846,7 +846,29 @@ export function loadOlder() {
     }
     ui.restoreScroll(anchor);
     ui.renderHeader(state);
+    if (then) then();
   });
+  return true;
+}
+
+/** Open a conversation at one of its messages (a search result), loading older
+ *  pages until it is there (at most REVEAL_PAGES of them). */
+const REVEAL_PAGES = 40;
+export function reveal(key, id) {
+  switchTo(key);
+  const c = state.conversations.get(state.current);
+  let pages = 0;
+  const step = () => {
+    if (state.conversations.get(state.current) !== c) return;   // the user went elsewhere
+    if (c.events.has(id)) { ui.showEvent(id); return; }
+    if (c.loading) { setTimeout(step, 100); return; }
+    if (!c.more || pages >= REVEAL_PAGES || !loadOlder(step)) {
+      ui.composerError("That message is further back than the history loaded here; scroll up to find it.");
+      return;
+    }
+    pages += 1;
+  };
+  step();
 }
 
 function sendPending(p) {
@@ -1070,7 +1092,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 loadPending();
-ui.init(state, { connect, listRooms, retry, discard, login, signOut, logOut, switchTo, submit, loadOlder,
+ui.init(state, { connect, listRooms, retry, discard, login, signOut, logOut, switchTo, reveal, submit, loadOlder,
                  joinRoom, partRoom, search, requestMembers, registerName, listSessions, revoke, changePassword,
                  moderate, canModerate, audit });
 if (state.me) {

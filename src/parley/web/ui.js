@@ -775,7 +775,7 @@ export function showResults(st, query, messages, error) {
 }
 
 /** Scroll to a shown event and make it flash (a search result). */
-function showEvent(id) {
+export function showEvent(id) {
   const li = list().querySelector(`li[data-key="${CSS.escape(id)}"]`);
   if (!li) return;
   li.scrollIntoView({ block: "center" });
@@ -1078,9 +1078,8 @@ export function init(st, acts) {
   $("result-list").addEventListener("click", (e) => {
     const b = e.target.closest("button.result");
     if (!b) return;
-    actions.switchTo(b.dataset.key);
     $("results").hidden = true;
-    showEvent(b.dataset.id);
+    actions.reveal(b.dataset.key, Number(b.dataset.id));
   });
 
   $("settings-btn").addEventListener("click", () => { updateNotifyState(); $("settings").showModal(); });
