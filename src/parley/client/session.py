@@ -1373,7 +1373,6 @@ class Session:
                 self._logged_out(item.message or "this session was logged out")
                 return "stop"
             if item.reason == p.BANNED:        # coming back would only be refused
-                self.reconnect = False
                 self.ended = item.message or "banned from this server"
                 return "stop"
             if item.reason == p.KICKED:        # may come back, after a short wait
