@@ -108,8 +108,14 @@ def test_audit():
 
 def test_every_moderation_command_is_in_the_one_help():
     for name in core.MOD_COMMANDS + ("audit",):
-        assert f"\n  /{name} " in core.HELP
+        assert f"/{name} " in core.HELP, name
     assert "30s, 10m, 2h, 1d, 1w" in core.HELP
+    for spec in core.COMPANIONS:                     # told in another row, parsed as itself
+        assert f"\n  /{spec.name} " not in core.HELP
+        assert spec.name in core.usage(spec.name)
+    # the help stays one screen high (a 30-row terminal, with the typed line and prompt)
+    assert len(core.HELP.splitlines()) <= 28
+    assert max(map(len, core.HELP.splitlines())) <= 118
 
 
 def mod(action, **kw):

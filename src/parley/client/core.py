@@ -58,28 +58,34 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("sessions", "", "list the devices logged in to your account"),
     CommandSpec("revoke", "<id|--others>", "log out one of your sessions, or all the others"),
     CommandSpec("logout", "", "log out this device (forget its login) and leave"),
-    # moderation: room moderators, the room's owner, server admins (-s: server-wide, admins)
-    CommandSpec("kick", "[-s] <name> [reason]", "put someone out of the room (they may come back)"),
+    # moderation: room moderators, the room's owner, server admins (-s: server-wide, admins);
+    # each undoing command shares its row in the help (see COMPANIONS)
+    CommandSpec("kick", "[-s] <name> [reason]",
+                "out of the room (may come back); -s: off the server (admins)"),
     CommandSpec("mute", "[-s] <name> [time] [reason]",
-                "silence someone in the room for a time (30s, 10m, 2h, 1d, 1w) or until /unmute"),
-    CommandSpec("unmute", "[-s] <name>", "let a muted person speak again"),
+                "silence for 30s, 10m, 2h, 1d, 1w or until /unmute <name>"),
     CommandSpec("ban", "[-s] <name> [time] [reason]",
-                "put someone out and keep them out, for a time or until /unban; -s: server-wide"),
-    CommandSpec("unban", "[-s] <name>", "lift a ban"),
-    CommandSpec("delete", "<id> [reason]", "remove a message (yours, or any if you moderate)",
+                "out and kept out, for a time or until /unban <name>"),
+    CommandSpec("delete", "<id> [reason]", "remove a message (yours, or any you moderate)",
                 ("del",)),
-    CommandSpec("lock", "", "only moderators may change the room's topic (/unlock undoes it)"),
-    CommandSpec("unlock", "", "anyone in the room may change the topic again"),
-    CommandSpec("close", "", "make the room invite-only (/open undoes it)"),
-    CommandSpec("open", "", "anyone may join the room again"),
-    CommandSpec("invite", "<name>", "invite someone to the room (needed when it is closed)"),
-    CommandSpec("op", "<name>", "make an account a moderator of the room (its owner only)"),
-    CommandSpec("deop", "<name>", "take a moderator's role away (its owner only)"),
-    CommandSpec("audit", "[n]", "the server's latest moderation actions (server admins)"),
+    CommandSpec("lock", "", "only moderators may set the topic; /unlock undoes it"),
+    CommandSpec("close", "", "invite-only: /invite <name> lets one in; /open undoes it"),
+    CommandSpec("op", "<name>", "make an account a moderator (owner); /deop <name> undoes it"),
+    CommandSpec("audit", "[n]", "the latest moderation actions (server admins)"),
     CommandSpec("help", "", "this help", ("?",)),
     CommandSpec("exit", "", "leave (Ctrl-D works too)", ("quit",)),
 )
-_BY_NAME = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}
+# commands told in another command's help row (to keep the help one screen high)
+COMPANIONS: tuple[CommandSpec, ...] = (
+    CommandSpec("unmute", "[-s] <name>", "let a muted person speak again"),
+    CommandSpec("unban", "[-s] <name>", "lift a ban"),
+    CommandSpec("unlock", "", "anyone in the room may set the topic again"),
+    CommandSpec("open", "", "anyone may join the room again"),
+    CommandSpec("invite", "<name>", "invite someone to the room (needed when it is closed)"),
+    CommandSpec("deop", "<name>", "take a moderator's role away (the room's owner)"),
+)
+_BY_NAME = {alias: spec for spec in COMMANDS + COMPANIONS
+            for alias in (spec.name, *spec.aliases)}
 
 
 def _help_text() -> str:
