@@ -122,7 +122,9 @@ def test_every_command_and_alias_is_parsed_and_in_the_help():
             # an alias parses like its command (with arguments where needed)
     samples = {"join": "#x", "part": "#x", "msg": "bob hi", "switch": "#x", "search": "w",
                "me": "waves", "topic": "t", "users": "#x", "history": "3",
-               "revoke": "3f2a9c1e"}
+               "revoke": "3f2a9c1e", "kick": "bob", "mute": "bob 5m", "unmute": "bob",
+               "ban": "bob", "unban": "bob", "delete": "7", "invite": "bob", "op": "bob",
+               "deop": "bob"}
     for spec in core.COMMANDS:
         for word in (spec.name, *spec.aliases):
             cmd = parse(f"/{word} {samples.get(spec.name, '')}".rstrip(), "#here")

@@ -41,6 +41,7 @@ from .. import __version__
 from .. import protocol as p
 from . import core
 from .session import (AccountChanged, ConnectFailed, ConversationsChanged, LoggedOut,
+                      MessageRemoved, RemovedFromRoom,
                       NameRefused, OfflineQueueFull, Session, SessionState, StateChanged)
 from .tls import TlsOptions, TlsRefused, TrustQuestion
 
@@ -78,8 +79,10 @@ class Formatter:
     def __init__(self, me: str = "", colour: bool = True, hints: bool = True,
                  current: Optional[str] = p.GENERAL,
                  is_guest: Callable[[str], bool] = lambda name: False,
-                 marks_guests: Callable[[], bool] = lambda: False):
+                 marks_guests: Callable[[], bool] = lambda: False,
+                 is_removed: Callable[[int], bool] = lambda id: False):
         self.me = me
+        self.is_removed = is_removed   # was this message id removed by a moderator?
         self.is_guest = is_guest     # is this name a guest (no account owns it)?
         self.marks_guests = marks_guests   # worth marking (someone online has an account)?
         self.colour = colour
@@ -127,6 +130,8 @@ class Formatter:
             conv = p.conversation(ev, self.me)
         when = self.dim(when if when is not None else local_time(ev.ts))
         who = self.who(ev.sender, True) if ev.guest else self.name(ev.sender)
+        if ev.deleted or self.is_removed(ev.id):
+            return f"{self.prefix(conv)}{when} {who}: " + self.dim("[message removed]")
         if ev.kind == "me":
             return f"{self.prefix(conv)}{when} * {who} {self.text(ev.text)}"
         return f"{self.prefix(conv)}{when} {who}: {self.text(ev.text)}"
@@ -145,6 +150,9 @@ class Formatter:
             what = f"set the topic: {ev.topic}" if ev.topic else "cleared the topic"
             return self.prefix(conv) + self.dim(f"{local_time(ev.ts)} ") + \
                 f"{self.name(ev.by)} {self.text(what)}"
+        if isinstance(ev, p.Moderation):
+            return self.prefix(conv) + self.dim(f"{local_time(ev.ts)} ") + \
+                self._c("35", "* " + self.text(core.mod_line(ev, self.me)))
         return None
 
     def event(self, ev: object) -> Optional[str]:
@@ -168,6 +176,9 @@ class Formatter:
             return self.error(f"{ev.message} ({ev.code})")
         if isinstance(ev, TlsRefused):
             return self.error(f"*** {ev.message}")
+        if isinstance(ev, p.Bye) and ev.reason == p.BANNED:
+            return self.error(f"*** {ev.message or 'banned from this server'}.  Not "
+                              "reconnecting; /exit to leave")
         if isinstance(ev, p.Bye):
             return self._c("33", f"*** server: {ev.message or ev.reason}")
         if isinstance(ev, LoggedOut):
@@ -176,6 +187,17 @@ class Formatter:
         if isinstance(ev, p.AccountInfo):
             return self.notice(f"the name {ev.name} is yours now: log in with --login "
                                "and your password next time")
+        if isinstance(ev, p.AuditLog):
+            n = len(ev.entries)
+            return "\n".join([self.notice(f"the last {n} moderation action"
+                                          f"{'s' if n != 1 else ''}"
+                                          + (" (more with /audit N)" if ev.more else "") + ":")]
+                             + ["  " + ln for ln in core.audit_table(ev.entries)])
+        if isinstance(ev, p.Invited):
+            return self.notice(f"{ev.by} invited you to {ev.room}: /join {ev.room}")
+        if isinstance(ev, RemovedFromRoom):
+            what = "kicked you from" if ev.action == "kick" else "banned you from"
+            return self.error(f"{ev.by} {what} {ev.room}" + (f": {ev.reason}" if ev.reason else ""))
         if isinstance(ev, p.SessionList):
             lines = core.session_table(ev.sessions)
             return "\n".join([self.notice(f"{len(ev.sessions)} session"
@@ -553,7 +575,8 @@ class Client:
                     print(f"*** TLS ({info.version}), certificate {how}; SHA-256 fingerprint\n"
                           f"    {info.fingerprint}", flush=True)
                 return None
-            elif isinstance(ev, p.Error) and ev.code in (p.VERSION_UNSUPPORTED, p.TLS_REQUIRED):
+            elif isinstance(ev, p.Error) and ev.code in (p.VERSION_UNSUPPORTED, p.TLS_REQUIRED,
+                                                         p.BANNED):
                 self.err(f"parley: {ev.message}")
                 return 1
             elif isinstance(ev, p.Error) and ev.code == p.THROTTLED and self.session.token is None \
@@ -721,8 +744,14 @@ class Client:
             if self.logging_out:             # /logout: that is what we asked for
                 return []
             self.exit_code = EXIT_LOGIN
-        if isinstance(ev, (ConversationsChanged, AccountChanged)):
-            return []
+        if isinstance(ev, (ConversationsChanged, AccountChanged, MessageRemoved)):
+            return []                # (a removal is shown by its mod frame's line)
+        if isinstance(ev, p.AuditLog):
+            self.asked.pop(ev.label, None)
+        if isinstance(ev, RemovedFromRoom) and core.same_conv(ev.room, self.current):
+            others = [c.key for c in s.conversations()]
+            self.current = fmt.current = others[0] if others else p.GENERAL
+            return [fmt.event(ev), fmt.notice(f"now in {self.current}")]
         if isinstance(ev, TrustQuestion):       # a reconnect to a certificate never seen
             s.trust(False)                      # (known_hosts edited meanwhile): no prompt here
             return [fmt.error(f"*** the certificate of {ev.host}:{ev.port} is new "
@@ -740,6 +769,8 @@ class Client:
             return fmt.notice("your other sessions were logged out")
         if what == "revoke":
             return fmt.notice(f"session {asked[1]} was logged out")
+        if what == "mod":
+            return fmt.notice("done: " + core.mod_summary(asked[1]))
         return fmt.notice("done")
 
     def _room_info(self, fmt: Formatter, ev: p.RoomInfo) -> list[str]:
@@ -862,7 +893,7 @@ class Client:
         assert s is not None
         colour = not (self.args.no_color or os.environ.get("NO_COLOR"))
         fmt = Formatter(s.name, colour, is_guest=s.is_guest,
-                        marks_guests=lambda: s.marks_guests)
+                        marks_guests=lambda: s.marks_guests, is_removed=s.is_removed)
         print(fmt.event(self.welcome), flush=True)
         start = self.args.room or ("@" + self.args.to if self.args.to else None)
         if start:
@@ -1052,6 +1083,12 @@ class Client:
                 self.asked.ask(lambda: s.search(cmd.text), ("search",))
             elif name in ("register", "password", "sessions", "revoke", "logout"):
                 return self._account_command(cmd, show, fmt)
+            elif cmd.mod is not None:
+                if not self._rooms_ok(show, fmt):
+                    return True
+                self.asked.ask(lambda: s.moderate(**cmd.mod), ("mod", cmd.mod))
+            elif name == "audit":
+                self.asked.ask(lambda: s.audit(limit=cmd.args[0]), ("audit",))
         except OfflineQueueFull as e:
             show(fmt.error(f"not sent: {e}"))
         return True
@@ -1190,6 +1227,11 @@ class Client:
                     target = cmd.target
             elif cmd.name in ("msg", "switch"):
                 target = cmd.target
+            elif cmd.mod is not None:
+                s.moderate(**cmd.mod)          # acknowledged like a message (or refused)
+                sent += 1
+            elif cmd.name == "audit":
+                s.audit(limit=cmd.args[0])
             else:
                 self.err(f"parley: skipped {line.split()[0]!r} (interactive only)")
                 continue
@@ -1222,6 +1264,9 @@ class Client:
             if isinstance(ev, p.Error):
                 self.failed += 1
                 self.err(f"parley: refused: {ev.message} ({ev.code})")
+            elif isinstance(ev, p.AuditLog):
+                for line in core.audit_table(ev.entries):
+                    print(line, flush=True)
             elif isinstance(ev, StateChanged) and ev.state is SessionState.RECONNECTING:
                 self.err(f"parley: connection lost ({ev.detail}); reconnecting")
             elif isinstance(ev, LoggedOut):
@@ -1236,7 +1281,8 @@ class Client:
         colour = sys.stdout.isatty() and not (a.no_color or os.environ.get("NO_COLOR"))
         follow = a.room or ("@" + a.to if a.to else None)       # None: everything
         fmt = Formatter(s.name, colour, hints=False, current=follow or p.GENERAL,
-                        is_guest=s.is_guest, marks_guests=lambda: s.marks_guests)
+                        is_guest=s.is_guest, marks_guests=lambda: s.marks_guests,
+                        is_removed=s.is_removed)
         try:
             if a.json:
                 print(json_line(self.welcome), flush=True)

@@ -58,10 +58,34 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("sessions", "", "list the devices logged in to your account"),
     CommandSpec("revoke", "<id|--others>", "log out one of your sessions, or all the others"),
     CommandSpec("logout", "", "log out this device (forget its login) and leave"),
+    # moderation: room moderators, the room's owner, server admins (-s: server-wide, admins);
+    # each undoing command shares its row in the help (see COMPANIONS)
+    CommandSpec("kick", "[-s] <name> [reason]",
+                "out of the room (may come back); -s: off the server (admins)"),
+    CommandSpec("mute", "[-s] <name> [time] [reason]",
+                "silence for 30s, 10m, 2h, 1d, 1w or until /unmute <name>"),
+    CommandSpec("ban", "[-s] <name> [time] [reason]",
+                "out and kept out, for a time or until /unban <name>"),
+    CommandSpec("delete", "<id> [reason]", "remove a message (yours, or any you moderate)",
+                ("del",)),
+    CommandSpec("lock", "", "only moderators may set the topic; /unlock undoes it"),
+    CommandSpec("close", "", "invite-only: /invite <name> lets one in; /open undoes it"),
+    CommandSpec("op", "<name>", "make an account a moderator (owner); /deop <name> undoes it"),
+    CommandSpec("audit", "[n]", "the latest moderation actions (server admins)"),
     CommandSpec("help", "", "this help", ("?",)),
     CommandSpec("exit", "", "leave (Ctrl-D works too)", ("quit",)),
 )
-_BY_NAME = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}
+# commands told in another command's help row (to keep the help one screen high)
+COMPANIONS: tuple[CommandSpec, ...] = (
+    CommandSpec("unmute", "[-s] <name>", "let a muted person speak again"),
+    CommandSpec("unban", "[-s] <name>", "lift a ban"),
+    CommandSpec("unlock", "", "anyone in the room may set the topic again"),
+    CommandSpec("open", "", "anyone may join the room again"),
+    CommandSpec("invite", "<name>", "invite someone to the room (needed when it is closed)"),
+    CommandSpec("deop", "<name>", "take a moderator's role away (the room's owner)"),
+)
+_BY_NAME = {alias: spec for spec in COMMANDS + COMPANIONS
+            for alias in (spec.name, *spec.aliases)}
 
 
 def _help_text() -> str:
@@ -99,6 +123,7 @@ class Command:
     text: Optional[str] = None
     target: Optional[str] = None
     error: Optional[str] = None
+    mod: Optional[dict] = None     # a moderation command: the ``mod`` request's fields
 
 
 def _room_arg(word: str) -> tuple[Optional[str], Optional[str]]:
@@ -164,6 +189,8 @@ def parse(line: str, current: Optional[str] = None) -> Command:
                            "line history; /" + name + " asks for it without echo")
             return bad(f"/{name} takes no arguments")
         return Command(name)
+    if name in MOD_COMMANDS or name == "audit":
+        return _parse_mod(name, words, rest, current, bad)
     if name == "revoke":
         if len(words) != 1:
             return bad("Name one session id (see /sessions), or --others")
@@ -239,6 +266,192 @@ def parse(line: str, current: Optional[str] = None) -> Command:
             return bad(problem) if problem else Command(name, args=(room,), target=room)
         return Command(name)
     raise AssertionError(f"command {name} has no parser")     # pragma: no cover
+
+
+# --- moderation ----------------------------------------------------------------------
+MOD_COMMANDS = ("kick", "mute", "unmute", "ban", "unban", "delete", "lock", "unlock", "close",
+                "open", "invite", "op", "deop")
+SERVER_WIDE = ("kick", "mute", "unmute", "ban", "unban")      # -s / --server: admins
+_TIMED = ("mute", "ban")                                      # take a duration
+_WITH_REASON = ("kick", "mute", "ban", "delete")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:\d+[smhdw])+\Z", re.IGNORECASE)
+DURATION_MAX = 10 * 365 * 86400      # the server treats anything longer as "until lifted"
+
+
+def parse_duration(word: str) -> Optional[int]:
+    """``"30s"``, ``"10m"``, ``"2h"``, ``"1d"``, ``"1w"``, ``"1h30m"`` → seconds; None
+    if the word is not a duration."""
+    if not _DURATION.match(word):
+        return None
+    return sum(int(n) * _UNITS[u.lower()]
+               for n, u in re.findall(r"(\d+)([smhdw])", word, re.IGNORECASE))
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    """Seconds as the largest units that fit, at most two: ``"10m"``, ``"1h30m"``,
+    ``"2d"``; "" for None (until lifted)."""
+    if seconds is None:
+        return ""
+    left = int(round(seconds))
+    if left <= 0:
+        return "0s"
+    parts = []
+    for unit, size in sorted(_UNITS.items(), key=lambda x: -x[1]):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return "".join(parts)
+
+
+def _parse_mod(name: str, words: list[str], rest: str, current: Optional[str], bad) -> Command:
+    """A moderation command (or /audit) → Command with ``mod`` = the request's fields."""
+    if name == "audit":
+        if len(words) > 1:
+            return bad("Give one number")
+        n = 20
+        if words:
+            if not words[0].isdigit() or not 1 <= int(words[0]) <= p.PAGE_MAX:
+                return bad(f"The number of entries is 1 to {p.PAGE_MAX}, not {words[0][:20]!r}")
+            n = int(words[0])
+        return Command(name, args=(n,))
+    server = False
+    room: Optional[str] = None
+    while words and (words[0] in ("-s", "--server") or words[0].startswith("#")):
+        flag = words.pop(0)
+        rest = rest.lstrip()[len(flag):]
+        if flag.startswith("#"):
+            room, problem = _room_arg(flag)
+            if problem:
+                return bad(problem)
+        elif name not in SERVER_WIDE:
+            return bad(f"/{name} acts in a room only; {flag} is for "
+                       + ", ".join("/" + c for c in SERVER_WIDE))
+        else:
+            server = True
+    if server and room:
+        return bad("Either a room or --server, not both")
+    if not server and room is None:
+        if not current or not current.startswith("#"):
+            return bad("Moderation acts in a room: switch to one (or name it: "
+                       f"/{name} #room …)")
+        room = current
+    fields: dict = {"action": name}
+    if room is not None:
+        fields["room"] = room
+    if name in ("lock", "unlock", "close", "open"):
+        if words:
+            return bad(f"/{name} takes no arguments but a #room")
+        return Command(name, target=room, mod=fields)
+    if not words:
+        return bad("Say which message (its id)" if name == "delete" else "Say who")
+    first = words[0]
+    rest = rest.lstrip()[len(first):].strip()
+    if name == "delete":
+        if not first.isdigit() or int(first) < 1:
+            return bad(f"{first[:40]!r} is not a message id (a number)")
+        fields["id"] = int(first)
+    else:
+        who, problem = _name_arg(first)
+        if problem:
+            return bad(problem)
+        fields["target"] = who
+    if name in _TIMED and rest:
+        word = rest.split()[0]
+        seconds = parse_duration(word)
+        if seconds is not None:
+            if seconds < 1:
+                return bad("A duration is at least 1s")
+            if seconds > DURATION_MAX:
+                return bad("A duration is at most 520w (leave it out: until lifted)")
+            fields["duration"] = seconds
+            rest = rest[len(word):].strip()
+    if rest:
+        if name not in _WITH_REASON:
+            return bad(f"/{name} takes no reason")
+        if len(rest) > p.REASON_MAX:
+            return bad(f"A reason is at most {p.REASON_MAX} characters, this one is {len(rest)}")
+        fields["reason"] = rest
+    return Command(name, args=(fields.get("target", fields.get("id")),), text=fields.get("reason"),
+                   target=room, mod=fields)
+
+
+def mod_summary(fields: dict) -> str:
+    """What a moderation request asked, for "done" lines: "muted bob in #lab for 10m"."""
+    action = fields.get("action", "?")
+    where = f" in {fields['room']}" if fields.get("room") else " on this server"
+    if action == "delete":
+        return f"removed message {fields.get('id')} from {fields.get('room')}"
+    past = MOD_PAST.get(action, action)
+    who = f" {fields['target']}" if fields.get("target") else ""
+    span = f" for {format_duration(fields['duration'])}" if fields.get("duration") else ""
+    if action in ("lock", "unlock", "close", "open"):
+        return f"{past} {fields.get('room')}"
+    return f"{past}{who}{where}{span}"
+
+
+MOD_PAST = {"kick": "kicked", "mute": "muted", "unmute": "unmuted", "ban": "banned",
+            "unban": "unbanned", "delete": "removed a message", "lock": "locked the topic of",
+            "unlock": "unlocked the topic of", "close": "closed", "open": "opened",
+            "invite": "invited", "op": "made a moderator:", "deop": "removed a moderator:"}
+
+
+def until_text(until: Optional[str], ts: Optional[str] = None) -> str:
+    """How long a mute or ban lasts, from the frame's ``until`` (and its ``ts``):
+    "for 10m" when both are known, else "until 14:10", "" without ``until``."""
+    if not until:
+        return ""
+    end, start = parse_ts(until), parse_ts(ts or "")
+    if end is not None and start is not None:
+        return f"for {format_duration((end - start).total_seconds())}"
+    return f"until {local_when(until)}"
+
+
+def mod_line(ev, me: str = "") -> str:
+    """A ``mod`` frame as a system line (no time, no colour):
+    "alice muted bob in #lab for 10m: calm down", "alice removed a message (id 117)"."""
+    action, by = ev.action, ev.by
+    why = f": {ev.reason}" if ev.reason else ""
+    room = ev.room or "the server"
+    who = ev.target or "?"
+    if action == "delete":
+        return f"{by} removed a message (id {ev.message}){why}"
+    if action in ("mute", "ban"):
+        span = until_text(ev.until, ev.ts)
+        return f"{by} {MOD_PAST[action]} {who} in {room}" + (f" {span}" if span else "") + why
+    if action in ("kick", "unmute", "unban", "invite"):
+        return f"{by} {MOD_PAST[action]} {who} {'to' if action == 'invite' else 'in'} {room}{why}"
+    if action == "op":
+        return f"{by} made {who} a moderator of {room}{why}"
+    if action == "deop":
+        return f"{by} took {who}'s moderator role in {room}{why}"
+    if action in ("lock", "unlock"):
+        return f"{by} {action}ed the topic of {room}{why}"
+    if action in ("close", "open"):
+        return f"{by} made {room} " + ("invite-only" if action == "close" else "open to all") + why
+    return f"{by}: {action} {who} in {room}{why}"
+
+
+AUDIT_HEADINGS = ("id", "when", "by", "action", "where", "target", "until", "reason")
+
+
+def audit_table(entries: Iterable[dict], now: Optional[datetime.datetime] = None,
+                tz: Optional[datetime.tzinfo] = None) -> list[str]:
+    """The ``audit`` answer as aligned text lines, a heading first."""
+    rows = [AUDIT_HEADINGS]
+    for e in entries:
+        if not isinstance(e, dict):
+            continue
+        rows.append((str(e.get("id", "?")), local_when(str(e.get("ts", "")), now, tz),
+                     str(e.get("by") or "-"), str(e.get("action") or "?"),
+                     str(e.get("room") or "server"), str(e.get("target") or "-"),
+                     local_when(str(e["until"]), now, tz) if e.get("until") else "-",
+                     str(e.get("reason") or "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(AUDIT_HEADINGS))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
 
 
 # --- accounts ----------------------------------------------------------------------

@@ -96,6 +96,25 @@ class AccountChanged:
 
 
 @dataclass
+class MessageRemoved:
+    """A moderator (or its author) removed message ``id`` of ``conv``: show it as
+    removed.  ``session.is_removed(id)`` says so from then on."""
+    conv: str
+    id: int
+    by: str
+    reason: str = ""
+
+
+@dataclass
+class RemovedFromRoom:
+    """I was kicked or banned from ``room`` (it left ``conversations()``)."""
+    room: str
+    action: str                      # "kick" | "ban"
+    by: str
+    reason: str = ""
+
+
+@dataclass
 class ConnectFailed:
     """The first connection attempt failed and ``retry_first`` is off."""
     host: str
@@ -137,7 +156,8 @@ class OfflineQueueFull(Exception):
 
 
 SessionEvent = Union[p.Event, StateChanged, NameRefused, ConnectFailed, ConversationsChanged,
-                     TrustQuestion, TlsRefused, LoggedOut, AccountChanged]
+                     TrustQuestion, TlsRefused, LoggedOut, AccountChanged, MessageRemoved,
+                     RemovedFromRoom]
 
 _FATAL = {p.VERSION_UNSUPPORTED, p.TLS_REQUIRED}
 _REFUSED = {p.THROTTLED, p.TOO_MANY_CONNECTIONS, p.SERVER_FULL}   # a connection turned away
@@ -150,6 +170,8 @@ _ONCE = ("register", "password")  # requests with a password: never sent again b
 _MESSAGES = ("say", "me")
 _ROOM_REQUESTS = ("join", "part", "rooms", "topic", "history", "search", "read")
 _SEEN_WINDOW = 8192            # ids remembered for dropping duplicates
+_REMOVED_WINDOW = 4096         # ids of removed messages remembered
+KICK_WAIT = 5.0                # seconds before reconnecting after a server-wide kick
 _READ_INTERVAL = 1.0           # seconds between two read markers for one conversation
 NO_ROOMS = "rooms_unsupported"  # a local error: the server does not know rooms
 
@@ -277,6 +299,8 @@ class Session:
         self._not_before = 0.0
         self._server_wait = 0.0      # seconds the server told us to wait before reconnecting
         self._rehello_at: Optional[float] = None   # a throttled login: say hello again then
+        self._removed: "collections.OrderedDict[int, str]" = collections.OrderedDict()
+        self.ended: Optional[str] = None      # why the session stopped for good (banned…)
 
     # --- the UI's side (any thread) ---------------------------------------------
     def start(self) -> "Session":
@@ -485,6 +509,34 @@ class Session:
             frame["session"] = session
         return self._enqueue(frame, counted=False)
 
+    # moderation: answered by an ack (or ``audit``) or an error
+    def moderate(self, action: str, room: Optional[str] = None, target: Optional[str] = None,
+                 id: Optional[int] = None, duration: Optional[float] = None,
+                 reason: Optional[str] = None) -> str:
+        """A ``mod`` request: ``action`` in ``room`` (None: server-wide, admins only) on
+        ``target`` (a name) or message ``id``; ``duration`` in seconds (None: until
+        lifted).  The fields of ``core.parse(...).mod`` fit as keyword arguments."""
+        if action not in p.MOD_ACTIONS:
+            raise ValueError(f"unknown moderation action {action!r}")
+        frame: dict = {"type": "mod", "action": action}
+        for key, value in (("room", room), ("target", target), ("id", id),
+                           ("duration", duration), ("reason", reason)):
+            if value is not None and value != "":
+                frame[key] = value
+        return self._enqueue(frame, counted=False)
+
+    def audit(self, before: Optional[int] = None, limit: int = 20) -> str:
+        """Server admins: the newest moderation actions; answered by ``AuditLog``."""
+        frame: dict = {"type": "audit", "limit": limit}
+        if before is not None:
+            frame["before"] = before
+        return self._enqueue(frame, counted=False)
+
+    def is_removed(self, id: int) -> bool:
+        """Was message ``id`` removed by a moderator (or its author) since we started?"""
+        with self._cond:
+            return id in self._removed
+
     @property
     def session_id(self) -> Optional[str]:
         """This login's id in ``sessions`` (None for a guest)."""
@@ -659,6 +711,9 @@ class Session:
             if c is not None:
                 c.topic = ev.topic
             return
+        if isinstance(ev, p.Moderation):
+            self._moderation(ev, key, c, live)
+            return
         if not live:
             return                   # (the welcome's member lists are already current)
         if isinstance(ev, p.Join):
@@ -687,6 +742,19 @@ class Session:
                     r.count = len(r.members)
                 elif ev.room:
                     r.count = max(0, r.count - 1)
+
+    def _moderation(self, ev: p.Moderation, key: str, c: Optional[_Conv], live: bool) -> None:
+        """(locked) A ``mod`` frame: a removed message is remembered (and announced);
+        a kick or ban of me takes the room out of my conversations."""
+        if ev.action == "delete" and isinstance(ev.message, int):
+            self._removed[ev.message] = key
+            while len(self._removed) > _REMOVED_WINDOW:
+                self._removed.popitem(last=False)
+            self._emit(MessageRemoved(key, ev.message, ev.by, ev.reason or ""))
+        elif ev.action in ("kick", "ban") and live and self._is_me(ev.target) and ev.room:
+            if c is not None and c.kind == "room":
+                self._drop_room(ev.room)
+                self._emit(RemovedFromRoom(c.key, ev.action, ev.by, ev.reason or ""))
 
     def _mark_guest(self, name: str, guest: bool) -> None:
         """(locked) ``name`` is (or is not) a guest; AccountChanged owed if that is news."""
@@ -851,7 +919,7 @@ class Session:
         except Exception:   # pragma: no cover - a bug; make it visible
             log.exception("session thread crashed")
         finally:
-            self._set_state(SessionState.CLOSED, "closed")
+            self._set_state(SessionState.CLOSED, self.ended or "closed")
             for s in (self._wake_r, self._wake_w):
                 try:
                     s.close()
@@ -1290,8 +1358,11 @@ class Session:
             self._emit(item)
             self._emit(AccountChanged())
             return None
-        if isinstance(item, p.SessionList):
+        if isinstance(item, (p.SessionList, p.AuditLog)):
             self._settle(item.label)
+            self._emit(item)
+            return None
+        if isinstance(item, p.Invited):
             self._emit(item)
             return None
         if isinstance(item, p.Error):
@@ -1301,6 +1372,11 @@ class Session:
             if item.reason == p.REVOKED:
                 self._logged_out(item.message or "this session was logged out")
                 return "stop"
+            if item.reason == p.BANNED:        # coming back would only be refused
+                self.ended = item.message or "banned from this server"
+                return "stop"
+            if item.reason == p.KICKED:        # may come back, after a short wait
+                self._server_wait = max(self._server_wait, KICK_WAIT)
             return f"disconnected by the server: {item.message or item.reason}"
         return None
 
@@ -1338,7 +1414,10 @@ class Session:
             self._rehello_at = time.monotonic() + (err.retry_after or 1.0)
             self._emit(err)
             return None
-        if err.code in _FATAL:
+        if err.code in _FATAL or (err.code == p.BANNED and not self.registered.is_set()):
+            if err.code == p.BANNED:       # banned from the server: its hello is refused
+                self.reconnect = False
+                self.ended = err.message
             self._emit(err)
             self._closing = True
             return "stop"

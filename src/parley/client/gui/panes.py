@@ -18,6 +18,7 @@ import tkinter as tk
 from tkinter import ttk
 from typing import Callable, Optional, Sequence
 
+from ... import protocol as p
 from . import model, render
 from .model import MemberPanel, RoomRow, SearchHit, SidebarRow
 from .render import Formatter
@@ -318,11 +319,17 @@ class MemberList(_CanvasPane):
     def __init__(self, master: tk.Misc, theme: Theme,
                  on_message: Optional[Callable[[str], None]] = None,
                  on_mention: Optional[Callable[[str], None]] = None,
-                 on_load: Optional[Callable[[], None]] = None, emoji: str = "native"):
+                 on_load: Optional[Callable[[], None]] = None, emoji: str = "native",
+                 on_moderate: Optional[Callable[..., None]] = None):
         super().__init__(master, style="Panel.TFrame")
         self.theme = theme
         self.emoji = emoji
         self.on_message = on_message
+        # moderation: ``on_moderate(action, name, duration=None)``; offered when
+        # ``can_moderate()`` (in a room, logged in to an account)
+        self.on_moderate = on_moderate
+        self.can_moderate: Callable[[], bool] = lambda: False
+        self.selected: Optional[int] = None      # the row the keyboard is on
         self.on_mention = on_mention
         self.on_load = on_load
         self.names: list[str] = []
@@ -341,7 +348,8 @@ class MemberList(_CanvasPane):
         self.load_button = ttk.Button(self.lazy, text="Show members", style="Small.TButton",
                                       command=self._load, cursor="hand2", takefocus=0)
         self.load_button.pack(anchor="w", pady=(px(8), 0))
-        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0, width=1, height=1)
+        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0, width=1, height=1,
+                                takefocus=1)
         self.scroll = ttk.Scrollbar(self, orient="vertical", command=self._scrollbar,
                                     style="SlimSidebar.Vertical.TScrollbar")
         self.canvas.configure(yscrollcommand=self._yscroll)
@@ -355,8 +363,45 @@ class MemberList(_CanvasPane):
             cv.bind(seq, self._wheel)
         cv.bind("<Double-Button-1>", self._double)
         cv.bind("<Button-3>", self._context)
+        cv.bind("<Button-1>", self._select_click)
+        cv.bind("<Up>", lambda e: self._move(-1))
+        cv.bind("<Down>", lambda e: self._move(1))
+        # the keyboard's Menu key (X11: Menu, Windows: App) and Shift+F10 open the menu
+        for seq in ("<KeyPress-Menu>", "<KeyPress-App>", "<Shift-F10>"):
+            try:
+                cv.bind(seq, self._key_menu)
+            except tk.TclError:          # a keysym this Tk does not know
+                pass
         cv.bind("<Configure>", lambda e: self._redraw())
         self.apply_theme(theme)
+
+    def _select_click(self, event: tk.Event) -> None:
+        self.canvas.focus_set()
+        name = self.name_at(event.y)
+        self.selected = self.names.index(name) if name is not None else None
+        self._redraw()
+
+    def _move(self, step: int) -> str:
+        if self.names:
+            i = 0 if self.selected is None else self.selected + step
+            self.selected = max(0, min(len(self.names) - 1, i))
+            self.row_center(self.names[self.selected])
+        return "break"
+
+    def _key_menu(self, event: tk.Event = None) -> str:
+        """The context menu of the selected row (the first one if none), under it."""
+        if not self.names:
+            return "break"
+        if self.selected is None or self.selected >= len(self.names):
+            self.selected = 0
+        name = self.names[self.selected]
+        x, y = self.row_center(name)
+        self.fill_menu(name)
+        try:
+            self.menu.tk_popup(self.canvas.winfo_rootx() + x, self.canvas.winfo_rooty() + y)
+        finally:
+            self.menu.grab_release()
+        return "break"
 
     def set_panel(self, panel: MemberPanel, me: str = "") -> None:
         if panel == self.panel and me == self.me:
@@ -370,6 +415,7 @@ class MemberList(_CanvasPane):
             self.lazy.grid_remove()
         if panel.names != self.names:
             self.names = list(panel.names)
+            self.selected = None
             self.canvas.yview_moveto(0)
         self._redraw()
 
@@ -425,6 +471,9 @@ class MemberList(_CanvasPane):
             name = self.names[i]
             y = i * row + row // 2
             idx = render.name_colour_index(name)
+            if i == self.selected:           # the keyboard's row
+                cv.create_rectangle(px(4), i * row + 1, cv.winfo_width() - px(4),
+                                    (i + 1) * row - 1, fill=c.row_selected, outline="")
             cv.create_image(x0, y, image=self._avatar(idx), anchor="w")
             cv.create_text(x0 + d / 2, y, text=render.initial(name), fill=th.avatar_text(idx),
                            font=th.fonts["avatar"], anchor="center")
@@ -479,10 +528,103 @@ class MemberList(_CanvasPane):
                       command=lambda: self.on_message and self.on_message(name))
         m.add_command(label="Mention", state="disabled" if mine else "normal",
                       command=lambda: self.on_mention and self.on_mention(name))
+        if mine or self.on_moderate is None or not self.can_moderate():
+            return
+        act = self.on_moderate
+        m.add_separator()
+        m.add_command(label="Kick\u2026", command=lambda: act("kick", name))
+        mute = tk.Menu(m, tearoff=0)
+        c = self.theme.palette
+        mute.configure(background=c.field, foreground=c.text, activebackground=c.accent,
+                       activeforeground=c.on_accent, borderwidth=1, relief="solid",
+                       font=self.theme.fonts["body"], activeborderwidth=0)
+        for label, seconds in MUTE_CHOICES:
+            mute.add_command(label=label + "\u2026",
+                             command=lambda s=seconds: act("mute", name, duration=s))
+        m.add_cascade(label="Mute", menu=mute)
+        m.add_command(label="Unmute", command=lambda: act("unmute", name))
+        m.add_command(label="Ban\u2026", command=lambda: act("ban", name))
+        m.add_command(label="Unban", command=lambda: act("unban", name))
+        m.add_separator()
+        m.add_command(label="Make moderator", command=lambda: act("op", name))
+        m.add_command(label="Remove moderator", command=lambda: act("deop", name))
+        m.add_command(label="Invite to room", command=lambda: act("invite", name))
 
     def _load(self) -> None:
         if self.on_load is not None:
             self.on_load()
+
+
+MUTE_CHOICES = (("For 5 minutes", 300), ("For 1 hour", 3600), ("For 1 day", 86400),
+                ("For 1 week", 604800), ("Until unmuted", None))
+
+
+# --- asking for a reason ---------------------------------------------------------------
+class ReasonCard(ttk.Frame):
+    """A small card over the window for a moderation action: what it does, and an
+    optional reason.  ``show(title, note, on_ok)``; ``on_ok(reason)``."""
+
+    def __init__(self, master: tk.Misc, theme: Theme, on_cancel: Callable[[], None]):
+        super().__init__(master, style="Card.TFrame", padding=(theme.px(26), theme.px(22)))
+        self.theme = theme
+        self.on_cancel = on_cancel
+        self.on_ok: Optional[Callable[[str], None]] = None
+        px = theme.px
+        self.title = ttk.Label(self, text="", style="Title.TLabel")
+        self.title.grid(row=0, column=0, sticky="w")
+        self.note = ttk.Label(self, text="", style="CardNote.TLabel", wraplength=px(380),
+                              justify="left")
+        self.note.grid(row=1, column=0, sticky="w", pady=(px(2), px(14)))
+        ttk.Label(self, text="REASON (OPTIONAL, SHOWN TO EVERYONE)", style="Field.TLabel").grid(
+            row=2, column=0, sticky="w")
+        self.var = tk.StringVar(self, "")
+        self.entry = ttk.Entry(self, textvariable=self.var, width=44)
+        self.entry.grid(row=3, column=0, sticky="ew", pady=(px(4), px(16)))
+        buttons = ttk.Frame(self, style="CardInner.TFrame")
+        buttons.grid(row=4, column=0, sticky="e")
+        self.cancel_button = ttk.Button(buttons, text="Cancel", command=self.cancel,
+                                        cursor="hand2")
+        self.cancel_button.pack(side="left")
+        self.ok_button = ttk.Button(buttons, text="OK", style="Accent.TButton",
+                                    command=self.submit, cursor="hand2")
+        self.ok_button.pack(side="left", padx=(px(10), 0))
+        self.columnconfigure(0, weight=1)
+        self.entry.bind("<Return>", lambda e: self.submit())
+        self.entry.bind("<KP_Enter>", lambda e: self.submit())
+        for w in (self.entry, self):
+            w.bind("<Escape>", lambda e: self.cancel())
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme          # (ttk styles follow the theme by themselves)
+
+    def show(self, title: str, note: str, ok: str, on_ok: Callable[[str], None]) -> None:
+        self.title.configure(text=title)
+        self.note.configure(text=note)
+        self.ok_button.configure(text=ok)
+        self.on_ok = on_ok
+        self.var.set("")
+        self.place(relx=0.5, rely=0.4, anchor="center")
+        self.lift()
+        self.entry.focus_force()
+
+    def hide(self) -> None:
+        self.place_forget()
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.winfo_manager())
+
+    def submit(self) -> None:
+        reason = " ".join(self.var.get().split())[:p.REASON_MAX]
+        on_ok, self.on_ok = self.on_ok, None
+        self.hide()
+        if on_ok is not None:
+            on_ok(reason)
+
+    def cancel(self) -> None:
+        self.on_ok = None
+        self.hide()
+        self.on_cancel()
 
 
 # --- the conversation header ----------------------------------------------------------

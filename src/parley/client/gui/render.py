@@ -24,14 +24,15 @@ from typing import Iterable, Optional, Sequence
 
 from ... import protocol as p
 # the one name colour, time format and mention rule of every client (parley.client.core)
-from ..core import (day_label, local_time, mention_re, mention_spans, name_colour_index,
-                    parse_ts, sorted_users)
+from ..core import (day_label, local_time, mention_re, mention_spans, mod_line,
+                    name_colour_index, parse_ts, sorted_users)
 from .model import SearchHit, term_spans
 
 Segment = tuple[str, tuple[str, ...]]
 
 GROUP_WINDOW = 5 * 60          # seconds: consecutive messages closer than this share a header
 MARKER_TEXT = "new since you were here"
+REMOVED_TEXT = "message removed"     # a message a moderator (or its author) removed
 
 
 # --- names and colours ---------------------------------------------------------
@@ -239,6 +240,13 @@ class Formatter:
         band: tuple[str, ...] = ("own",) if own else ("mention",) if mention else ()
         sender = display_text(ev.sender, self.emoji)
         name_tags = ("name", name_tag(ev.sender)) + (("myname",) if own else ())
+        if ev.deleted:
+            self.break_group()
+            self._last_time = when
+            segs += self._gutter(ev.ts, ("b1",))
+            segs.append((sender, ("b1", "removed", "nname")))
+            segs.append((f" · {REMOVED_TEXT}\n", ("b1", "removed")))
+            return Entry(segs, "removed", ev.id, own, False, self._local_day(when))
         if ev.kind == "me":
             self.break_group()
             self._last_time = when
@@ -297,6 +305,16 @@ class Formatter:
             segs.append((" cleared the topic\n", ("b1", "notice")))
         return Entry(segs, "notice", ev.id, day=self._local_day(when))
 
+    def moderation(self, ev: p.Moderation) -> Entry:
+        """A moderation action: a system line ("alice muted bob in #lab for 10m: …")."""
+        when = parse_ts(ev.ts)
+        segs = self._day_divider(when)
+        self.break_group()
+        segs += self._gutter(ev.ts, ("b1", "system"))
+        segs.append(("\u2691 ", ("b1", "system", "arrow")))
+        segs += self.body(mod_line(ev, self.me), ("system",), mentions=False)
+        return Entry(segs, "notice", ev.id, day=self._local_day(when))
+
     def presence(self, ev: p.Presence) -> Entry:
         """Joins and leaves of a big room, coalesced: one dimmed line."""
         self.break_group()
@@ -353,6 +371,8 @@ class Formatter:
             return self.leave(ev)
         if isinstance(ev, p.Topic):
             return self.topic(ev)
+        if isinstance(ev, p.Moderation):
+            return self.moderation(ev)
         if isinstance(ev, p.Presence):
             return self.presence(ev)
         return None

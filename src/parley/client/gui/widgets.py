@@ -118,6 +118,10 @@ class ChatView(ttk.Frame):
         self.max_entries = max(1, max_entries)
         self.on_type = on_type
         self.on_top = on_top            # the view reached the top: load older history
+        # "Remove message" in the context menu of a message: ``on_remove(id)``, offered
+        # where ``can_remove(shown)`` says so (mine, or any when I may moderate)
+        self.on_remove: Optional[Callable[[int], None]] = None
+        self.can_remove: Callable[[Shown], bool] = lambda shown: False
         self.follow = ScrollFollow()
         # what is shown, in order: one Shown per entry (its id, lines, kind, own)
         self.items: collections.deque[Shown] = collections.deque()
@@ -170,6 +174,7 @@ class ChatView(ttk.Frame):
             "nname": dict(foreground=c.text_dim, font=f["smallbold"]),
             "info": dict(foreground=c.text_dim),
             "system": dict(foreground=c.text_dim, font=f["italic"]),
+            "removed": dict(foreground=c.text_faint, font=f["italic"]),
             "error": dict(foreground=c.error),
             "divider": dict(justify="center", foreground=c.text_faint, font=f["caps"],
                             spacing1=px(14), spacing3=px(4)),
@@ -195,7 +200,8 @@ class ChatView(ttk.Frame):
         # creation order is priority order: colours and links beat the base styles,
         # "pending" greys out everything, the selection is always visible.
         order = ["b1", "b2", "hdr", "own", "mention", "info", "system", "error", "action",
-                 "notice", "arrow", "nname", "divider", "time", "badge", "name", "topic",
+                 "notice", "arrow", "nname", "removed", "divider", "time", "badge", "name",
+                 "topic",
                  "rulegap", "rule", "markerlabel", "beginning"]
         order += [f"nc{i}" for i in range(len(c.names))]
         order += ["myname", "mword", "url", "pending", "pnote", "flash"]
@@ -385,6 +391,48 @@ class ChatView(ttk.Frame):
                 self.after(1600, lambda: self._unflash())
                 self._moved()
                 return True
+        return False
+
+    def position_at(self, index: str) -> Optional[int]:
+        """The position in ``items`` of the entry shown at text ``index``."""
+        want = int(self.text.index(index).split(".")[0])
+        line = 1
+        for pos, item in enumerate(self.items):
+            if line <= want < line + item.lines:
+                return pos
+            line += item.lines
+        return None
+
+    def message_at(self, index: str) -> Optional[Shown]:
+        """The message (or /me action) shown at text ``index``, or None."""
+        pos = self.position_at(index)
+        if pos is None:
+            return None
+        item = self.items[pos]
+        return item if item.kind in ("message", "action") and item.id is not None else None
+
+    def mark_removed(self, mid: int) -> bool:
+        """Redraw message ``mid`` as removed (its header line, if any, stays); False
+        if it is not shown (or is removed already)."""
+        t = self.text
+        for pos, item in enumerate(self.items):
+            if item.id != mid or item.kind not in ("message", "action"):
+                continue
+            line = self._line_of(pos)
+            end = line + item.lines
+            body = line
+            while body < end - 1 and {"hdr", "divider"} & set(t.tag_names(f"{body}.0")):
+                body += 1
+            tab = t.search("\t", f"{body}.0", f"{body}.end")
+            start = t.index(f"{tab}+1c") if tab else f"{body}.0"
+            t.configure(state="normal")
+            try:
+                t.delete(start, f"{end}.0")
+                t.insert(start, render.REMOVED_TEXT + "\n", ("b1", "removed"))
+            finally:
+                t.configure(state="disabled")
+            self.items[pos] = item._replace(lines=body - line + 1, kind="removed")
+            return True
         return False
 
     def _unflash(self) -> None:
@@ -579,6 +627,11 @@ class ChatView(ttk.Frame):
             m.add_command(label="Copy link", command=lambda: self.copy(url))
             m.add_command(label="Open link in browser", command=lambda: self.open_url(url))
         m.add_command(label="Select all", command=lambda: t.tag_add("sel", "1.0", "end-1c"))
+        item = self.message_at(index)
+        if item is not None and self.on_remove is not None and self.can_remove(item):
+            m.add_separator()
+            m.add_command(label="Remove message\u2026",
+                          command=lambda mid=item.id: self.on_remove(mid))
         m.add_separator()
         m.add_command(label="Jump to latest", command=self.jump_to_end)
         try:

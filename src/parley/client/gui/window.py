@@ -31,6 +31,7 @@ from ... import __version__
 from ... import protocol as p
 from .. import core
 from ..session import (AccountChanged, ConnectFailed, ConversationsChanged, LoggedOut,
+                       MessageRemoved, RemovedFromRoom,
                        NameRefused, OfflineQueueFull,
                        Session, StateChanged)
 from ..tls import TlsOptions, TlsRefused, TrustQuestion, short_fingerprint
@@ -39,7 +40,8 @@ from . import settings
 from .account import PasswordCard, SessionsCard
 from . import theme as themes
 from .model import HistoryPager, SearchHit
-from .panes import ChatHeader, ConversationList, MemberList, RoomDialog, SearchPanel
+from .panes import (ChatHeader, ConversationList, MemberList, ReasonCard, RoomDialog,
+                    SearchPanel)
 from .render import Entry, Formatter, explain_name, refused_name, status_text, validate_host, \
     validate_port
 from .widgets import BrandMark, ChatView, ConnectCard, MessageInput, StatusBar, circle_image
@@ -155,6 +157,7 @@ class ChatApp:
         self.part_labels: dict[str, str] = {}
         self.rooms_label: Optional[str] = None      # the room dialog's list request
         self.users_labels: dict[str, Optional[str]] = {}   # /users answers to print
+        self.mod_labels: dict[str, dict] = {}       # label -> a moderation request's fields
         self.search_label: Optional[str] = None
         self.search_query = ""
         self.search_append = False
@@ -270,7 +273,9 @@ class ChatApp:
         right.columnconfigure(0, weight=1)
         right.rowconfigure(0, weight=1)
         self.members = MemberList(right, th, on_message=self.open_dm, on_mention=self._mention,
-                                  on_load=self.load_members, emoji=self.emoji)
+                                  on_load=self.load_members, emoji=self.emoji,
+                                  on_moderate=self.moderate_user)
+        self.members.can_moderate = self.may_moderate
         self.members.grid(row=0, column=0, sticky="nsew")
         self.results = SearchPanel(right, th, Formatter(emoji=self.emoji), on_pick=self.open_hit,
                                    on_close=self.close_search, on_more=self.more_results)
@@ -288,6 +293,7 @@ class ChatApp:
         self.sessions_card = SessionsCard(root, th, on_revoke=self.revoke,
                                           on_refresh=self.load_sessions,
                                           on_cancel=self._dialog_closed)
+        self.reason_card = ReasonCard(root, th, on_cancel=self._dialog_closed)
         self.account_labels: dict[str, tuple] = {}    # label -> what an account request was
         tls = bool(getattr(self.args, "tls", False)) or (
             self.settings.get("tls") == "on" and not self.args.port)
@@ -301,6 +307,8 @@ class ChatApp:
                         on_top=(lambda k=key: self.load_older(k)) if key else None)
         view.key = key
         view.fmt = Formatter(me=self.me, emoji=self.emoji)
+        view.on_remove = self.remove_message
+        view.can_remove = lambda shown: shown.own or self.may_moderate()
         view.first_day = None
         view.beginning_shown = False
         return view
@@ -328,7 +336,7 @@ class ChatApp:
         th = self.theme
         panes = [self.lobby, *self.views.values(), self.convlist, self.members, self.results,
                  self.header, self.input, self.card, self.dialog, self.status,
-                 self.password_card, self.sessions_card]
+                 self.password_card, self.sessions_card, self.reason_card]
         for w in panes:
             w.apply_theme(th)
         self.brand_mark.apply_theme(th, th.palette.sidebar)
@@ -529,6 +537,26 @@ class ChatApp:
             self.sessions_card.set_sessions(ev.sessions)
         elif isinstance(ev, LoggedOut):
             self._logged_out(ev)
+        elif isinstance(ev, MessageRemoved):
+            self._flush_batch()              # (it may still be waiting to be drawn)
+            view = self.views.get(ev.conv.casefold())
+            if view is not None:
+                view.mark_removed(ev.id)
+        elif isinstance(ev, RemovedFromRoom):
+            self._flush_batch()
+            self.sidebar_dirty = self.panes_dirty = True
+            self._refresh_panes()            # (out of the room on screen: to another)
+            what = "kicked you from" if ev.action == "kick" else "banned you from"
+            self.info(f"\u2715 {ev.by} {what} {ev.room}" + (f": {ev.reason}" if ev.reason
+                                                            else "."), "error")
+        elif isinstance(ev, p.Invited):
+            self.info(f"{ev.by} invited you to {ev.room}: /join {ev.room} (or +) to go in.",
+                      "system")
+        elif isinstance(ev, p.AuditLog):
+            self.mod_labels.pop(ev.label, None)
+            self.chat.jump_to_end()
+            self.info("The latest moderation actions:\n" + "\n".join(
+                "  " + ln for ln in core.audit_table(ev.entries)))
         elif isinstance(ev, p.Presence):
             view = self.view(ev.room)
             self._line(ev.room, [view.fmt.presence(ev)])
@@ -569,6 +597,7 @@ class ChatApp:
                     item.id = ev.id            # shown dimmed until its copy arrives
             if ev.label in self.account_labels:
                 self._account_acked(self.account_labels.pop(ev.label))
+            self.mod_labels.pop(ev.label, None)      # (its mod frame says what happened)
             if ev.label in self.part_labels:
                 room = self.part_labels.pop(ev.label)
                 self.sidebar_dirty = self.panes_dirty = True
@@ -654,6 +683,11 @@ class ChatApp:
             self.dialog.set_rooms([])
             return
         self.users_labels.pop(label, None)
+        if label in self.mod_labels:
+            what = core.mod_summary(self.mod_labels.pop(label))
+            self._line(None, [self.chat.fmt.info(f"\u2715 Not done ({what}): {ev.message}",
+                                                 "error")])
+            return
         self._line(None, [self.chat.fmt.info(f"\u2715 {ev.message} ({ev.code})", "error")])
         if not self.joined:          # e.g. version_unsupported, at hello time
             self.card.show()
@@ -1346,6 +1380,10 @@ class ChatApp:
                 self.search(cmd.text)
             elif name in ("register", "password", "sessions", "revoke", "logout"):
                 return self._account_command(cmd)
+            elif cmd.mod is not None:
+                self.send_mod(cmd.mod)
+            elif name == "audit":
+                self.mod_labels[session.audit(limit=cmd.args[0])] = {"action": "audit"}
             elif name == "users":
                 if cmd.target:
                     self.users_labels[session.request_users(cmd.target)] = None
@@ -1359,6 +1397,63 @@ class ChatApp:
             self.info(f"Not sent: {e}.", "error")
             return False
         return True
+
+    # --- moderation ----------------------------------------------------------------------
+    def may_moderate(self) -> bool:
+        """Offer moderation here?  In a room, logged in to an account (guests are never
+        moderators; the server says no to anyone else, and the window shows why)."""
+        s = self.session
+        return bool(s is not None and s.is_account and self.current
+                    and model.is_room(self.current))
+
+    def send_mod(self, fields: dict) -> Optional[str]:
+        if self.session is None:
+            return None
+        label = self.session.moderate(**fields)
+        self.mod_labels[label] = dict(fields)
+        return label
+
+    def moderate_user(self, action: str, name: str, duration: Optional[int] = None) -> None:
+        """From the member list's menu: kick, mute and ban ask for a reason first."""
+        room = self.current
+        if room is None or not model.is_room(room):
+            return
+        fields: dict = {"action": action, "room": room, "target": name}
+        if duration is not None:
+            fields["duration"] = duration
+        if action not in ("kick", "mute", "ban"):
+            self.send_mod(fields)
+            return
+        span = f" for {core.format_duration(duration)}" if duration else ""
+        titles = {"kick": f"Kick {name} from {room}", "mute": f"Mute {name} in {room}{span}",
+                  "ban": f"Ban {name} from {room}"}
+        notes = {"kick": f"{name} leaves the room now and may join it again.",
+                 "mute": f"{name} stays in the room but cannot speak"
+                         + (f" for {core.format_duration(duration)}." if duration
+                            else " until unmuted."),
+                 "ban": f"{name} leaves the room and cannot join it again until unbanned."}
+
+        def ok(reason: str) -> None:
+            if reason:
+                fields["reason"] = reason
+            self.send_mod(fields)
+        self.reason_card.show(titles[action], notes[action], action.capitalize(), ok)
+
+    def remove_message(self, mid: int) -> None:
+        """From a message's menu: remove it (a reason is asked, and optional)."""
+        room = self.current
+        if room is None or not model.is_room(room):
+            self.info("Only messages of rooms can be removed.", "error")
+            return
+
+        def ok(reason: str) -> None:
+            fields = {"action": "delete", "room": room, "id": mid}
+            if reason:
+                fields["reason"] = reason
+            self.send_mod(fields)
+        self.reason_card.show("Remove this message?",
+                              f"It disappears for everyone in {room} and from the history.",
+                              "Remove", ok)
 
     def _account_command(self, cmd: Any) -> bool:
         s = self.session
