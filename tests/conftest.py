@@ -1,5 +1,12 @@
 """Shared fixtures: an in-process server on 127.0.0.1:0 and a raw protocol client."""
+import os
+import tempfile
+
 import pytest
+
+# clients keep settings, known_hosts and login tokens in the config directory: never
+# the real one of whoever runs the tests (child processes inherit this too)
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="parley-test-config-")
 
 from rawclient import RawClient  # noqa: F401  (tests/ is on sys.path via rootdir conftest)
 from parley.server.app import Server

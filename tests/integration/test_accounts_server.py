@@ -499,3 +499,52 @@ def test_a_mention_of_an_account_that_is_away_waits_in_its_next_welcome(make_ser
     ids = [f["id"] for f in w.history]
     assert ids == sorted(ids) and ping.id in ids
     assert a2.expect("unread", room="#general").mentions == 1
+
+
+# --- the desktop and terminal clients keep a login between runs -----------------------
+def _next(session, kind, timeout=10):
+    import queue as q
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ev = session.events.get(timeout=max(0.01, deadline - time.monotonic()))
+        except q.Empty:
+            raise AssertionError(f"no {kind.__name__}")
+        if isinstance(ev, kind):
+            return ev
+
+
+def test_a_kept_login_reopens_without_the_password_until_it_is_revoked(server, tmp_path):
+    from parley.client.logins import LoginStore
+    from parley.client.session import NameRefused, Session
+    add_account(server, "alice")
+    store = LoginStore(str(tmp_path / "logins.json"))
+    host, port = server.address
+    first = Session(host, port, "alice", password=PW, logins=store, device="laptop").start()
+    w = _next(first, p.Welcome)
+    assert store.get(host, port, "alice") == w.token       # kept after the welcome
+    first.close()
+    # the next run: no password, the kept token logs in, the same device session
+    second = Session(host, port, "ALICE", logins=store).start()
+    w2 = _next(second, p.Welcome)
+    assert w2.account == w.account and w2.token == w.token
+    second.close()
+    # revoked meanwhile (from another device, or the server's `user revoke`): the next
+    # start forgets the token and asks for the password instead of failing
+    with server.store._reading() as c:
+        from parley.server import accountdb
+        acct = accountdb.get(c, "alice")
+        assert len(accountdb.revoke(c, acct.sid)) == 1
+    third = Session(host, port, "alice", logins=store).start()
+    refused = _next(third, NameRefused)
+    assert refused.code == p.LOGIN_FAILED and "password" in refused.message
+    assert store.get(host, port, "alice") is None
+    third.set_name("alice", password=PW)
+    assert _next(third, p.Welcome).account["name"] == "alice"
+    assert store.get(host, port, "alice") not in (None, w.token)
+    third.close()
+    # a guest is never kept
+    guest = Session(host, port, "bob", logins=store).start()
+    _next(guest, p.Welcome)
+    guest.close()
+    assert store.get(host, port, "bob") is None

@@ -40,6 +40,7 @@ from typing import Callable, Optional
 from .. import __version__
 from .. import protocol as p
 from . import core
+from .logins import LoginStore
 from .session import (AccountChanged, ConnectFailed, ConversationsChanged, LoggedOut,
                       MessageRemoved, RemovedFromRoom,
                       NameRefused, OfflineQueueFull, Session, SessionState, StateChanged)
@@ -371,6 +372,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                     "device and reconnects with it; the password is never stored or sent again.")
     acc.add_argument("--login", action="store_true",
                      help="log in to the account NAME: asks for its password (no echo)")
+    acc.add_argument("--no-keep-login", action="store_true",
+                     help="do not keep the login token on this computer (by default it is "
+                          "kept in the config directory, so the next start needs no password; "
+                          "/logout forgets it)")
     acc.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of stdin (scripts; the "
                           "other lines are the messages)")
@@ -526,7 +531,8 @@ class Client:
             return 2
         device = a.device or f"terminal on {socket.gethostname()}"[:p.DEVICE_MAX]
         self.session = Session(a.host, a.port, name, client="parley-cli", tls=tls,
-                               password=password, register=a.register, device=device)
+                               password=password, register=a.register, device=device,
+                               logins=None if a.no_keep_login else LoginStore())
         del password
         self.session.start()
         tries = 0

@@ -42,7 +42,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from .. import __version__
 from .. import protocol as p
@@ -234,8 +234,12 @@ class Session:
                  connect_timeout: float = 5.0, keepalive: float = 20.0,
                  max_queued: int = 500, caps: Iterable[str] = (p.CAP_ROOMS,),
                  tls: Optional[TlsOptions] = None, password: Optional[str] = None,
-                 register: bool = False, device: Optional[str] = None):
+                 register: bool = False, device: Optional[str] = None,
+                 logins: Optional[Any] = None):
         self.host, self.port = host, port
+        # a LoginStore (client/logins.py): the login token is kept between runs, so the
+        # next start logs in without the password
+        self.logins = logins
         # accounts: the password goes in the hello until the first welcome, then only the
         # login token (``self.token``) is used; it is never sent again by itself
         self._password = password
@@ -266,6 +270,10 @@ class Session:
         self.state = SessionState.CONNECTING
         self.last_id: Optional[int] = None
         self.token: Optional[str] = None
+        self._saved_token = False             # self.token came from the login store
+        if logins is not None and password is None:
+            self.token = logins.get(host, port, name)
+            self._saved_token = self.token is not None
         self.instance: Optional[str] = None   # the database our ids belong to
         self._welcomed = False                # by this server or an earlier run of it
         self._connected_once = False
@@ -1044,7 +1052,8 @@ class Session:
                 password, register = self._password, self._register
             token = None if password is not None else self.token
             self._hello_sent = ("password" if password is not None else
-                                "token" if token and self.account is not None else "guest")
+                                "token" if token and (self.account is not None or
+                                                      self._saved_token) else "guest")
             self._rehello_at = None
             out.extend(p.encode(p.Hello(version=p.PROTOCOL_VERSION, name=self.name,
                                         client=self.client, client_version=__version__,
@@ -1383,13 +1392,35 @@ class Session:
     def _logged_out(self, message: str) -> None:
         """The login token no longer works: forget it, stop, say so."""
         self.token = None
+        self._keep_login(None)
         self.logged_out = True
         self.reconnect = False
         with self._cond:
             self._password = None
         self._emit(LoggedOut(message))
 
+    def _keep_login(self, token: Optional[str]) -> None:
+        if self.logins is None:
+            return
+        try:
+            if token is None:
+                self.logins.forget(self.host, self.port, self.name)
+            elif self.account is not None:
+                self.logins.put(self.host, self.port, self.account["name"], token)
+        except OSError as e:
+            log.warning("cannot keep the login token: %s", e)
+
     def _error(self, err: p.Error) -> Optional[str]:
+        if not self.registered.is_set() and self._hello_sent == "token" \
+                and err.code in _TOKEN_REFUSED and self._saved_token:
+            # a login kept from an earlier run that no longer works: ask for the password
+            self._saved_token = False
+            self._keep_login(None)
+            self.token = None
+            self._emit(NameRefused(self.name, p.LOGIN_FAILED,
+                                   "your saved login has ended (logged out elsewhere?): "
+                                   "enter your password"))
+            return None
         if not self.registered.is_set() and self._hello_sent == "token" \
                 and err.code in _TOKEN_REFUSED:
             # the login token of an account was revoked (or the account removed) while
@@ -1459,6 +1490,9 @@ class Session:
         self.token = w.token          # an account's: this device's login token
         self.auth = w.auth
         self.account = dict(w.account) if isinstance(w.account, dict) else None
+        self._saved_token = False          # (it worked: from now on, as any token)
+        if self.account is not None:
+            self._keep_login(w.token)
         self.limits = w.limits
         self.caps = list(w.caps or [])
         self._tokens = float(w.limits.get("burst", 20)) / 2   # others may have used some

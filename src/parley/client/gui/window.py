@@ -30,6 +30,7 @@ from typing import Any, Optional
 from ... import __version__
 from ... import protocol as p
 from .. import core
+from ..logins import LoginStore
 from ..session import (AccountChanged, ConnectFailed, ConversationsChanged, LoggedOut,
                        MessageRemoved, RemovedFromRoom,
                        NameRefused, OfflineQueueFull,
@@ -390,6 +391,7 @@ class ChatApp:
         if self.use_tls:
             opts["tls"] = TlsOptions(ca=getattr(self.args, "ca", None),
                                      known_hosts=getattr(self.args, "known_hosts", None))
+        opts["logins"] = LoginStore()      # a login is kept: the next start needs no password
         opts.update(self.session_options)
         self.session = Session(host, port, name, **opts)
         self.session.start()
