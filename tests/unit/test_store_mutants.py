@@ -9,6 +9,7 @@ queued, it commits it inline (``Store.commit_queued``), without the thread.
 """
 import logging
 import os
+import queue
 import re
 import sqlite3
 import threading
@@ -142,6 +143,8 @@ def test_fts5_probe_leaves_nothing_behind():
     ('"" x', '"" x'),                              # an empty phrase
     ('"a""" b', '"a""" b'),                        # a phrase ending in an escaped quote
     ("aXb", "aXb"),
+    ("Xmas", "Xmas"),                              # X: no structure character
+    ("X?", '"X?"'),
 ])
 def test_requote(query, want):
     assert store_mod._requote(query) == want
@@ -282,13 +285,14 @@ def test_commit_queued_runs_batches_of_batch_max_on_the_calling_thread(db_path):
         assert [w.ts - first for w in writes] == [0, 0, 1000, 1000, 2000]
         assert s.last_id == 5
         s.start()
-        with pytest.raises(RuntimeError, match="writer is running"):
+        with pytest.raises(RuntimeError,
+                           match="^the store's writer is running: it commits what is queued$"):
             s.commit_queued()
     finally:
         s.close()
-    with pytest.raises(StoreError, match="the store is closed"):
+    with pytest.raises(StoreError, match="^the store is closed$"):
         s.commit_queued()
-    with pytest.raises(StoreError, match="the store is not open"):
+    with pytest.raises(StoreError, match="^the store is not open$"):
         Store(db_path).commit_queued()
 
 
@@ -430,7 +434,7 @@ def test_open_twice_and_reopen_after_close(db_path):
     s.close()                                       # twice is harmless
     with pytest.raises(StoreError, match="this store was closed; make a new one"):
         s.open()
-    with pytest.raises(StoreError, match="open the store before starting it"):
+    with pytest.raises(StoreError, match="^open the store before starting it$"):
         Store(db_path).start()
 
 
@@ -1336,3 +1340,299 @@ def test_flush_gives_up_on_a_slow_index_after_its_timeout(st):
     with st._index_cv:
         assert st._index_cv.wait_for(lambda: st._indexed >= 1, 10)
     assert st.flush(5) is True
+
+
+# --- found by the complete mutation run (./scripts/mutation --store) ---------------
+def test_reads_of_a_store_never_opened_say_so(db_path):
+    with pytest.raises(StoreError, match="^the store is not open$"):
+        Store(db_path).history(None, room="#general")
+
+
+def test_a_room_row_written_behind_the_store_is_named_from_the_table(st):
+    commit(st, say("hello", room="#late"))         # no room write: the store has no name
+    assert ids(st.history(None, room="#late")[0]) == [1]
+    other = sqlite3.connect(st.path, isolation_level=None)
+    try:                                            # e.g. a repair by hand, server running
+        other.execute("INSERT INTO rooms(key, name) VALUES ('#late2', '#Late2')")
+    finally:
+        other.close()
+    commit(st, say("hi", room="#late2"))
+    frames, _ = st.history(None, room="#late2")
+    assert [f["room"] for f in frames] == ["#Late2"]
+
+
+def test_a_search_with_nothing_to_search_is_empty_with_no_more(st):
+    commit(st, say("word"))
+    assert st.search(A, "word", ["#general"], limit=0) == ([], False)
+    assert st.search(A, "word", ["#general"], room="#elsewhere") == ([], False)
+    assert st.search(None, "word", ["#general"], peer="bob") == ([], False)
+
+
+class Recording:
+    """A reader connection that remembers the parameters of each statement."""
+
+    def __init__(self, conn):
+        self.conn, self.params = conn, []
+
+    def execute(self, sql, *args):
+        self.params.append(args[0] if args else ())
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_search_in_a_few_rooms_is_narrowed_by_fts5_itself(st):
+    commit(st, say("word", room="#a"), say("word", room="#b"), dm("word", "bob", B, "alice", A))
+    assert st.flush(5)
+    st.history(None, room="#general")               # this thread's reader connection
+    real = st._local.conn
+    st._local.conn = rec = Recording(real)
+    try:
+        r_a, r_b, u_a = ("r" + "#a".encode().hex(), "r" + "#b".encode().hex(),
+                         "u" + A.encode().hex())
+        assert ids(st.search(A, "word", ["#a", "#b"])[0]) == [3, 2, 1]
+        assert ids(st.search(A, "word", ["#a", "#b"], room="#b")[0]) == [2]
+        assert ids(st.search(A, "word", ["#a", "#b"], peer="Bob")[0]) == [3]
+    finally:
+        st._local.conn = real
+    matches = [a[0] for a in rec.params if a and str(a[0]).startswith("text : ")]
+    assert matches == [f"text : (word) AND scope : ({r_a} OR {r_b} OR {u_a})",
+                       f"text : (word) AND scope : ({r_b})",
+                       f"text : (word) AND scope : ({u_a})"]
+
+
+def test_after_close_a_complete_index_is_not_reported_behind(st, caplog):
+    commit(st, say("word"))
+    assert st.flush(5)
+    st.close()
+    with pytest.raises(StoreError, match="^the store is closed$"):
+        st.search(A, "word", ["#general"])
+    assert [m for m in caplog.messages if "behind" in m] == []
+
+
+class OnePass:
+    """The index's condition, for a test on one thread: wait_for() looks once."""
+
+    def __init__(self):
+        self.looked = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def wait_for(self, predicate, timeout):
+        self.looked.append(predicate())
+        return self.looked[-1]
+
+    def notify_all(self):
+        pass
+
+
+def test_searches_stop_waiting_for_an_index_that_failed_or_is_stopping(st):
+    real, st._index_cv = st._index_cv, OnePass()
+    try:
+        st._index_ok = False                        # the indexer's last attempt failed
+        assert st._wait_indexed(5, 30) is False
+        st._index_ok, st._index_stop = True, True   # closing
+        assert st._wait_indexed(5, 30) is False
+        st._index_stop = False
+        assert st._wait_indexed(5, 30) is False     # neither: it would wait
+        assert st._index_cv.looked == [True, True, False]
+    finally:
+        st._index_cv = real
+
+
+def test_a_search_waits_at_most_search_wait_for_a_slow_index(st, monkeypatch, caplog):
+    monkeypatch.setattr(store_mod, "SEARCH_WAIT", 0.05)
+    commit(st, say("early bird"))
+    assert st.flush(5)
+    gate = threading.Event()
+    real = st._index_to
+
+    def slow(target):                               # slow, not failing
+        gate.wait(10)
+        real(target)
+
+    st._index_to = slow
+    try:
+        commit(st, say("late bird"))
+        assert ids(st.search(A, "bird", ["#general"])[0]) == [1]
+        assert "searching an index that is behind (1 of 2)" in caplog.messages
+    finally:
+        gate.set()
+
+
+class FailingRollback:
+    """The search index's connection, where one statement and the ROLLBACK fail."""
+
+    def __init__(self, conn, failing):
+        self.conn, self.failing = conn, failing
+
+    def execute(self, sql, *args):
+        if sql.startswith(self.failing) or sql == "ROLLBACK":
+            raise sqlite3.OperationalError(f"cannot {sql.split()[0].lower()}")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def _stop_indexer(s):
+    s._index_stop = True
+    s._index_wake.set()
+    s._indexer.join(10)
+    s._indexer, s._index_stop = None, False
+
+
+@pytest.mark.parametrize("step", ["index", "merge"])
+def test_a_failing_rollback_does_not_hide_the_index_error(st, step):
+    commit(st, say("word"))
+    _stop_indexer(st)
+    real = st._sconn
+    st._sconn = FailingRollback(real, "INSERT INTO events_fts")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="^cannot insert$"):
+            if step == "index":
+                st._index_to(1)
+            else:
+                st._merge_step()
+    finally:
+        st._sconn = real
+        real.execute("ROLLBACK")
+    assert st._indexed == 0
+
+
+class Stopper:
+    """The checkpointer's stop event: each wait() runs the next step (None: stop)."""
+
+    def __init__(self, *steps):
+        self.steps, self.timeouts = list(steps), []
+
+    def wait(self, timeout):
+        self.timeouts.append(timeout)
+        step = self.steps.pop(0) if self.steps else None
+        if step is None:
+            return True
+        step()
+        return False
+
+
+class Checkpoints:
+    """The checkpointer's connection: remembers statements, fails when told to."""
+
+    def __init__(self, conn):
+        self.conn, self.sql, self.fail, self.closed = conn, [], False, False
+
+    def execute(self, sql, *args):
+        self.sql.append(sql)
+        if self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def close(self):
+        self.closed = True
+        self.conn.close()
+        raise sqlite3.ProgrammingError("closing twice")     # ignored
+
+
+def test_the_checkpointer_checkpoints_once_after_commits_and_goes_on_after_a_failure(st, caplog):
+    conn = Checkpoints(sqlite3.connect(st.path, isolation_level=None))
+    st._connect = lambda path=None: conn
+    ckpt = "PRAGMA wal_checkpoint(PASSIVE)"
+
+    def commits(n, fail=False):
+        def step():
+            st._commits += n
+            conn.fail = fail
+        return step
+
+    st._ckpt_stop = Stopper(commits(0), commits(1), commits(0), commits(2, fail=True),
+                            commits(0), commits(1))
+    before = len(caplog.messages)
+    st._checkpoint_loop()
+    assert conn.sql == [ckpt, ckpt, ckpt]           # after each wait that saw new commits
+    assert st._ckpt_stop.timeouts == [store_mod.CHECKPOINT_EVERY] * 7
+    assert caplog.messages[before:] == ["checkpoint failed: disk I/O error"]
+    assert conn.closed
+
+
+def test_the_checkpointer_without_a_connection_leaves_it_to_the_writer(st, caplog):
+    def cannot(path=None):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    st._connect = cannot
+    st._ckpt_stop = Stopper(lambda: None)
+    st._checkpoint_loop()
+    assert st._ckpt_stop.timeouts == []
+    assert caplog.messages[-1] == ("no background checkpoints (unable to open database file): "
+                                   "the writer does them")
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self):
+        return self.now
+
+
+EMPTY = object()
+
+
+class Script:
+    """The writer's queue: every call takes the next (answer, seconds it takes)."""
+
+    def __init__(self, clock, *answers):
+        self.clock, self.answers, self.calls = clock, list(answers), []
+
+    def _next(self, call):
+        self.calls.append(call)
+        assert self.answers, f"unexpected {call}"
+        answer, took = self.answers.pop(0)
+        self.clock.now += took
+        if answer is EMPTY:
+            raise queue.Empty
+        return answer
+
+    def get(self, timeout=None):
+        return self._next(("get", timeout))
+
+    def get_nowait(self):
+        return self._next(("get_nowait",))
+
+
+@pytest.mark.parametrize("batch_max, arrive, calls, batches", [
+    # 1 write: under batch_max // 4 (2), so it waits up to batch_wait (0.5 s) for more
+    (9, [("get_nowait", EMPTY), ("w1", 0.25), ("w2", 0.25)],
+     [("get_nowait",), ("get", 0.5), ("get", 0.25)], [["w0", "w1", "w2"]]),
+    # 2 writes: not under 9 // 4, committed at once
+    (9, [("w1", 0), ("get_nowait", EMPTY)], [("get_nowait",), ("get_nowait",)], [["w0", "w1"]]),
+    # the wait stops when the batch is full (8)
+    (8, [("get_nowait", EMPTY)] + [(f"w{i}", 0) for i in range(1, 8)],
+     [("get_nowait",)] + [("get", 0.5)] * 7, [[f"w{i}" for i in range(8)]]),
+])
+def test_the_writer_waits_for_more_up_to_batch_wait(st, monkeypatch, batch_max, arrive, calls,
+                                                   batches):
+    clock = FakeTime()
+    monkeypatch.setattr(store_mod, "time", clock)
+    writes = {f"w{i}": say(f"w{i}") for i in range(9)}
+    answers = [(writes["w0"], 0)]
+    for what, took in arrive:
+        answers.append((EMPTY if took is EMPTY else writes[what], 0 if took is EMPTY else took))
+    # then the stop, alone: it waits too, then the writer drains the queue and returns
+    answers += [(store_mod._STOP, 0), (EMPTY, 0), (EMPTY, 0.5), (EMPTY, 0)]
+    st.batch_max, st.batch_wait = batch_max, 0.5
+    st._queue = q = Script(clock, *answers)
+    got = []
+    st._on_commit = lambda batch, error: got.append([w.text for w in batch])
+    try:
+        st._run()
+    finally:
+        st._queue = queue.SimpleQueue()
+    assert q.calls == [("get", None)] + calls + [("get", None), ("get_nowait",), ("get", 0.5),
+                                                 ("get_nowait",)]
+    assert got == batches and q.answers == []

@@ -362,7 +362,7 @@ def _requote(query: str) -> str:
             if word in _OPERATORS or _NEAR.fullmatch(word) or _BAREWORD.fullmatch(word):
                 out.append(word)
             else:
-                out.append('"' + word.replace('"', '""') + '"')
+                out.append('"' + word + '"')      # (a word holds no '"')
             i = j
     return " ".join(out)
 
