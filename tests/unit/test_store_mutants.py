@@ -1636,3 +1636,23 @@ def test_the_writer_waits_for_more_up_to_batch_wait(st, monkeypatch, batch_max, 
     assert q.calls == [("get", None)] + calls + [("get", None), ("get_nowait",), ("get", 0.5),
                                                  ("get_nowait",)]
     assert got == batches and q.answers == []
+
+
+def test_a_query_that_parses_alone_but_not_inside_the_filter_says_why(st):
+    # "((...(a)...))": FTS5 parses it alone, not one level deeper, inside text : (...)
+    probe = sqlite3.connect(":memory:")
+    probe.execute("CREATE VIRTUAL TABLE t USING fts5(text, scope)")
+
+    def fails(m):
+        try:
+            probe.execute("SELECT rowid FROM t WHERE t MATCH ?", (m,)).fetchall()
+        except sqlite3.OperationalError:
+            return True
+        return False
+
+    depth = next(n for n in range(1, 1000) if fails(f"text : ({'(' * n}a{')' * n})"))
+    query = "(" * depth + "a" + ")" * depth
+    assert not fails(query)
+    commit(st, say("a"))
+    with pytest.raises(BadQuery, match=r"^cannot understand the search: parser stack overflow$"):
+        st.search(A, query, ["#general"])
