@@ -1656,3 +1656,37 @@ def test_a_query_that_parses_alone_but_not_inside_the_filter_says_why(st):
     commit(st, say("a"))
     with pytest.raises(BadQuery, match=r"^cannot understand the search: parser stack overflow$"):
         st.search(A, query, ["#general"])
+
+
+class IndexRanges:
+    """The search index's connection: remembers the (lo, hi] ranges it indexes."""
+
+    def __init__(self, conn):
+        self.conn, self.ranges = conn, []
+
+    def execute(self, sql, *args):
+        if sql == store_mod._INDEX_RANGE:
+            self.ranges.append(tuple(args[0]))
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_the_indexer_indexes_up_to_its_target_in_chunks(st, monkeypatch):
+    monkeypatch.setattr(store_mod, "INDEX_CHUNK", 2)
+    _stop_indexer(st)                               # this thread indexes, when told to
+    commit(st, *[say(f"word {i}") for i in range(5)])
+    real = st._sconn
+    st._sconn = rec = IndexRanges(real)
+    try:
+        st._index_to(4)
+        assert (rec.ranges, st._indexed) == ([(0, 2), (2, 4)], 4)
+        st._index_to(4)                             # nothing left below the target
+        st._index_to(5)
+        assert (rec.ranges, st._indexed) == ([(0, 2), (2, 4), (4, 5)], 5)
+    finally:
+        st._sconn = real
+    upto = real.execute("SELECT value FROM meta WHERE key='indexed_upto'").fetchone()[0]
+    assert upto == "5"
+    assert ids(st.search(A, "word", ["#general"])[0]) == [5, 4, 3, 2, 1]
