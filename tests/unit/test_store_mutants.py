@@ -10,6 +10,7 @@ queued, it commits it inline (``Store.commit_queued``), without the thread.
 import logging
 import os
 import queue
+import shutil
 import re
 import sqlite3
 import threading
@@ -1690,3 +1691,126 @@ def test_the_indexer_indexes_up_to_its_target_in_chunks(st, monkeypatch):
     upto = real.execute("SELECT value FROM meta WHERE key='indexed_upto'").fetchone()[0]
     assert upto == "5"
     assert ids(st.search(A, "word", ["#general"])[0]) == [5, 4, 3, 2, 1]
+
+
+class Statements:
+    """The writer's connection: remembers every statement; fails those starting
+    with one of ``failing`` (and ROLLBACK, if ``rollback_fails``)."""
+
+    def __init__(self, conn, failing=(), rollback_fails=False, close_fails=False):
+        self.conn, self.sql, self.failing = conn, [], tuple(failing)
+        self.rollback_fails, self.close_fails = rollback_fails, close_fails
+
+    def execute(self, sql, *args):
+        self.sql.append(sql)
+        if (self.failing and sql.startswith(self.failing)) or \
+                (self.rollback_fails and sql == "ROLLBACK"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def close(self):
+        self.conn.close()
+        if self.close_fails:
+            raise sqlite3.OperationalError("unable to close due to unfinalized statements")
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_batch_inserts_its_events_in_as_few_statements_as_it_can(st):
+    real = st._wconn
+    st._wconn = rec = Statements(real)
+    try:
+        commit(st, Write(op="barrier"))             # nothing to store: no transaction
+        assert rec.sql == []
+        commit(st, say("a"), say("b"), say("c"), Write(op="room", room="#x", name="#X"),
+               say("d", room="#x"), say("e", room="#x"))
+    finally:
+        st._wconn = real
+    row = store_mod._EVENT_ROW
+    assert rec.sql == ["BEGIN IMMEDIATE",
+                       store_mod._INSERT_EVENT + ",".join([row] * 3),
+                       rec.sql[2],
+                       store_mod._INSERT_EVENT + ",".join([row] * 2),
+                       "COMMIT"]
+    assert rec.sql[2].startswith("INSERT INTO rooms")
+    assert [f["text"] for f in st.history(None, room="#x")[0]] == ["d", "e"]
+
+
+def test_only_messages_wake_the_indexer(st):
+    _stop_indexer(st)
+    st._index_wake.clear()
+    event = dict(op="event", room="#general", sender="x", sender_sid=C)
+    for write, wakes in [(Write(op="room", room="#x", name="#x"), False),
+                         (Write(kind="join", **event), False),
+                         (Write(kind="topic", text="t", **event), False),
+                         (Write(kind="leave", text="bye", **event), False),
+                         (say("a message"), True),
+                         (say("an action", kind="me"), True)]:
+        commit(st, write)
+        assert (write.kind, st._index_wake.is_set()) == (write.kind, wakes)
+        st._index_wake.clear()
+
+
+def test_joins_and_leaves_leave_the_topic_alone(st):
+    event = dict(op="event", room="#general", sender="x", sender_sid=C)
+    commit(st, Write(kind="topic", text="the topic", **event))
+    commit(st, Write(kind="join", **event), Write(kind="leave", text="bye", **event))
+    assert st.room("#general") == ("#general", "the topic")
+
+
+def test_a_failing_rollback_does_not_hide_a_failed_batch(st):
+    got = []
+    st._on_commit = lambda batch, error: got.append(error)
+    real = st._wconn
+    st._wconn = Statements(real, failing=("INSERT INTO events",), rollback_fails=True)
+    try:
+        w = commit(st, say("lost"))[0]
+    finally:
+        st._wconn = real
+        real.execute("ROLLBACK")
+    assert (got, w.id, w.error, st.last_id) == (["disk I/O error"], None, "disk I/O error", 0)
+
+
+def test_the_checkpointer_sees_every_commit(st):
+    conn = Checkpoints(sqlite3.connect(st.path, isolation_level=None))
+    st._connect = lambda path=None: conn
+    st._ckpt_stop = Stopper(lambda: commit(st, say("one")), lambda: None,
+                            lambda: commit(st, say("two")), lambda: commit(st, say("three")))
+    st._checkpoint_loop()
+    assert conn.sql == ["PRAGMA wal_checkpoint(PASSIVE)"] * 3
+
+
+def test_the_lock_file_is_readable_by_all_writable_by_its_owner(db_path):
+    old = os.umask(0o022)
+    try:
+        with Store(db_path):
+            mode = os.stat(db_path + ".lock").st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert mode == 0o644
+
+
+class Unclosable:
+    def close(self):
+        raise sqlite3.ProgrammingError("cannot close")
+
+
+def test_close_gets_through_whatever_fails_on_the_way(db_path):
+    s = Store(db_path).open()
+    s._readers[threading.Thread()] = Unclosable()
+    s._sconn = Statements(s._sconn, close_fails=True)
+    s._wconn = wconn = Statements(s._wconn, failing=("PRAGMA optimize",), close_fails=True)
+    os.close(s._lock_fd)                            # unlocking and closing it fail
+    s.close()
+    assert wconn.sql == ["PRAGMA optimize"] and not s.opened
+    with Store(db_path) as again:                   # not locked any more
+        assert again.last_id == 0
+
+
+def test_a_memory_store_closes_without_optimizing_even_if_its_directory_went():
+    s = Store(":memory:").open()
+    s._wconn = wconn = Statements(s._wconn)
+    shutil.rmtree(s._tmpdir)
+    s.close()
+    assert wconn.sql == [] and s._tmpdir is None
