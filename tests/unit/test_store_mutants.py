@@ -1814,3 +1814,34 @@ def test_a_memory_store_closes_without_optimizing_even_if_its_directory_went():
     shutil.rmtree(s._tmpdir)
     s.close()
     assert wconn.sql == [] and s._tmpdir is None
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pid\n", b"0\n"])
+def test_a_lock_without_a_readable_pid_is_still_a_clear_error(db_path, content):
+    with Store(db_path):
+        with open(db_path + ".lock", "r+b") as f:     # a holder that did not (yet) say who
+            f.truncate(0)
+            f.write(content)
+        with pytest.raises(StoreError) as e:
+            Store(db_path).open()
+    assert str(e.value) == f"another Parley server is using {os.path.dirname(db_path)} (lock held)"
+
+
+def test_a_search_index_damaged_again_after_its_rebuild_is_an_error(db_path, monkeypatch):
+    garbage = os.path.join(os.path.dirname(db_path), "garbage.db")
+    real = Store._connect
+
+    def connect(self, path=None):                   # the index file is always garbage
+        if path == self.search_path:
+            with open(garbage, "wb") as f:
+                f.write(b"this is not a database" * 100)
+            path = garbage
+        return real(self, path)
+
+    os.makedirs(os.path.dirname(db_path))
+    monkeypatch.setattr(Store, "_connect", connect)
+    s = Store(db_path)
+    with pytest.raises(StoreError) as e:
+        s.open()
+    assert str(e.value) == f"{db_path} is not a Parley database or is damaged: file is not a database"
+    assert not s.opened and s._sconn is None

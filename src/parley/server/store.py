@@ -676,7 +676,7 @@ class Store:
                 msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError:
             holder = ""
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, IndexError):   # (empty: not written yet)
                 pid = int(os.pread(fd, 32, 0).split()[0]) if hasattr(os, "pread") else 0
                 holder = f" by process {pid}" if pid else ""
             os.close(fd)
