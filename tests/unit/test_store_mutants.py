@@ -1845,3 +1845,56 @@ def test_a_search_index_damaged_again_after_its_rebuild_is_an_error(db_path, mon
         s.open()
     assert str(e.value) == f"{db_path} is not a Parley database or is damaged: file is not a database"
     assert not s.opened and s._sconn is None
+
+
+@pytest.mark.parametrize("message", ["database disk image is malformed", "fts5: corrupt structure",
+                                     "no such column: value"])
+def test_an_index_that_fails_as_damaged_is_rebuilt(db_path, monkeypatch, caplog, message):
+    real = Store._connect
+    failed = []
+
+    class Damaged:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            raise sqlite3.DatabaseError(message)
+
+        def close(self):
+            self.conn.close()
+            raise sqlite3.ProgrammingError("cannot close")      # ignored
+
+    def connect(self, path=None):
+        conn = real(self, path)
+        if path == self.search_path and not failed:
+            failed.append(path)
+            return Damaged(conn)
+        return conn
+
+    monkeypatch.setattr(Store, "_connect", connect)
+    with Store(db_path) as s:
+        commit(s, say("word"))
+        assert ids(s.search(A, "word", ["#general"])[0]) == [1]
+    assert f"{s.search_path} is damaged ({message}): rebuilding it" in caplog.messages
+
+
+def test_an_index_that_is_up_to_date_has_nothing_to_catch_up(db_path, caplog):
+    with Store(db_path) as s:
+        commit(s, say("one"))
+        assert s.flush(5)
+    caplog.set_level(logging.INFO, logger="parley.store")
+    with Store(db_path) as s:
+        assert s._indexed == 1
+    assert [m for m in caplog.messages if "catch up" in m] == []
+
+
+def test_the_indexer_catches_up_after_open_without_being_woken(db_path):
+    with Store(db_path) as s:
+        commit(s, say("one"), say("two"))
+        search = s.search_path
+    for ext in ("", "-wal", "-shm"):
+        if os.path.exists(search + ext):
+            os.remove(search + ext)
+    with Store(db_path) as s:                       # no write, no search, no flush: on its own
+        with s._index_cv:
+            assert s._index_cv.wait_for(lambda: s._indexed >= 2, 10)
