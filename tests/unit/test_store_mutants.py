@@ -433,7 +433,7 @@ def test_open_twice_and_reopen_after_close(db_path):
     assert s.open() is s and s.open() is s
     s.close()
     s.close()                                       # twice is harmless
-    with pytest.raises(StoreError, match="this store was closed; make a new one"):
+    with pytest.raises(StoreError, match="^this store was closed; make a new one$"):
         s.open()
     with pytest.raises(StoreError, match="^open the store before starting it$"):
         Store(db_path).start()
@@ -1898,3 +1898,33 @@ def test_the_indexer_catches_up_after_open_without_being_woken(db_path):
     with Store(db_path) as s:                       # no write, no search, no flush: on its own
         with s._index_cv:
             assert s._index_cv.wait_for(lambda: s._indexed >= 2, 10)
+
+
+def test_reopening_a_current_database_migrates_nothing(db_path, caplog):
+    with Store(db_path):
+        pass
+    caplog.set_level(logging.INFO, logger="parley.store")
+    with Store(db_path):
+        pass
+    assert [m for m in caplog.messages if "migrated" in m] == []
+
+
+def test_a_failing_rollback_does_not_hide_a_failed_migration(db_path, monkeypatch):
+    def broken(conn):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    real = Store._connect
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [broken])
+    monkeypatch.setattr(Store, "_connect",
+                        lambda self, path=None: Statements(real(self, path), rollback_fails=True))
+    with pytest.raises(StoreError) as e:
+        Store(db_path).open()
+    assert str(e.value) == f"cannot open {db_path}: disk I/O error"
+
+
+def test_a_memory_store_without_a_temporary_directory_says_so(monkeypatch, tmp_path):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    with pytest.raises(StoreError) as e:
+        Store(":memory:").open()
+    assert str(e.value) == "cannot open :memory:: No such file or directory"
