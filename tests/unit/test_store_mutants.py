@@ -1928,3 +1928,18 @@ def test_a_memory_store_without_a_temporary_directory_says_so(monkeypatch, tmp_p
     with pytest.raises(StoreError) as e:
         Store(":memory:").open()
     assert str(e.value) == "cannot open :memory:: No such file or directory"
+
+
+def test_a_relative_path_is_made_absolute_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = Store(os.path.join("data", "parley.db"))
+    assert (s.path, s.data_dir) == (str(tmp_path / "data" / "parley.db"), str(tmp_path / "data"))
+    assert (Store(":memory:").path, Store(":memory:").data_dir) == (":memory:", None)
+
+
+def test_closing_a_store_never_opened_is_harmless(db_path):
+    s = Store(db_path)
+    s.close()
+    assert not os.path.exists(os.path.dirname(db_path))
+    with pytest.raises(StoreError, match="^this store was closed; make a new one$"):
+        s.open()
