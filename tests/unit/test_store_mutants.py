@@ -1943,3 +1943,20 @@ def test_closing_a_store_never_opened_is_harmless(db_path):
     assert not os.path.exists(os.path.dirname(db_path))
     with pytest.raises(StoreError, match="^this store was closed; make a new one$"):
         s.open()
+
+
+@pytest.mark.parametrize("fts", [True, False])
+def test_open_says_where_the_history_is_and_how_it_is_searched(db_path, monkeypatch, caplog, fts):
+    if not fts:
+        monkeypatch.setattr(store_mod, "fts5_available", lambda conn: False)
+    caplog.set_level(logging.INFO, logger="parley.store")
+    with Store(db_path) as s:
+        commit(s, say("one"))
+    with Store(db_path):
+        pass
+    search = "FTS5" if fts else "LIKE (no FTS5)"
+    opened = [m for m in caplog.messages if m.startswith("history in")]
+    assert opened == [f"history in {db_path}: schema v{store_mod.SCHEMA_VERSION}, last id 0, "
+                      f"search {search}",
+                      f"history in {db_path}: schema v{store_mod.SCHEMA_VERSION}, last id 1, "
+                      f"search {search}"]
