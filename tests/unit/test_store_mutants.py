@@ -9,6 +9,8 @@ queued, it commits it inline (``Store.commit_queued``), without the thread.
 """
 import logging
 import os
+import queue
+import shutil
 import re
 import sqlite3
 import threading
@@ -142,6 +144,8 @@ def test_fts5_probe_leaves_nothing_behind():
     ('"" x', '"" x'),                              # an empty phrase
     ('"a""" b', '"a""" b'),                        # a phrase ending in an escaped quote
     ("aXb", "aXb"),
+    ("Xmas", "Xmas"),                              # X: no structure character
+    ("X?", '"X?"'),
 ])
 def test_requote(query, want):
     assert store_mod._requote(query) == want
@@ -282,13 +286,14 @@ def test_commit_queued_runs_batches_of_batch_max_on_the_calling_thread(db_path):
         assert [w.ts - first for w in writes] == [0, 0, 1000, 1000, 2000]
         assert s.last_id == 5
         s.start()
-        with pytest.raises(RuntimeError, match="writer is running"):
+        with pytest.raises(RuntimeError,
+                           match="^the store's writer is running: it commits what is queued$"):
             s.commit_queued()
     finally:
         s.close()
-    with pytest.raises(StoreError, match="the store is closed"):
+    with pytest.raises(StoreError, match="^the store is closed$"):
         s.commit_queued()
-    with pytest.raises(StoreError, match="the store is not open"):
+    with pytest.raises(StoreError, match="^the store is not open$"):
         Store(db_path).commit_queued()
 
 
@@ -361,7 +366,7 @@ def test_a_failing_event_in_a_chunk_fails_alone(st, monkeypatch):
         st.commit_queued()
     except Exception:                              # pragma: no cover - reported by the assert
         pytest.fail("one bad row failed the whole batch")
-    assert bad.id is None and bad.ts is None and bad.error
+    assert (bad.id, bad.ts, bad.error) == (None, None, "NOT NULL constraint failed: events.sender")
     assert [w.error for w in writes if w is not bad] == [None, None, None]
     stored = [(f["id"], f["text"]) for f in st.history(None, room="#general")[0]]
     assert [t for _, t in stored] == ["one", "three", "four"]
@@ -428,9 +433,9 @@ def test_open_twice_and_reopen_after_close(db_path):
     assert s.open() is s and s.open() is s
     s.close()
     s.close()                                       # twice is harmless
-    with pytest.raises(StoreError, match="this store was closed; make a new one"):
+    with pytest.raises(StoreError, match="^this store was closed; make a new one$"):
         s.open()
-    with pytest.raises(StoreError, match="open the store before starting it"):
+    with pytest.raises(StoreError, match="^open the store before starting it$"):
         Store(db_path).start()
 
 
@@ -1340,3 +1345,622 @@ def test_flush_gives_up_on_a_slow_index_after_its_timeout(st):
     with st._index_cv:
         assert st._index_cv.wait_for(lambda: st._indexed >= 1, 10)
     assert st.flush(5) is True
+
+
+# --- found by the complete mutation run (./scripts/mutation --store) ---------------
+def test_reads_of_a_store_never_opened_say_so(db_path):
+    with pytest.raises(StoreError, match="^the store is not open$"):
+        Store(db_path).history(None, room="#general")
+
+
+def test_a_room_row_written_behind_the_store_is_named_from_the_table(st):
+    commit(st, say("hello", room="#late"))         # no room write: the store has no name
+    assert ids(st.history(None, room="#late")[0]) == [1]
+    other = sqlite3.connect(st.path, isolation_level=None)
+    try:                                            # e.g. a repair by hand, server running
+        other.execute("INSERT INTO rooms(key, name) VALUES ('#late2', '#Late2')")
+    finally:
+        other.close()
+    commit(st, say("hi", room="#late2"))
+    frames, _ = st.history(None, room="#late2")
+    assert [f["room"] for f in frames] == ["#Late2"]
+
+
+def test_a_search_with_nothing_to_search_is_empty_with_no_more(st):
+    commit(st, say("word"))
+    assert st.search(A, "word", ["#general"], limit=0) == ([], False)
+    assert st.search(A, "word", ["#general"], room="#elsewhere") == ([], False)
+    assert st.search(None, "word", ["#general"], peer="bob") == ([], False)
+
+
+class Recording:
+    """A reader connection that remembers the parameters of each statement."""
+
+    def __init__(self, conn):
+        self.conn, self.params = conn, []
+
+    def execute(self, sql, *args):
+        self.params.append(args[0] if args else ())
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_search_in_a_few_rooms_is_narrowed_by_fts5_itself(st):
+    commit(st, say("word", room="#a"), say("word", room="#b"), dm("word", "bob", B, "alice", A))
+    assert st.flush(5)
+    st.history(None, room="#general")               # this thread's reader connection
+    real = st._local.conn
+    st._local.conn = rec = Recording(real)
+    try:
+        r_a, r_b, u_a = ("r" + "#a".encode().hex(), "r" + "#b".encode().hex(),
+                         "u" + A.encode().hex())
+        assert ids(st.search(A, "word", ["#a", "#b"])[0]) == [3, 2, 1]
+        assert ids(st.search(A, "word", ["#a", "#b"], room="#b")[0]) == [2]
+        assert ids(st.search(A, "word", ["#a", "#b"], peer="Bob")[0]) == [3]
+    finally:
+        st._local.conn = real
+    matches = [a[0] for a in rec.params if a and str(a[0]).startswith("text : ")]
+    assert matches == [f"text : (word) AND scope : ({r_a} OR {r_b} OR {u_a})",
+                       f"text : (word) AND scope : ({r_b})",
+                       f"text : (word) AND scope : ({u_a})"]
+
+
+def test_after_close_a_complete_index_is_not_reported_behind(st, caplog):
+    commit(st, say("word"))
+    assert st.flush(5)
+    st.close()
+    with pytest.raises(StoreError, match="^the store is closed$"):
+        st.search(A, "word", ["#general"])
+    assert [m for m in caplog.messages if "behind" in m] == []
+
+
+class OnePass:
+    """The index's condition, for a test on one thread: wait_for() looks once."""
+
+    def __init__(self):
+        self.looked = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def wait_for(self, predicate, timeout):
+        self.looked.append(predicate())
+        return self.looked[-1]
+
+    def notify_all(self):
+        pass
+
+
+def test_searches_stop_waiting_for_an_index_that_failed_or_is_stopping(st):
+    real, st._index_cv = st._index_cv, OnePass()
+    try:
+        st._index_ok = False                        # the indexer's last attempt failed
+        assert st._wait_indexed(5, 30) is False
+        st._index_ok, st._index_stop = True, True   # closing
+        assert st._wait_indexed(5, 30) is False
+        st._index_stop = False
+        assert st._wait_indexed(5, 30) is False     # neither: it would wait
+        assert st._index_cv.looked == [True, True, False]
+    finally:
+        st._index_cv = real
+
+
+def test_a_search_waits_at_most_search_wait_for_a_slow_index(st, monkeypatch, caplog):
+    monkeypatch.setattr(store_mod, "SEARCH_WAIT", 0.05)
+    commit(st, say("early bird"))
+    assert st.flush(5)
+    gate = threading.Event()
+    real = st._index_to
+
+    def slow(target):                               # slow, not failing
+        gate.wait(10)
+        real(target)
+
+    st._index_to = slow
+    try:
+        commit(st, say("late bird"))
+        assert ids(st.search(A, "bird", ["#general"])[0]) == [1]
+        assert "searching an index that is behind (1 of 2)" in caplog.messages
+    finally:
+        gate.set()
+
+
+class FailingRollback:
+    """The search index's connection, where one statement and the ROLLBACK fail."""
+
+    def __init__(self, conn, failing):
+        self.conn, self.failing = conn, failing
+
+    def execute(self, sql, *args):
+        if sql.startswith(self.failing) or sql == "ROLLBACK":
+            raise sqlite3.OperationalError(f"cannot {sql.split()[0].lower()}")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def _stop_indexer(s):
+    s._index_stop = True
+    s._index_wake.set()
+    s._indexer.join(10)
+    s._indexer, s._index_stop = None, False
+
+
+@pytest.mark.parametrize("step", ["index", "merge"])
+def test_a_failing_rollback_does_not_hide_the_index_error(st, step):
+    commit(st, say("word"))
+    _stop_indexer(st)
+    real = st._sconn
+    st._sconn = FailingRollback(real, "INSERT INTO events_fts")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="^cannot insert$"):
+            if step == "index":
+                st._index_to(1)
+            else:
+                st._merge_step()
+    finally:
+        st._sconn = real
+        real.execute("ROLLBACK")
+    assert st._indexed == 0
+
+
+class Stopper:
+    """The checkpointer's stop event: each wait() runs the next step (None: stop)."""
+
+    def __init__(self, *steps):
+        self.steps, self.timeouts = list(steps), []
+
+    def wait(self, timeout):
+        self.timeouts.append(timeout)
+        step = self.steps.pop(0) if self.steps else None
+        if step is None:
+            return True
+        step()
+        return False
+
+
+class Checkpoints:
+    """The checkpointer's connection: remembers statements, fails when told to."""
+
+    def __init__(self, conn):
+        self.conn, self.sql, self.fail, self.closed = conn, [], False, False
+
+    def execute(self, sql, *args):
+        self.sql.append(sql)
+        if self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def close(self):
+        self.closed = True
+        self.conn.close()
+        raise sqlite3.ProgrammingError("closing twice")     # ignored
+
+
+def test_the_checkpointer_checkpoints_once_after_commits_and_goes_on_after_a_failure(st, caplog):
+    conn = Checkpoints(sqlite3.connect(st.path, isolation_level=None))
+    st._connect = lambda path=None: conn
+    ckpt = "PRAGMA wal_checkpoint(PASSIVE)"
+
+    def commits(n, fail=False):
+        def step():
+            st._commits += n
+            conn.fail = fail
+        return step
+
+    st._ckpt_stop = Stopper(commits(0), commits(1), commits(0), commits(2, fail=True),
+                            commits(0), commits(1))
+    before = len(caplog.messages)
+    st._checkpoint_loop()
+    assert conn.sql == [ckpt, ckpt, ckpt]           # after each wait that saw new commits
+    assert st._ckpt_stop.timeouts == [store_mod.CHECKPOINT_EVERY] * 7
+    assert caplog.messages[before:] == ["checkpoint failed: disk I/O error"]
+    assert conn.closed
+
+
+def test_the_checkpointer_without_a_connection_leaves_it_to_the_writer(st, caplog):
+    def cannot(path=None):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    st._connect = cannot
+    st._ckpt_stop = Stopper(lambda: None)
+    st._checkpoint_loop()
+    assert st._ckpt_stop.timeouts == []
+    assert caplog.messages[-1] == ("no background checkpoints (unable to open database file): "
+                                   "the writer does them")
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self):
+        return self.now
+
+
+EMPTY = object()
+
+
+class Script:
+    """The writer's queue: every call takes the next (answer, seconds it takes)."""
+
+    def __init__(self, clock, *answers):
+        self.clock, self.answers, self.calls = clock, list(answers), []
+
+    def _next(self, call):
+        self.calls.append(call)
+        assert self.answers, f"unexpected {call}"
+        answer, took = self.answers.pop(0)
+        self.clock.now += took
+        if answer is EMPTY:
+            raise queue.Empty
+        return answer
+
+    def get(self, timeout=None):
+        return self._next(("get", timeout))
+
+    def get_nowait(self):
+        return self._next(("get_nowait",))
+
+
+@pytest.mark.parametrize("batch_max, arrive, calls, batches", [
+    # 1 write: under batch_max // 4 (2), so it waits up to batch_wait (0.5 s) for more
+    (9, [("get_nowait", EMPTY), ("w1", 0.25), ("w2", 0.25)],
+     [("get_nowait",), ("get", 0.5), ("get", 0.25)], [["w0", "w1", "w2"]]),
+    # 2 writes: not under 9 // 4, committed at once
+    (9, [("w1", 0), ("get_nowait", EMPTY)], [("get_nowait",), ("get_nowait",)], [["w0", "w1"]]),
+    # the wait stops when the batch is full (8)
+    (8, [("get_nowait", EMPTY)] + [(f"w{i}", 0) for i in range(1, 8)],
+     [("get_nowait",)] + [("get", 0.5)] * 7, [[f"w{i}" for i in range(8)]]),
+])
+def test_the_writer_waits_for_more_up_to_batch_wait(st, monkeypatch, batch_max, arrive, calls,
+                                                   batches):
+    clock = FakeTime()
+    monkeypatch.setattr(store_mod, "time", clock)
+    writes = {f"w{i}": say(f"w{i}") for i in range(9)}
+    answers = [(writes["w0"], 0)]
+    for what, took in arrive:
+        answers.append((EMPTY if took is EMPTY else writes[what], 0 if took is EMPTY else took))
+    # then the stop, alone: it waits too, then the writer drains the queue and returns
+    answers += [(store_mod._STOP, 0), (EMPTY, 0), (EMPTY, 0.5), (EMPTY, 0)]
+    st.batch_max, st.batch_wait = batch_max, 0.5
+    st._queue = q = Script(clock, *answers)
+    got = []
+    st._on_commit = lambda batch, error: got.append([w.text for w in batch])
+    try:
+        st._run()
+    finally:
+        st._queue = queue.SimpleQueue()
+    assert q.calls == [("get", None)] + calls + [("get", None), ("get_nowait",), ("get", 0.5),
+                                                 ("get_nowait",)]
+    assert got == batches and q.answers == []
+
+
+def test_a_query_that_parses_alone_but_not_inside_the_filter_says_why(st):
+    # "((...(a)...))": FTS5 parses it alone, not one level deeper, inside text : (...)
+    probe = sqlite3.connect(":memory:")
+    probe.execute("CREATE VIRTUAL TABLE t USING fts5(text, scope)")
+
+    def fails(m):
+        try:
+            probe.execute("SELECT rowid FROM t WHERE t MATCH ?", (m,)).fetchall()
+        except sqlite3.OperationalError:
+            return True
+        return False
+
+    depth = next(n for n in range(1, 1000) if fails(f"text : ({'(' * n}a{')' * n})"))
+    query = "(" * depth + "a" + ")" * depth
+    assert not fails(query)
+    commit(st, say("a"))
+    with pytest.raises(BadQuery, match=r"^cannot understand the search: parser stack overflow$"):
+        st.search(A, query, ["#general"])
+
+
+class IndexRanges:
+    """The search index's connection: remembers the (lo, hi] ranges it indexes."""
+
+    def __init__(self, conn):
+        self.conn, self.ranges = conn, []
+
+    def execute(self, sql, *args):
+        if sql == store_mod._INDEX_RANGE:
+            self.ranges.append(tuple(args[0]))
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_the_indexer_indexes_up_to_its_target_in_chunks(st, monkeypatch):
+    monkeypatch.setattr(store_mod, "INDEX_CHUNK", 2)
+    _stop_indexer(st)                               # this thread indexes, when told to
+    commit(st, *[say(f"word {i}") for i in range(5)])
+    real = st._sconn
+    st._sconn = rec = IndexRanges(real)
+    try:
+        st._index_to(4)
+        assert (rec.ranges, st._indexed) == ([(0, 2), (2, 4)], 4)
+        st._index_to(4)                             # nothing left below the target
+        st._index_to(5)
+        assert (rec.ranges, st._indexed) == ([(0, 2), (2, 4), (4, 5)], 5)
+    finally:
+        st._sconn = real
+    upto = real.execute("SELECT value FROM meta WHERE key='indexed_upto'").fetchone()[0]
+    assert upto == "5"
+    assert ids(st.search(A, "word", ["#general"])[0]) == [5, 4, 3, 2, 1]
+
+
+class Statements:
+    """The writer's connection: remembers every statement; fails those starting
+    with one of ``failing`` (and ROLLBACK, if ``rollback_fails``)."""
+
+    def __init__(self, conn, failing=(), rollback_fails=False, close_fails=False):
+        self.conn, self.sql, self.failing = conn, [], tuple(failing)
+        self.rollback_fails, self.close_fails = rollback_fails, close_fails
+
+    def execute(self, sql, *args):
+        self.sql.append(sql)
+        if (self.failing and sql.startswith(self.failing)) or \
+                (self.rollback_fails and sql == "ROLLBACK"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def close(self):
+        self.conn.close()
+        if self.close_fails:
+            raise sqlite3.OperationalError("unable to close due to unfinalized statements")
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_batch_inserts_its_events_in_as_few_statements_as_it_can(st):
+    real = st._wconn
+    st._wconn = rec = Statements(real)
+    try:
+        commit(st, Write(op="barrier"))             # nothing to store: no transaction
+        assert rec.sql == []
+        commit(st, say("a"), say("b"), say("c"), Write(op="room", room="#x", name="#X"),
+               say("d", room="#x"), say("e", room="#x"))
+    finally:
+        st._wconn = real
+    row = store_mod._EVENT_ROW
+    assert rec.sql == ["BEGIN IMMEDIATE",
+                       store_mod._INSERT_EVENT + ",".join([row] * 3),
+                       rec.sql[2],
+                       store_mod._INSERT_EVENT + ",".join([row] * 2),
+                       "COMMIT"]
+    assert rec.sql[2].startswith("INSERT INTO rooms")
+    assert [f["text"] for f in st.history(None, room="#x")[0]] == ["d", "e"]
+
+
+def test_only_messages_wake_the_indexer(st):
+    _stop_indexer(st)
+    st._index_wake.clear()
+    event = dict(op="event", room="#general", sender="x", sender_sid=C)
+    for write, wakes in [(Write(op="room", room="#x", name="#x"), False),
+                         (Write(kind="join", **event), False),
+                         (Write(kind="topic", text="t", **event), False),
+                         (Write(kind="leave", text="bye", **event), False),
+                         (say("a message"), True),
+                         (say("an action", kind="me"), True)]:
+        commit(st, write)
+        assert (write.kind, st._index_wake.is_set()) == (write.kind, wakes)
+        st._index_wake.clear()
+
+
+def test_joins_and_leaves_leave_the_topic_alone(st):
+    event = dict(op="event", room="#general", sender="x", sender_sid=C)
+    commit(st, Write(kind="topic", text="the topic", **event))
+    commit(st, Write(kind="join", **event), Write(kind="leave", text="bye", **event))
+    assert st.room("#general") == ("#general", "the topic")
+
+
+def test_a_failing_rollback_does_not_hide_a_failed_batch(st):
+    got = []
+    st._on_commit = lambda batch, error: got.append(error)
+    real = st._wconn
+    st._wconn = Statements(real, failing=("INSERT INTO events",), rollback_fails=True)
+    try:
+        w = commit(st, say("lost"))[0]
+    finally:
+        st._wconn = real
+        real.execute("ROLLBACK")
+    assert (got, w.id, w.error, st.last_id) == (["disk I/O error"], None, "disk I/O error", 0)
+
+
+def test_the_checkpointer_sees_every_commit(st):
+    conn = Checkpoints(sqlite3.connect(st.path, isolation_level=None))
+    st._connect = lambda path=None: conn
+    st._ckpt_stop = Stopper(lambda: commit(st, say("one")), lambda: None,
+                            lambda: commit(st, say("two")), lambda: commit(st, say("three")))
+    st._checkpoint_loop()
+    assert conn.sql == ["PRAGMA wal_checkpoint(PASSIVE)"] * 3
+
+
+def test_the_lock_file_is_readable_by_all_writable_by_its_owner(db_path):
+    old = os.umask(0o022)
+    try:
+        with Store(db_path):
+            mode = os.stat(db_path + ".lock").st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert mode == 0o644
+
+
+class Unclosable:
+    def close(self):
+        raise sqlite3.ProgrammingError("cannot close")
+
+
+def test_close_gets_through_whatever_fails_on_the_way(db_path):
+    s = Store(db_path).open()
+    s._readers[threading.Thread()] = Unclosable()
+    s._sconn = Statements(s._sconn, close_fails=True)
+    s._wconn = wconn = Statements(s._wconn, failing=("PRAGMA optimize",), close_fails=True)
+    os.close(s._lock_fd)                            # unlocking and closing it fail
+    s.close()
+    assert wconn.sql == ["PRAGMA optimize"] and not s.opened
+    with Store(db_path) as again:                   # not locked any more
+        assert again.last_id == 0
+
+
+def test_a_memory_store_closes_without_optimizing_even_if_its_directory_went():
+    s = Store(":memory:").open()
+    s._wconn = wconn = Statements(s._wconn)
+    shutil.rmtree(s._tmpdir)
+    s.close()
+    assert wconn.sql == [] and s._tmpdir is None
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pid\n", b"0\n"])
+def test_a_lock_without_a_readable_pid_is_still_a_clear_error(db_path, content):
+    with Store(db_path):
+        with open(db_path + ".lock", "r+b") as f:     # a holder that did not (yet) say who
+            f.truncate(0)
+            f.write(content)
+        with pytest.raises(StoreError) as e:
+            Store(db_path).open()
+    assert str(e.value) == f"another Parley server is using {os.path.dirname(db_path)} (lock held)"
+
+
+def test_a_search_index_damaged_again_after_its_rebuild_is_an_error(db_path, monkeypatch):
+    garbage = os.path.join(os.path.dirname(db_path), "garbage.db")
+    real = Store._connect
+
+    def connect(self, path=None):                   # the index file is always garbage
+        if path == self.search_path:
+            with open(garbage, "wb") as f:
+                f.write(b"this is not a database" * 100)
+            path = garbage
+        return real(self, path)
+
+    os.makedirs(os.path.dirname(db_path))
+    monkeypatch.setattr(Store, "_connect", connect)
+    s = Store(db_path)
+    with pytest.raises(StoreError) as e:
+        s.open()
+    assert str(e.value) == f"{db_path} is not a Parley database or is damaged: file is not a database"
+    assert not s.opened and s._sconn is None
+
+
+@pytest.mark.parametrize("message", ["database disk image is malformed", "fts5: corrupt structure",
+                                     "no such column: value"])
+def test_an_index_that_fails_as_damaged_is_rebuilt(db_path, monkeypatch, caplog, message):
+    real = Store._connect
+    failed = []
+
+    class Damaged:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            raise sqlite3.DatabaseError(message)
+
+        def close(self):
+            self.conn.close()
+            raise sqlite3.ProgrammingError("cannot close")      # ignored
+
+    def connect(self, path=None):
+        conn = real(self, path)
+        if path == self.search_path and not failed:
+            failed.append(path)
+            return Damaged(conn)
+        return conn
+
+    monkeypatch.setattr(Store, "_connect", connect)
+    with Store(db_path) as s:
+        commit(s, say("word"))
+        assert ids(s.search(A, "word", ["#general"])[0]) == [1]
+    assert f"{s.search_path} is damaged ({message}): rebuilding it" in caplog.messages
+
+
+def test_an_index_that_is_up_to_date_has_nothing_to_catch_up(db_path, caplog):
+    with Store(db_path) as s:
+        commit(s, say("one"))
+        assert s.flush(5)
+    caplog.set_level(logging.INFO, logger="parley.store")
+    with Store(db_path) as s:
+        assert s._indexed == 1
+    assert [m for m in caplog.messages if "catch up" in m] == []
+
+
+def test_the_indexer_catches_up_after_open_without_being_woken(db_path):
+    with Store(db_path) as s:
+        commit(s, say("one"), say("two"))
+        search = s.search_path
+    for ext in ("", "-wal", "-shm"):
+        if os.path.exists(search + ext):
+            os.remove(search + ext)
+    with Store(db_path) as s:                       # no write, no search, no flush: on its own
+        with s._index_cv:
+            assert s._index_cv.wait_for(lambda: s._indexed >= 2, 10)
+
+
+def test_reopening_a_current_database_migrates_nothing(db_path, caplog):
+    with Store(db_path):
+        pass
+    caplog.set_level(logging.INFO, logger="parley.store")
+    with Store(db_path):
+        pass
+    assert [m for m in caplog.messages if "migrated" in m] == []
+
+
+def test_a_failing_rollback_does_not_hide_a_failed_migration(db_path, monkeypatch):
+    def broken(conn):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    real = Store._connect
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [broken])
+    monkeypatch.setattr(Store, "_connect",
+                        lambda self, path=None: Statements(real(self, path), rollback_fails=True))
+    with pytest.raises(StoreError) as e:
+        Store(db_path).open()
+    assert str(e.value) == f"cannot open {db_path}: disk I/O error"
+
+
+def test_a_memory_store_without_a_temporary_directory_says_so(monkeypatch, tmp_path):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    with pytest.raises(StoreError) as e:
+        Store(":memory:").open()
+    assert str(e.value) == "cannot open :memory:: No such file or directory"
+
+
+def test_a_relative_path_is_made_absolute_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = Store(os.path.join("data", "parley.db"))
+    assert (s.path, s.data_dir) == (str(tmp_path / "data" / "parley.db"), str(tmp_path / "data"))
+    assert (Store(":memory:").path, Store(":memory:").data_dir) == (":memory:", None)
+
+
+def test_closing_a_store_never_opened_is_harmless(db_path):
+    s = Store(db_path)
+    s.close()
+    assert not os.path.exists(os.path.dirname(db_path))
+    with pytest.raises(StoreError, match="^this store was closed; make a new one$"):
+        s.open()
+
+
+@pytest.mark.parametrize("fts", [True, False])
+def test_open_says_where_the_history_is_and_how_it_is_searched(db_path, monkeypatch, caplog, fts):
+    if not fts:
+        monkeypatch.setattr(store_mod, "fts5_available", lambda conn: False)
+    caplog.set_level(logging.INFO, logger="parley.store")
+    with Store(db_path) as s:
+        commit(s, say("one"))
+    with Store(db_path):
+        pass
+    search = "FTS5" if fts else "LIKE (no FTS5)"
+    opened = [m for m in caplog.messages if m.startswith("history in")]
+    assert opened == [f"history in {db_path}: schema v{store_mod.SCHEMA_VERSION}, last id 0, "
+                      f"search {search}",
+                      f"history in {db_path}: schema v{store_mod.SCHEMA_VERSION}, last id 1, "
+                      f"search {search}"]
