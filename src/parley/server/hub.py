@@ -1195,6 +1195,7 @@ class Hub:
                     return p.Error(p.NO_SUCH_SESSION, f"you have no session {req.session}", label)
             if label is not None:          # before a kick of this very connection
                 member.push(p.encode(p.Ack(label=label)))
+                self.on_wake({member}, [])     # (pushed from a login worker: wake its thread)
             self._revoked(user, hashes, member)
             return None
         self._account_job(member, label, job)
