@@ -209,7 +209,7 @@ class Rig(base.Rig):
         pending = self.hub.register(m, hello(name, password=password, **kw))
         assert isinstance(pending, Pending), pending
         self.settle()
-        assert pending.done and pending.user is not None
+        assert pending.done and pending.user is not None, m.frames()
         frames = m.frames()
         assert frames[0]["type"] == "welcome", frames
         m.welcome, m.after = frames[0], frames[1:]
