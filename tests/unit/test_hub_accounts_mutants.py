@@ -9,6 +9,7 @@ runs over ``server/hub.py`` (see docs/testing.md); the same behaviour over
 real sockets: tests/integration/test_accounts_server.py."""
 import dataclasses
 import logging
+import threading
 
 import pytest
 
@@ -18,7 +19,7 @@ from parley.server import accounts as acc
 from parley.server import hub as hub_mod
 from parley.server import moderation as mod
 from parley.server.accountdb import Account, Login
-from parley.server.hub import Pending, token_hash
+from parley.server.hub import Hub, Pending, token_hash
 from test_hub_mutants import TS, TS_TEXT, Readers, hello, texts, types
 
 NOW = TS / 1000                 # the hub's clock (s): the same instant as the store's
@@ -237,6 +238,31 @@ def logged(caplog, line):
     return line in [r.getMessage() for r in caplog.records if r.name == "parley.hub"]
 
 
+def test_account_defaults():
+    hub = Hub(base.SyncStore())
+    try:
+        assert hub.auth == p.AUTH_OPTIONAL and hub.accounts_on
+        assert (hub.allow_plain_passwords, hub.open_registration, hub.hold) == (False, True, 0.0)
+        assert hub.logins._max_workers == 2
+        assert isinstance(hub.throttle, acc.LoginThrottle)
+        assert hub.logins.submit(threading.current_thread).result(5).name.startswith(
+            "parley-login")
+    finally:
+        hub.logins.shutdown()
+        hub.readers.shutdown()
+    hub = Hub(base.SyncStore(), login_workers=0, auth=p.AUTH_OFF)
+    try:
+        assert hub.logins._max_workers == 1 and not hub.accounts_on
+    finally:
+        hub.logins.shutdown()
+        hub.readers.shutdown()
+
+
+def test_close_stops_the_login_workers(rig):
+    rig.hub.close()
+    assert rig.logins.shut == (True, True)
+
+
 # --- passwords: where they may cross, before any work --------------------------------------
 def test_no_passwords_on_a_server_without_accounts():
     rig = Rig(auth=p.AUTH_OFF)
@@ -303,11 +329,11 @@ def test_a_password_login_is_checked_on_a_login_worker(rig):
 # --- the login worker ------------------------------------------------------------------------
 def test_a_throttled_login_says_how_long_to_wait(rig):
     rig.account("alice")
-    rig.throttle.seconds = 2.5
+    rig.throttle.seconds = 0.5
     m = Member()
     err = rig.refused("alice", member=m)
     assert err == {"type": "error", "code": p.THROTTLED,
-                   "message": "too many failed logins: try again in 2.5 s", "retry_after": 2.5}
+                   "message": "too many failed logins: try again in 0.5 s", "retry_after": 0.5}
     assert rig.store.acalls == []              # not even looked up
     assert rig.wakes[-1] == ({m}, [])
     assert rig.hub.users == {}
@@ -506,6 +532,8 @@ def test_members_only_server_refuses_guests_and_their_old_sessions():
     msg = "this server is for its members: log in with your password (or register an account)"
     err = rig.hub.register(Member(), hello("zed"))
     assert (err.code, err.message) == (p.AUTH_REQUIRED, msg)
+    err = rig.hub.register(Member(), hello("zed", token="unknown"))
+    assert (err.code, err.message) == (p.AUTH_REQUIRED, msg)
     rig.store.sessions["g1"] = ("zed", token_hash("tok"))
     err = rig.hub.register(Member(), hello("zed", token="tok"))
     assert (err.code, err.message) == (p.AUTH_REQUIRED, msg)
@@ -662,6 +690,21 @@ def test_guests_are_marked_where_accounts_are_optional(rig):
     rig.settle()
     [info] = [f for f in a.frames() if f["type"] == "room"]
     assert "guests" not in info and info["members"] == ["alice"]
+
+
+def test_a_guest_without_a_token_is_only_looked_up_by_name(rig):
+    rig.connect("gus")
+    assert rig.store.acalls == [("account", ("gus",))]
+
+
+def test_no_guest_lists_for_old_clients_or_big_servers():
+    rig = Rig(presence_limit=1)
+    rig.connect("g1")
+    old, _ = rig.connect("old", rooms=False)
+    assert "guests" not in old.welcome and old.welcome["users"] == ["g1", "old"]
+    new, _ = rig.connect("g2")
+    assert new.welcome["users"] == ["g2"] and "guests" not in new.welcome
+    assert "members" not in new.welcome["rooms"][0] and "guests" not in new.welcome["rooms"][0]
 
 
 def test_no_guest_marks_unless_accounts_are_optional():

@@ -18,11 +18,21 @@ from test_hub_mutants import hello, types
 
 
 class Member(Member):
-    """Like connection.Connection, a log it stops following is dropped (what was
-    not sent of it yet is not sent)."""
+    """Like connection.Connection: a log it stops following is dropped (what was
+    not sent of it yet is not sent), and a kick closes it after what it was
+    sent so far (nothing after)."""
 
     def unsubscribe(self, log):
         self.cursors.pop(log, None)
+
+    def kick(self, reason, message=None):
+        super().kick(reason, message)
+        self.out = self.raw()
+        self.cursors = {}
+
+    def push(self, frame, log=None, pos=0, first=False):
+        if not self.kicks:
+            super().push(frame, log, pos, first)
 
 HOUR = 3600 * 1000
 UNTIL_TEXT = "2026-11-18T12:06:40.500Z"        # TS + one hour
@@ -96,6 +106,11 @@ def test_malformed_requests(lab):
         p.BAD_REQUEST, f"unknown action {'z' * 20!r}; one of {', '.join(p.MOD_ACTIONS)}")
     assert refusal(lab, "kick", room="#lab", target="bob", reason="r" * (p.REASON_MAX + 1)) == (
         p.BAD_REQUEST, f"a reason is at most {p.REASON_MAX} characters")
+    assert lab.mod(lab.o, lab.uo, "mute", room="#lab", target="bob",
+                   reason=" " + "r" * p.REASON_MAX + "\n") is None
+    assert lab.hub.rules.sanctions[("mute", "#lab", f"sid:{lab.ub.sid}")].reason == \
+        "r" * p.REASON_MAX
+    lab.drain()
     assert refusal(lab, "kick", room="#lab", target="bob", reason="bad\x07bell") == (
         p.BAD_TEXT, "the reason contains control characters")
     for action, duration in (("kick", 60.0), ("mute", 0.0), ("ban", -5.0), ("lock", 1.0)):
@@ -108,6 +123,14 @@ def test_malformed_requests(lab):
         p.BAD_REQUEST, "delete needs the message's room and id")
     assert refusal(lab, "delete", id=1) == (p.BAD_REQUEST, "delete needs the message's room and id")
     assert lab.rig.store.acalls == [] and lab.rig.store.queue == []
+
+
+def test_a_mute_in_general_for_a_message_without_a_room(lab):
+    lab.hub.rules.set_role("#general", "sid-owner", "owner")
+    lab.mod(lab.o, lab.uo, "mute", room="#general", target="bob")
+    err = lab.hub.say(lab.b, lab.ub, "hi")
+    assert (err.code, err.message) == (p.MUTED, "you are muted in #general (by owner)")
+    assert lab.hub.say(lab.b, lab.ub, "hi", room="#lab") is None
 
 
 def test_server_wide_is_for_admins_and_some_actions(lab):
@@ -353,6 +376,9 @@ def test_a_server_ban_sends_the_target_away_and_keeps_it_out(lab, caplog):
     assert lab.mod(lab.r, lab.ur, "ban", target="bob", reason="troll", duration=3600,
                    label="b") is None
     assert lab.b.kicks == [(p.BANNED, "banned from this server by root: troll")]
+    # sent away once announced in every room it was in
+    assert [(f["type"], f["room"]) for f in lab.b.frames()] == [("mod", "#general"),
+                                                                ("mod", "#Lab")]
     assert logged(caplog, "root ban bob (server-wide): troll")
     mods = [w for w in lab.rig.store.events if w.kind == "mod"]
     assert [w.room for w in mods] == ["#general", "#lab"]
@@ -425,6 +451,7 @@ def test_invite_to_a_closed_room(lab):
         mod.Rules().invite("#lab", "GUS", "mo", TS),
         audit_row(lab, "mo", "invite", "#lab", "gus")]
     assert g.frames() == [{"type": "invited", "room": "#Lab", "by": "mo"}]
+    assert any(g in members for members, logs in lab.rig.wakes)
     [w] = lab.rig.store.events[-1:]
     assert (w.kind, w.target) == ("mod", "gus")
     assert lab.m.frames()[-1] == {"type": "ack", "label": "i", "id": w.id}
