@@ -617,3 +617,16 @@ def test_audit_log_pages_are_read_on_a_reader(lab):
 def test_rules_are_loaded_at_start():
     rig = Rig()
     assert rig.store.loaded == 1 and rig.hub.rules is rig.store.rules
+
+
+def test_an_old_clients_catch_up_has_no_moderation(lab):
+    old, uold = lab.rig.connect("old", rooms=False)
+    seen = lab.hub.last_id
+    lab.hub.rules.set_role("#general", "sid-owner", "owner")
+    lab.mod(lab.o, lab.uo, "lock", room="#general")
+    lab.rig.say(lab.o, lab.uo, "after the lock")
+    again, _ = lab.rig.connect("old", rooms=False, token=old.welcome["token"], last_id=seen,
+                               instance="inst-A")
+    assert [h["type"] for h in again.welcome["history"]] == ["message"]
+    new, _ = lab.rig.connect("new", last_id=seen, instance="inst-A")
+    assert [h["type"] for h in new.welcome["history"]] == ["mod", "message"]
