@@ -1083,3 +1083,10 @@ def test_several_holds_end_each_at_its_time(clock):
     assert list(rig.hub._held) == [ub]
     rig.hub.expire_holds(1015.0)
     assert [(w.sender, w.text) for w in rig.store.queue] == [("alice", p.LOST), ("bob", p.TIMEOUT)]
+
+
+def test_a_token_with_a_lone_surrogate_still_hashes():
+    # (a JSON "\ud800" escape decodes to one; the hash must not raise on it)
+    import hashlib
+    assert token_hash("a\ud800") == hashlib.sha256(b"a\xed\xa0\x80").digest()
+    assert token_hash("tok") == hashlib.sha256(b"tok").digest()
