@@ -590,7 +590,9 @@ def test_a_second_device_joins_the_same_user_as_a_newcomer(rig):
     assert user.tokens[a2] == token_hash(a2.welcome["token"]) != user.tokens[a1]
     assert a2.welcome["token"] != a1.welcome["token"]
     assert a2.welcome["account"]["session"] == "L2"
-    assert texts(a2.welcome["history"]) == ["hello all"]     # a new device: recent history
+    # a new device: the rooms' recent chat, not a catch-up from its last_id
+    assert [(h["type"], h["text"]) for h in a2.welcome["history"]] == [("message", "hello all")]
+    assert [c for c in rig.store.calls if c[0] == "since"] == []
     assert rig.store.queue == [] and a1.frames() == [] and not a1.was_replaced
     assert b.frames() == []                       # no join notice: alice was there
 
@@ -1090,3 +1092,74 @@ def test_a_token_with_a_lone_surrogate_still_hashes():
     import hashlib
     assert token_hash("a\ud800") == hashlib.sha256(b"a\xed\xa0\x80").digest()
     assert token_hash("tok") == hashlib.sha256(b"tok").digest()
+
+
+def test_a_bad_auth_mode_says_which_modes_there_are():
+    with pytest.raises(ValueError) as e:
+        Hub(base.SyncStore(), auth="maybe")
+    assert str(e.value) == f"auth is one of {p.AUTH_MODES}, not 'maybe'"
+
+
+@pytest.mark.parametrize("request_", ["password", "sessions", "revoke"])
+def test_account_requests_that_fail_inside_keep_their_label(devices, request_):
+    rig, user, (m1, m2, m3) = devices
+    rig.store.fail = RuntimeError("boom")
+    if request_ == "password":
+        rig.hub.throttle = acc.LoginThrottle()
+        rig.hub.change_password(m1, user, PW, "a new secret", secure=True, label="x")
+    elif request_ == "sessions":
+        rig.hub.sessions(m1, user, "x")
+    else:
+        rig.hub.revoke(m1, user, p.RevokeRequest(others=True, label="x"))
+    rig.logins.run()
+    assert m1.frames() == [{"type": "error", "code": p.INTERNAL,
+                            "message": "the server failed to do that; try again", "label": "x"}]
+
+
+def test_a_device_that_left_is_not_kicked_again(devices):
+    rig, user, (m1, m2, m3) = devices
+    rig.hub.leave(m3, user, p.QUIT)
+    assert m3 not in user.tokens and m3 not in user.login_ids
+    rig.hub.revoke(m1, user, p.RevokeRequest(others=True))
+    rig.settle()
+    assert m3.kicks == [] and m2.kicks == [(p.REVOKED,
+                                            "this session was logged out from another session")]
+
+
+def test_a_hold_shorter_than_a_second(clock):
+    rig = Rig(hold=0.5)
+    a, ua = rig.connect("alice")
+    rig.hub.leave(a, ua, p.LOST)
+    assert rig.store.queue == [] and rig.hub._held == {ua: (1000.5, p.LOST)}
+
+
+def test_holds_ending_together_all_leave(clock):
+    rig = Rig(hold=10.0)
+    a, ua = rig.connect("alice")
+    b, ub = rig.connect("bob")
+    c, uc = rig.connect("carol")
+    rig.hub.leave(a, ua, p.LOST)
+    rig.hub.leave(b, ub, p.SENDQ)
+    rig.hub.expire_holds(1010.0)
+    assert [(w.sender, w.text) for w in rig.store.queue] == [("alice", p.LOST), ("bob", p.SENDQ)]
+    assert list(rig.hub.users) == ["carol"] and rig.hub._held == {}
+
+
+def test_a_guest_online_keeps_its_name_when_an_account_takes_it(rig):
+    g, ug = rig.connect("bob")
+    rig.account("bob")                  # made by an admin while bob is online
+    again = Member("10.0.0.9:2")
+    assert rig.hub.register(again, hello("bob", token=g.welcome["token"])) is None
+    rig.settle()
+    assert ug.conns == [again] and again.frames()[0]["token"] == g.welcome["token"]
+
+
+def test_a_reopened_guest_session_resumes_by_its_token(rig):
+    a, ua = rig.connect("gus")
+    token = a.welcome["token"]
+    offline(rig, a, ua)
+    back, user = rig.connect("gus", token=token)
+    assert user.sid == ua.sid and user.token_hash == token_hash(token)
+    assert user.tokens == {back: token_hash(token)}
+    again, same = rig.connect("gus", token=token)        # the same device, a new connection
+    assert same is user and back.was_replaced and user.conns == [again]

@@ -131,6 +131,7 @@ def test_a_mute_in_general_for_a_message_without_a_room(lab):
     err = lab.hub.say(lab.b, lab.ub, "hi")
     assert (err.code, err.message) == (p.MUTED, "you are muted in #general (by owner)")
     assert lab.hub.say(lab.b, lab.ub, "hi", room="#lab") is None
+    assert lab.hub.say(lab.b, lab.ub, "psst", to="amy") is None     # a DM is no room
 
 
 def test_server_wide_is_for_admins_and_some_actions(lab):
@@ -630,3 +631,48 @@ def test_an_old_clients_catch_up_has_no_moderation(lab):
     assert [h["type"] for h in again.welcome["history"]] == ["message"]
     new, _ = lab.rig.connect("new", last_id=seen, instance="inst-A")
     assert [h["type"] for h in new.welcome["history"]] == ["mod", "message"]
+
+
+
+def test_op_and_deop_need_someone_else_there_is(lab):
+    for action in ("op", "deop"):
+        assert refusal(lab, action, room="#lab", target="zed") == (
+            p.NO_SUCH_USER, "nobody called 'zed' is online or has an account")
+        assert refusal(lab, action, room="#lab", target="owner") == (
+            p.BAD_REQUEST, f"you cannot {action} yourself")
+    lab.hub.rules.set_role("#lab", "sid-amy", "owner")
+    assert refusal(lab, "deop", room="#lab", target="amy") == (
+        p.FORBIDDEN, "amy ranks as high as you here")
+
+
+def test_a_kick_from_general_moves_a_new_client_out_of_it(lab):
+    lab.hub.rules.set_role("#general", "sid-owner", "owner")
+    assert lab.mod(lab.o, lab.uo, "kick", room="#general", target="amy") is None
+    assert lab.a.kicks == [] and "#general" not in lab.ua.rooms
+    assert lab.rig.store.events[-1].kind == "leave"
+
+
+def test_only_a_delete_names_a_message(lab):
+    assert lab.mod(lab.o, lab.uo, "kick", room="#lab", target="bob", id=5) is None
+    kick = [w for w in lab.rig.store.events if w.kind == "mod"][-1]
+    assert kick.text == '{"action":"kick"}'
+
+
+def test_a_requester_that_closed_still_gets_its_ack(lab):
+    o2, _ = lab.rig.login("owner", member=Member("10.0.0.1:2"))       # a second device
+    lab.drain()
+    lab.hub.moderate(lab.o, lab.uo, p.ModRequest(action="lock", room="#lab", label="l"))
+    lab.hub.leave(lab.o, lab.uo, p.QUIT)
+    assert lab.uo.conns == [o2]
+    lab.rig.settle()
+    [w] = [w for w in lab.rig.store.events if w.kind == "mod"]
+    assert lab.o.frames()[-1] == {"type": "ack", "label": "l", "id": w.id}
+    assert {"type": "ack", "label": "l", "id": w.id} in o2.frames()
+
+
+def test_a_failed_audit_read_keeps_its_label(lab):
+    lab.rig.store.fail = RuntimeError("disk")
+    lab.hub.audit_log(lab.r, lab.ur, p.AuditRequest(label="a"))
+    lab.rig.readers.run()
+    assert lab.r.frames() == [{"type": "error", "code": p.STORE_FAILED, "label": "a",
+                               "message": "the server could not read its history; try again"}]

@@ -1352,7 +1352,7 @@ class Hub:
                 rooms = list(tuser.rooms.values()) if tuser is not None else []
 
             def effect(data: Optional[bytes]) -> None:
-                self._mod_effect(action, room, tuser, user, reason, until, req.id, data)
+                self._mod_effect(action, room, tuser, user, reason, req.id, data)
         for stmt in stmts:
             self.store.submit(self._exec(stmt), check=False)
         text = mod.event_text(action, reason, until, req.id if action == "delete" else None)
@@ -1377,7 +1377,7 @@ class Hub:
         return None
 
     def _mod_effect(self, action: str, room: Optional[Room], tuser: Optional[User],
-                    actor: User, reason: str, until: Optional[int], message: Optional[int],
+                    actor: User, reason: str, message: Optional[int],
                     data: Optional[bytes]) -> None:
         """(locked; once announced) What the action does besides being known."""
         why = f" by {actor.name}" + (f": {reason}" if reason else "")
