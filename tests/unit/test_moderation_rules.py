@@ -153,3 +153,27 @@ def test_active():
     s = Sanction("mute", "", "sid:b", "b", 10, "a")
     assert s.active(9) and not s.active(10)
     assert Sanction("mute", "", "sid:b", "b", None, "a").active(10 ** 15)
+
+
+def test_a_locked_topic_loads_back(db):
+    r = Rules()
+    run(db, r.set_flags("#lab", locked=True))
+    run(db, r.set_flags("#open", locked=False))
+    loaded = mod.load(db, now_ms=0)
+    assert loaded.locked == {"#lab"} and loaded.closed == set()
+
+
+def test_an_audit_page_of_exactly_limit_entries_has_no_more(db):
+    for ts in (1000, 2000):
+        run(db, mod.audit_sql(ts, "alice", "lock", "#lab", None, "", None))
+    entries, more = mod.audit_entries(db, None, 2, {})
+    assert [e["id"] for e in entries] == [2, 1] and more is False
+
+
+def test_lifting_a_sanction_twice_is_harmless():
+    r = Rules()
+    s = Sanction("mute", "#lab", "sid:b", "bob", None, "o")
+    r.add(s, 1)
+    assert r.lift(s) == r.lift(s) == (
+        "DELETE FROM sanctions WHERE kind=? AND room=? AND who=?", ("mute", "#lab", "sid:b"))
+    assert r.sanctions == {}

@@ -1216,6 +1216,7 @@ class Hub:
                     return p.Error(p.NO_SUCH_SESSION, f"you have no session {req.session}", label)
             if label is not None:          # before a kick of this very connection
                 member.push(p.encode(p.Ack(label=label)))
+                self.on_wake({member}, [])     # (pushed from a login worker: wake its thread)
             self._revoked(user, hashes, member)
             return None
         self._account_job(member, label, job)
@@ -1372,7 +1373,7 @@ class Hub:
                 rooms = list(tuser.rooms.values()) if tuser is not None else []
 
             def effect(data: Optional[bytes]) -> None:
-                self._mod_effect(action, room, tuser, user, reason, until, req.id, data)
+                self._mod_effect(action, room, tuser, user, reason, req.id, data)
         for stmt in stmts:
             self.store.submit(self._exec(stmt), check=False)
         text = mod.event_text(action, reason, until, req.id if action == "delete" else None)
@@ -1397,7 +1398,7 @@ class Hub:
         return None
 
     def _mod_effect(self, action: str, room: Optional[Room], tuser: Optional[User],
-                    actor: User, reason: str, until: Optional[int], message: Optional[int],
+                    actor: User, reason: str, message: Optional[int],
                     data: Optional[bytes]) -> None:
         """(locked; once announced) What the action does besides being known."""
         why = f" by {actor.name}" + (f": {reason}" if reason else "")
