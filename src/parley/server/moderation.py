@@ -186,7 +186,7 @@ def audit_sql(ts: int, actor: str, action: str, room: Optional[str], target: Opt
 def load(c: sqlite3.Connection, now_ms: int) -> Rules:
     """The rules as stored (sanctions that have ended are left out)."""
     r = Rules()
-    for room, sid, role in c.execute("SELECT room, sid, role FROM room_roles"):
+    for room, sid, role in c.execute("SELECT room, sid, role FROM room_roles"):  # pragma: no mutate
         r.roles[(room, sid)] = role
     for room, locked, closed in c.execute(
             "SELECT room, topic_locked, invite_only FROM room_settings"):  # pragma: no mutate
@@ -194,9 +194,9 @@ def load(c: sqlite3.Connection, now_ms: int) -> Rules:
             r.locked.add(room)
         if closed:
             r.closed.add(room)
-    r.invites = {(room, key) for room, key in c.execute("SELECT room, key FROM invites")}
-    for row in c.execute("SELECT kind, room, who, name, until, by, reason FROM sanctions "
-                         "WHERE until IS NULL OR until > ?", (now_ms,)):
+    r.invites = {(room, key) for room, key in c.execute("SELECT room, key FROM invites")}  # pragma: no mutate
+    for row in c.execute("SELECT kind, room, who, name, until, by, reason FROM sanctions "  # pragma: no mutate
+                         "WHERE until IS NULL OR until > ?", (now_ms,)):  # pragma: no mutate
         s = Sanction(*row)
         r.sanctions[(s.kind, s.room, s.who)] = s
     return r
@@ -207,7 +207,7 @@ def audit_entries(c: sqlite3.Connection, before: Optional[int], limit: int,
     from ..protocol import format_ts
     rows = c.execute(
         "SELECT id, ts, actor, action, room, target, reason, until FROM audit "  # pragma: no mutate
-        + ("WHERE id < ? " if before is not None else "") + "ORDER BY id DESC LIMIT ?",
+        + ("WHERE id < ? " if before is not None else "") + "ORDER BY id DESC LIMIT ?",  # pragma: no mutate
         ((before,) if before is not None else ()) + (limit + 1,)).fetchall()
     out = []
     for id_, ts, actor, action, room, target, reason, until in rows[:limit]:
