@@ -54,6 +54,7 @@ class AcctStore(base.SyncStore):
         self.execs = []               # (sql, params) of the committed exec writes
         self.checked = []             # (op, check) of every submit
         self.waiting = []             # what waiting_dms() answers
+        self.mentions = []            # what waiting_mentions() answers
         self.infos = {}               # event id -> what event_info() answers
         self.audit_page = ([], False)
         self.removed = set()          # ids whose text a delete cleared
@@ -116,6 +117,10 @@ class AcctStore(base.SyncStore):
     def waiting_dms(self, sid, limit):
         self._acc("waiting_dms", sid, limit)
         return list(self.waiting)
+
+    def waiting_mentions(self, sid, name, room_keys, limit):
+        self._acc("waiting_mentions", sid, name, list(room_keys), limit)
+        return list(self.mentions)
 
     def moderation_rules(self):
         self.loaded += 1
@@ -644,10 +649,17 @@ def test_direct_messages_that_waited_are_in_a_new_devices_welcome(rig):
                           "text": "while you were out", "kind": "say", "to": "alice"},
                          {"type": "message", "id": 3, "ts": TS_TEXT, "from": "dave",
                           "text": "later", "kind": "say", "to": "alice"}]
+    # a mention that waited (id 0), and one that is among the room's recent ones (id 2): once
+    rig.store.mentions = [{"type": "message", "id": 0, "ts": TS_TEXT, "from": "erin",
+                           "text": "alice?", "kind": "say", "room": "#general"},
+                          {"type": "message", "id": 2, "ts": TS_TEXT, "from": "bob",
+                           "text": "in general", "kind": "say", "room": "#general"}]
     m, user = rig.login("alice")
     assert ("waiting_dms", ("sid-alice", rig.hub.history)) in rig.store.acalls
+    assert ("waiting_mentions", ("sid-alice", "alice", ["#general"], rig.hub.history)) \
+        in rig.store.acalls
     assert [h["text"] for h in m.welcome["history"]] == [
-        "while you were out", "in general", "later"]
+        "alice?", "while you were out", "in general", "later"]
 
 
 def test_guests_and_old_clients_get_no_waiting_messages(rig, caplog):
