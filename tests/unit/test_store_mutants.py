@@ -343,8 +343,8 @@ def test_what_a_commit_stores(st, db_path):
     assert st.memberships(A) == []
 
 
-def test_events_of_a_batch_are_inserted_in_chunks_with_their_ids(st, monkeypatch):
-    monkeypatch.setattr(store_mod, "_ROWS_PER_INSERT", 3)
+def test_events_of_a_batch_are_inserted_in_chunks_with_their_ids(st):
+    st._rows_per_insert = 2
     writes = commit(st, *[say(f"c{i}") for i in range(7)], Write(op="read", sid=A, conv="#g",
                                                                 read_id=1),
                     say("after the read"), dm("dm", "bob", B, "alice", A))
@@ -355,8 +355,8 @@ def test_events_of_a_batch_are_inserted_in_chunks_with_their_ids(st, monkeypatch
     assert ids(st.history(A, peer="bob")[0]) == [9]
 
 
-def test_a_failing_event_in_a_chunk_fails_alone(st, monkeypatch):
-    monkeypatch.setattr(store_mod, "_ROWS_PER_INSERT", 3)
+def test_a_failing_event_in_a_chunk_fails_alone(st):
+    st._rows_per_insert = 4
     bad = say("bad")
     bad.sender = None                              # NOT NULL: an IntegrityError for this row only
     writes = [say("one"), bad, say("three"), say("four")]
@@ -372,6 +372,47 @@ def test_a_failing_event_in_a_chunk_fails_alone(st, monkeypatch):
     assert [t for _, t in stored] == ["one", "three", "four"]
     assert [writes[0].id, writes[2].id, writes[3].id] == [i for i, _ in stored]
 
+
+@pytest.mark.parametrize("n, most, sizes", [
+    (0, 1024, []), (1, 1024, [1]), (2, 1024, [2]), (3, 1024, [2, 1]),
+    (1000, 1024, [512, 256, 128, 64, 32, 8]), (1024, 1024, [1024]),
+    (1025, 1024, [1024, 1]), (7, 2, [2, 2, 2, 1]), (5, 1, [1] * 5),
+])
+def test_chunk_sizes_are_powers_of_two_largest_first(n, most, sizes):
+    assert store_mod._chunk_sizes(n, most) == sizes
+
+
+class _Limited:
+    def __init__(self, params):
+        self.params = params
+
+    def getlimit(self, what):
+        assert what == sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+        return self.params
+
+
+@pytest.mark.parametrize("params, rows", [
+    (250000, 1024), (32766, 1024), (10240, 1024), (10239, 512), (999, 64), (20, 2), (10, 1),
+])
+def test_rows_per_insert_follow_the_variable_limit(params, rows):
+    assert store_mod._rows_per_insert(_Limited(params)) == rows
+
+
+def test_a_big_batch_takes_few_insert_statements(st):
+    st._rows_per_insert = store_mod._rows_per_insert(st._wconn)
+    assert st._rows_per_insert == 1024      # (any SQLite since 3.32)
+    inserts = []
+    st._wconn.set_trace_callback(
+        lambda sql: inserts.append(sql.count("),(") + 1) if sql.startswith("INSERT INTO events(")
+        else None)
+    try:
+        writes = commit(st, *[say(f"m{i}") for i in range(1000)])
+    finally:
+        st._wconn.set_trace_callback(None)
+    assert inserts == [512, 256, 128, 64, 32, 8]
+    assert [w.id for w in writes] == list(range(1, 1001))
+    assert [f["text"] for f in st.history(None, room="#general", limit=3)[0]] == \
+        ["m997", "m998", "m999"]
 
 
 # --- what a user reads when the data directory cannot be used ---------------------------
@@ -1189,7 +1230,7 @@ def test_batch_max_is_at_least_one(db_path):
     assert Store(db_path, batch_max=7).batch_max == 7
     s = Store(db_path)
     assert (s.batch_max, s.batch_wait, s.instance, s.last_id, s.opened, s.fts) == \
-        (1000, 0.0, "", 0, False, False)
+        (1024, 0.0, "", 0, False, False)
 
 
 def test_submit_checks_unless_told_not_to(st):
@@ -1733,11 +1774,12 @@ def test_a_batch_inserts_its_events_in_as_few_statements_as_it_can(st):
         st._wconn = real
     row = store_mod._EVENT_ROW
     assert rec.sql == ["BEGIN IMMEDIATE",
-                       store_mod._INSERT_EVENT + ",".join([row] * 3),
-                       rec.sql[2],
+                       store_mod._INSERT_EVENT + ",".join([row] * 2),      # 3 rows: 2 + 1
+                       store_mod._INSERT_EVENT + row,
+                       rec.sql[3],
                        store_mod._INSERT_EVENT + ",".join([row] * 2),
                        "COMMIT"]
-    assert rec.sql[2].startswith("INSERT INTO rooms")
+    assert rec.sql[3].startswith("INSERT INTO rooms")
     assert [f["text"] for f in st.history(None, room="#x")[0]] == ["d", "e"]
 
 

@@ -105,7 +105,34 @@ OPS = ("event", "room", "topic_set", "member_add", "member_remove", "session", "
 _INSERT_EVENT = ("INSERT INTO events(id, ts, kind, room, sender, sender_sid, target, "
                  "target_sid, text, label) VALUES ")
 _EVENT_ROW = "(?,?,?,?,?,?,?,?,?,?)"
-_ROWS_PER_INSERT = 90     # 900 bound values: under the 999 of older SQLite builds
+_ROWS_MAX = 1024          # most rows in one INSERT (a power of two)
+_ROWS_OLD_SQLITE = 64     # 640 bound values: under the 999 of SQLite builds before 3.32
+
+
+def _rows_per_insert(conn: sqlite3.Connection) -> int:
+    """The largest power of two, at most _ROWS_MAX, of event rows that one INSERT
+    may bind on ``conn`` (ten values a row)."""
+    if hasattr(conn, "getlimit"):                   # Python 3.11+
+        params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    else:
+        params = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+    rows = _ROWS_MAX
+    while rows > 1 and rows * 10 > params:
+        rows //= 2
+    return rows
+
+
+def _chunk_sizes(n: int, most: int) -> list[int]:
+    """Split ``n`` rows into INSERTs of power-of-two sizes, largest first: a
+    batch of any size is written with few statements (each one hands the GIL
+    back and forth), and there are only log2(most)+1 different statements, so
+    all of them stay in the connection's statement cache."""
+    sizes = []
+    while n > 0:
+        size = min(most, 1 << (n.bit_length() - 1))
+        sizes.append(size)
+        n -= size
+    return sizes
 
 
 class StoreError(Exception):
@@ -417,12 +444,14 @@ class Store:
     twice the ack latency at a steady 2,000 messages/s."""
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time,
-                 batch_max: int = 1000, batch_wait: float = 0.0):
+                 batch_max: int = 1024, batch_wait: float = 0.0):
         self.memory = path == MEMORY
         self.path = path if self.memory else os.path.abspath(path)
         self.clock = clock
         self.batch_max = max(1, batch_max)
         self.batch_wait = batch_wait
+        self._rows_per_insert = _ROWS_OLD_SQLITE
+        self._inserts: dict[int, str] = {}
         self.instance = ""
         self.last_id = 0
         self.opened = False
@@ -485,6 +514,7 @@ class Store:
             else:
                 self._wconn = self._connect()
             self._prepare(self._wconn)
+            self._rows_per_insert = _rows_per_insert(self._wconn)
             if self.fts:
                 self._open_search()
         except sqlite3.Error as e:
@@ -975,6 +1005,12 @@ class Store:
             for f in flushes:
                 f.done.set()
 
+    def _insert_sql(self, rows: int) -> str:
+        sql = self._inserts.get(rows)
+        if sql is None:
+            sql = self._inserts[rows] = _INSERT_EVENT + ",".join([_EVENT_ROW] * rows)
+        return sql
+
     def _commit(self, writes: list) -> None:
         """One transaction for ``writes``; then tell on_commit."""
         if not writes:
@@ -993,13 +1029,14 @@ class Store:
                 events: list = []           # (write, row): inserted many rows per statement
 
                 def insert_events() -> None:
-                    # one statement per _ROWS_PER_INSERT rows: each execute hands the GIL
-                    # back and forth, so one per row costs more than SQLite's own work
-                    for i in range(0, len(events), _ROWS_PER_INSERT):
-                        chunk = events[i:i + _ROWS_PER_INSERT]
+                    # many rows per statement: each execute hands the GIL back and
+                    # forth, and under load getting it back costs more than SQLite's work
+                    i = 0
+                    for size in _chunk_sizes(len(events), self._rows_per_insert):
+                        chunk = events[i:i + size]
+                        i += size
                         try:
-                            ex(_INSERT_EVENT + ",".join([_EVENT_ROW] * len(chunk)),
-                               [x for _, row in chunk for x in row])
+                            ex(self._insert_sql(size), [x for _, row in chunk for x in row])
                         except (sqlite3.IntegrityError, sqlite3.InterfaceError):
                             for w, row in chunk:      # find the one that failed
                                 try:
