@@ -820,11 +820,11 @@ class Hub:
         """(locked) The room a request names, if the user is in it; else the
         error that answers the request (with its label)."""
         name = room or p.GENERAL
-        problem = p.validate_room(name)
-        if problem:
-            return p.Error(p.ROOM_INVALID, f"{problem} ({p.ROOM_RULES})", label)
         r = self.rooms.get(name.casefold())
-        if r is None:
+        if r is None:       # (a room that exists has a valid name: checked only if not)
+            problem = p.validate_room(name)
+            if problem:
+                return p.Error(p.ROOM_INVALID, f"{problem} ({p.ROOM_RULES})", label)
             return p.Error(p.NO_SUCH_ROOM, f"there is no room {name}; /join {name} creates it",
                            label)
         if r.key not in user.rooms:
