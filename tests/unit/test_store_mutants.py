@@ -1783,6 +1783,19 @@ def test_a_batch_inserts_its_events_in_as_few_statements_as_it_can(st):
     assert [f["text"] for f in st.history(None, room="#x")[0]] == ["d", "e"]
 
 
+def test_the_indexer_gathers_commits_but_a_search_does_not_wait_for_it(st, monkeypatch):
+    monkeypatch.setattr(store_mod, "INDEX_DELAY", 60.0)
+    assert st.flush(5)                         # (the indexer idle, waiting to be woken)
+    commit(st, say("gathered"))
+    time.sleep(0.3)
+    assert st._indexed < st.last_id            # waiting for more commits to index at once
+    t0 = time.monotonic()
+    assert st.flush(5)                         # what a search does: index now
+    assert time.monotonic() - t0 < 5
+    assert st._indexed == st.last_id
+    assert [f["text"] for f in st.search(None, "gathered", ["#general"])[0]] == ["gathered"]
+
+
 def test_only_messages_wake_the_indexer(st):
     _stop_indexer(st)
     st._index_wake.clear()

@@ -287,6 +287,7 @@ _INDEX_RANGE = (f"INSERT INTO events_fts(rowid, text, scope) SELECT e.id, e.text
                 "AND e.text IS NOT NULL")
 INDEX_CHUNK = 20000        # event ids indexed in one transaction (~50 ms of work)
 MERGE_PAGES = 4            # FTS5 merge work in one step of the indexer (pages)
+INDEX_DELAY = 0.1          # s the indexer gathers commits before indexing them in one go
 SEARCH_WAIT = 2.0          # s a search waits for the index to cover what was committed
 SCOPE_TERMS = 8            # scopes up to this many rooms (+ DMs) are searched by token
 _LEGACY_FTS = ("events_fts_ai", "events_fts_ad", "events_fts_au")   # early v1: FTS in parley.db
@@ -467,7 +468,8 @@ class Store:
         self._commits = 0                   # transactions committed (for the checkpointer)
         self._sconn: Optional[sqlite3.Connection] = None    # the indexer's (search index)
         self._indexer: Optional[threading.Thread] = None
-        self._index_wake = threading.Event()
+        self._index_wake = threading.Event()     # something was committed (or stop)
+        self._index_now = threading.Event()      # a search waits: index without delay
         self._index_stop = False
         self._index_cv = threading.Condition()
         self._indexed = 0                   # the index covers events up to this id
@@ -776,6 +778,7 @@ class Store:
             self._checkpointer = None
         if self._indexer is not None:
             self._index_stop = True
+            self._index_now.set()
             self._index_wake.set()
             self._indexer.join()
             self._indexer = None
@@ -868,9 +871,15 @@ class Store:
         self._merging = True
         while True:
             self._index_wake.wait(1.0)
+            if self._index_wake.is_set() and not self._index_now.is_set():
+                # gather what the next commits bring: at a steady few thousand
+                # messages a second, one index transaction per commit would cost
+                # more than the commits themselves (and make segments to merge)
+                self._index_now.wait(INDEX_DELAY)
             if self._index_stop:
                 return
             self._index_wake.clear()
+            self._index_now.clear()
             try:
                 if self._indexed < self.last_id:
                     self._index_to(self.last_id)
@@ -925,6 +934,7 @@ class Store:
         """Wait until the search index covers events up to ``upto``."""
         if self._indexer is None:
             return self._indexed >= upto
+        self._index_now.set()
         self._index_wake.set()
         with self._index_cv:
             return self._index_cv.wait_for(
