@@ -1650,6 +1650,9 @@ class Script:
     def get_nowait(self):
         return self._next(("get_nowait",))
 
+    def qsize(self):
+        return 1 << 20          # (so the writer takes up to batch_max)
+
 
 @pytest.mark.parametrize("batch_max, arrive, calls, batches", [
     # 1 write: under batch_max // 4 (2), so it waits up to batch_wait (0.5 s) for more
@@ -1785,7 +1788,10 @@ def test_a_batch_inserts_its_events_in_as_few_statements_as_it_can(st):
 
 def test_the_indexer_gathers_commits_but_a_search_does_not_wait_for_it(st, monkeypatch):
     monkeypatch.setattr(store_mod, "INDEX_DELAY", 60.0)
-    assert st.flush(5)                         # (the indexer idle, waiting to be woken)
+    assert st.flush(5)
+    deadline = time.monotonic() + 5            # the indexer has taken that wake-up
+    while (st._index_wake.is_set() or st._index_now.is_set()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     commit(st, say("gathered"))
     time.sleep(0.3)
     assert st._indexed < st.last_id            # waiting for more commits to index at once
@@ -1823,12 +1829,72 @@ def test_a_failing_rollback_does_not_hide_a_failed_batch(st):
     st._on_commit = lambda batch, error: got.append(error)
     real = st._wconn
     st._wconn = Statements(real, failing=("INSERT INTO events",), rollback_fails=True)
-    try:
-        w = commit(st, say("lost"))[0]
+    try:        # three writes: a transaction (one message alone is one statement)
+        w = commit(st, say("lost"), say("lost too"), say("and this"))[0]
     finally:
         st._wconn = real
         real.execute("ROLLBACK")
     assert (got, w.id, w.error, st.last_id) == (["disk I/O error"], None, "disk I/O error", 0)
+
+
+def test_a_batch_of_messages_is_one_statement_without_begin_or_commit(st):
+    real = st._wconn
+    st._wconn = rec = Statements(real)
+    try:
+        ws = commit(st, say("a"), say("b"), Write(kind="join", op="event", room="#general",
+                                                  sender="x", sender_sid=C), say("d"))
+    finally:
+        st._wconn = real
+    assert rec.sql == [store_mod._INSERT_EVENT + ",".join([store_mod._EVENT_ROW] * 4)]
+    assert [(w.id, w.ts, w.error) for w in ws] == [(i, ws[0].ts, None) for i in (1, 2, 3, 4)]
+    assert ws[0].ts is not None and st.last_id == 4
+    assert [f["id"] for f in st.history(None, room="#general")[0]] == [1, 2, 3, 4]
+    assert st._index_wake.is_set()                      # messages: the indexer is woken
+
+
+@pytest.mark.parametrize("writes", [
+    [say("a"), say("b"), say("c")],                      # 3: not a power of two
+    [say("a"), Write(op="read", sid=A, conv="#general", read_id=1)],      # not only events
+    [say("a"), Write(kind="topic", op="event", room="#general", sender="x", sender_sid=C,
+                     text="t")],                         # a topic also updates its room
+])
+def test_other_batches_are_a_transaction(st, writes):
+    real = st._wconn
+    st._wconn = rec = Statements(real)
+    try:
+        commit(st, *writes)
+    finally:
+        st._wconn = real
+    assert rec.sql[0] == "BEGIN IMMEDIATE" and rec.sql[-1] == "COMMIT"
+    assert all(w.error is None for w in writes)
+
+
+def test_a_refused_row_in_one_statement_leaves_the_rest_to_the_transaction(st):
+    bad = say("bad")
+    bad.sender = None                                    # NOT NULL: refused
+    ws = [say("one"), bad]
+    for w in ws:
+        st.submit(w, check=False)
+    st.commit_queued()
+    assert (ws[0].id, ws[0].error, bad.id) == (1, None, None)
+    assert bad.error == "NOT NULL constraint failed: events.sender"
+    assert [f["text"] for f in st.history(None, room="#general")[0]] == ["one"]
+
+
+def test_a_failed_one_statement_batch_fails_whole(st):
+    got = []
+    st._on_commit = lambda batch, error: got.append(error)
+    real = st._wconn
+    st._wconn = Statements(real, failing=("INSERT INTO events",))
+    try:
+        ws = commit(st, say("lost"), say("lost too"))
+    finally:
+        st._wconn = real
+    assert got == ["disk I/O error"] and st.last_id == 0
+    assert [(w.id, w.error) for w in ws] == [(None, "disk I/O error")] * 2
+    assert not real.in_transaction
+    (w,) = commit(st, say("next"))
+    assert w.id == 1
 
 
 def test_the_checkpointer_sees_every_commit(st):
