@@ -659,8 +659,10 @@ class Hub:
             caches = {r.key: [f for f in r.recent if f["type"] == "message"][-self.join_history:]
                       for r in rooms} if reg.last_id is None and self.join_history else {}
             room_keys = [r.key for r in rooms]
+            # (not for an old client, which gets everyone's name: O(users) a welcome)
             guests = ([u.name for u in self.users.values() if u.account is None]
-                      if self.auth == p.AUTH_OPTIONAL and quoted is not None else None)
+                      if self.auth == p.AUTH_OPTIONAL and quoted is not None
+                      and not user.legacy else None)
             login_id = user.login_ids.get(member)
         truncated = False
         if reg.last_id is None:          # a newcomer: the last few messages of each room
