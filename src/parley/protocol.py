@@ -505,6 +505,7 @@ class RoomInfo(Event):
     history: list[dict] = field(default_factory=list)   # the last few messages
     label: Optional[str] = None
     guests: Optional[list[str]] = None   # which members are guests (auth optional)
+    role: Optional[str] = None           # yours here: "owner" or "mod" (absent: a member)
 
 
 @dataclass

@@ -528,6 +528,33 @@ def test_op_and_deop(lab):
     assert lab.hub.rules.roles[("#lab", "sid-away")] == "mod"
 
 
+def test_room_info_tells_each_person_its_role_there(lab):
+    def role(member, user):
+        assert lab.hub.join(member, user, "#lab", "again") is None     # already in: told again
+        (info,) = [f for f in member.frames() if f["type"] == "room"]
+        assert info["room"] == "#Lab" and info["label"] == "again"
+        return info.get("role")
+    assert [role(lab.o, lab.uo), role(lab.m, lab.um), role(lab.a, lab.ua), role(lab.b, lab.ub)] \
+        == ["owner", "mod", None, None]
+    lab.mod(lab.o, lab.uo, "op", room="#lab", target="amy")
+    assert role(lab.a, lab.ua) == "mod"
+    lab.mod(lab.o, lab.uo, "deop", room="#lab", target="mo")
+    assert role(lab.m, lab.um) is None
+    lab.hub.join(lab.r, lab.ur, "#lab", None)          # an admin: no role (welcome.account.admin)
+    lab.rig.settle()
+    lab.r.frames()
+    assert role(lab.r, lab.ur) is None
+
+
+def test_a_welcome_tells_the_role_in_each_room(lab):
+    o2, _ = lab.rig.login("owner", member=Member("10.0.0.1:9"), device="laptop")
+    m2, _ = lab.rig.login("mo", member=Member("10.0.0.2:9"), device="laptop")
+    a2, _ = lab.rig.login("amy", member=Member("10.0.0.3:9"), device="laptop")
+    roles = [{r["room"]: r.get("role") for r in m.welcome["rooms"]} for m in (o2, m2, a2)]
+    assert roles == [{"#general": None, "#Lab": "owner"}, {"#general": None, "#Lab": "mod"},
+                     {"#general": None, "#Lab": None}]
+
+
 def test_a_room_made_by_an_account_is_its_own(lab):
     lab.hub.join(lab.a, lab.ua, "#Amys", None)
     ops = [(w.op, w.params) for w in lab.rig.store.queue]

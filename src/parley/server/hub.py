@@ -304,14 +304,17 @@ class Hub:
     def _big(self, room: Room) -> bool:
         return len(room.members) > self.presence_limit
 
-    def _room_info(self, room: Room, label: Optional[str] = None) -> p.RoomInfo:
+    def _room_info(self, room: Room, user: User, label: Optional[str] = None) -> p.RoomInfo:
+        """(locked) ``room`` as ``user`` sees it: with its role there, so that a
+        client offers moderation only to whom may use it."""
         count = len(room.members)
         members = None if count > self.presence_limit else [u.name for u in room.members.values()]
         guests = None
         if members is not None and self.auth == p.AUTH_OPTIONAL:
             guests = [u.name for u in room.members.values() if u.account is None] or None
         return p.RoomInfo(room=room.name, count=count, topic=room.topic, members=members,
-                          history=self._recent_chat(room), label=label, guests=guests)
+                          history=self._recent_chat(room), label=label, guests=guests,
+                          role=self.rules.roles.get((room.key, user.sid)))
 
     def guests_among(self, names: list) -> Optional[list]:
         """Which of ``names`` (online) are guests; None unless --auth optional."""
@@ -652,7 +655,7 @@ class Hub:
         watermark = reg.watermark
         with self.lock:
             rooms = list(user.rooms.values())
-            infos = [self._room_info(r) for r in rooms] if not user.legacy else None
+            infos = [self._room_info(r, user) for r in rooms] if not user.legacy else None
             many = len(self.users) > self.presence_limit
             # everyone's name, pre-encoded: spliced into the welcome outside the lock
             quoted = list(self._quoted.values()) if user.legacy or not many else None
@@ -920,7 +923,7 @@ class Hub:
                     if undo is not None:
                         writes.append(self._exec(undo))
             if key in user.rooms:       # already there: tell it again
-                member.push(p.encode(self._room_info(r, label)))
+                member.push(p.encode(self._room_info(r, user, label)))
             else:
                 writes.extend(self._enter_room(user, r, label=label, member=member))
                 if not writes or writes[-1].op != "event":
@@ -937,7 +940,7 @@ class Hub:
         self._touched.update(user.conns)
         for c in user.conns:
             c.subscribe(room.log, room.log.end)
-            c.push(p.encode(self._room_info(room, label if c is member else None)))
+            c.push(p.encode(self._room_info(room, user, label if c is member else None)))
 
     def part(self, member: Member, user: User, room: str, label: Optional[str]) -> Optional[p.Error]:
         if user.legacy:
