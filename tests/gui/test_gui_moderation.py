@@ -194,3 +194,42 @@ def test_message_menu_removes_a_message_and_it_is_redrawn(gui, mod_server, devic
     # a removed message is no longer offered for removal
     index = t.search("message removed", "1.0")
     assert chat.message_at(index) is None
+
+
+def test_member_menu_offers_moderation_by_role(gui, mod_server, device, no_popup):
+    """An account that moderates nothing sees Message and Mention only; made a
+    moderator of #lab (live, by its owner) it gets the moderation items there,
+    but not the owner's (Make / Remove moderator), and nothing in #general."""
+    port = mod_server.address[1]
+    mod_server.store.create_account("amy", secrets.token_hex(8),
+                                    accounts.hash_password(PW, n=2 ** 11, r=4, p=1))
+    owner = device(port, "owner", password=PW)
+    label = owner.join("#lab")
+    next_of(owner, lambda e: isinstance(e, p.RoomInfo) and e.label == label)
+    app = gui("--port", str(port))
+    type_text(app.card.name_entry, "amy")
+    type_text(app.card.password_entry, PW)
+    press(app.card.password_entry, "Return")
+    wait_joined(app)
+    wait_until(app, lambda: app.session.is_account, what="amy logged in")
+    app.join_room("#lab")
+    wait_until(app, lambda: app.current == "#lab" and app.session.conversation("#lab")
+               and "owner" in app.members.names, what="amy in #lab")
+    members = app.members
+
+    def offered():
+        x, y = members.row_center("owner")
+        click(members.canvas, x, y, button=3)
+        assert no_popup and no_popup[-1][0] is members.menu
+        return menu_labels(members.menu)
+
+    assert offered() == ["Message", "Mention"]
+    owner.moderate("op", room="#lab", target="amy")
+    wait_until(app, lambda: app.session.conversation("#lab").role == "mod", what="amy opped")
+    labels = offered()
+    assert "Kick\u2026" in labels and "Ban\u2026" in labels and "Invite to room" in labels
+    assert "Make moderator" not in labels and "Remove moderator" not in labels
+    app.switch("#general")
+    wait_until(app, lambda: app.current == "#general" and "owner" in app.members.names,
+               what="#general shown")
+    assert offered() == ["Message", "Mention"]

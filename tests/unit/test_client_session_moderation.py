@@ -145,3 +145,45 @@ def test_muted_error_settles_the_message(harness):
     conn.send(p.Error(code=p.MUTED, message="you are muted in #lab (by owner)", label=label))
     h.wait_type(p.Error, code=p.MUTED)
     assert h.s.wait_idle(WAIT) and h.s.pending() == 0
+
+
+def test_my_role_in_each_room_decides_what_to_offer(harness):
+    h = harness()
+    conn = h.start()
+    conn.expect("hello")
+    lab = room_info("#lab", ["alice", "bob"])
+    lab.role = "mod"
+    own = room_info("#mine", ["alice"])
+    own.role = "owner"
+    conn.send(welcome(rooms=[room_info("#general", ["alice", "bob"]), lab, own]))
+    h.wait_type(p.Welcome)
+    s = h.s
+    assert [(c.key, c.role) for c in s.conversations()] == \
+        [("#general", None), ("#lab", "mod"), ("#mine", "owner")]
+    assert [s.may_moderate(k) for k in ("#general", "#LAB", "#mine", "@bob", None)] == \
+        [False, True, True, False, False]
+    assert [s.may_moderate(k, owner=True) for k in ("#general", "#lab", "#mine")] == \
+        [False, False, True]
+    # made a moderator of #general, live; someone else's op changes nothing of mine
+    conn.send(modframe(20, "op", room="#general", target="ALICE"))
+    conn.send(modframe(21, "deop", room="#lab", target="bob"))
+    h.wait_type(p.Moderation, id=21)
+    assert [(c.key, c.role) for c in s.conversations()] == \
+        [("#general", "mod"), ("#lab", "mod"), ("#mine", "owner")]
+    conn.send(modframe(22, "deop", room="#lab", target="alice"))
+    h.wait_type(p.Moderation, id=22)
+    assert s.conversation("#lab").role is None and not s.may_moderate("#lab")
+    # a new room frame (joined again) says it anew
+    again = room_info("#lab", ["alice", "bob"], label="j")
+    again.role = "owner"
+    conn.send(again)
+    h.wait_type(p.RoomInfo, label="j")
+    assert s.conversation("#lab").role == "owner" and s.may_moderate("#lab", owner=True)
+
+
+def test_an_admin_may_moderate_any_room(harness):
+    h, conn = connected(harness)
+    h.s.account = {"name": "alice", "admin": True, "session": "L1"}
+    assert h.s.may_moderate("#general") and h.s.may_moderate("#lab", owner=True)
+    h.s.account = {"name": "alice", "admin": False, "session": "L1"}
+    assert not h.s.may_moderate("#lab")

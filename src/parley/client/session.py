@@ -138,7 +138,8 @@ class Conversation:
     sorted (ignoring case), or None for a big room whose member list the
     server left out (ask ``request_users(room)``); ``count`` is how many are in
     it.  ``unread``/``mentions`` count other people's messages after
-    ``read_id``; ``last_id`` is the newest id seen in it."""
+    ``read_id``; ``last_id`` is the newest id seen in it; ``role`` is mine in a
+    room: "owner", "mod" or None."""
     key: str
     kind: str                       # "room" | "dm"
     name: str
@@ -149,6 +150,7 @@ class Conversation:
     mentions: int = 0
     read_id: int = 0
     last_id: int = 0
+    role: Optional[str] = None
 
 
 class OfflineQueueFull(Exception):
@@ -212,6 +214,7 @@ class _Conv:
         self.base_last = 0           # … which covered messages up to this id
         self.local: list[tuple[int, bool]] = []   # (id, mentions me) counted since then
         self.activity = 0            # for ordering direct messages
+        self.role: Optional[str] = None   # mine in this room: "owner", "mod" or None
 
     def set_members(self, names: Optional[Iterable[str]]) -> None:
         self.members = None if names is None else {n.casefold(): n for n in names}
@@ -224,7 +227,7 @@ class _Conv:
             key=self.key, kind=self.kind, name=self.name, topic=self.topic, members=members,
             count=self.count, unread=self.base_unread + len(self.local),
             mentions=self.base_mentions + sum(1 for _, m in self.local if m),
-            read_id=self.read_id, last_id=self.last_id)
+            read_id=self.read_id, last_id=self.last_id, role=self.role)
 
 
 class Session:
@@ -344,6 +347,17 @@ class Session:
     def is_account(self) -> bool:
         """Logged in to an account (not a guest)."""
         return self.account is not None
+
+    def may_moderate(self, key: Optional[str], owner: bool = False) -> bool:
+        """May I moderate room ``key`` (with ``owner``: make or unmake its
+        moderators)?  A server admin anywhere; else by my role in the room.  The
+        server checks every request anyway: this is what to offer."""
+        if self.account is not None and self.account.get("admin"):
+            return True
+        with self._cond:
+            c = self._convs.get(conv_key(key)) if key else None
+            role = c.role if c is not None and c.kind == "room" else None
+        return role == "owner" or (role == "mod" and not owner)
 
     @property
     def rooms_enabled(self) -> bool:
@@ -681,6 +695,7 @@ class Session:
         c.name = c.key = info.room               # the server's spelling
         c.topic = info.topic
         c.count = info.count
+        c.role = info.role
         c.set_members(info.members)
         if info.members is not None and self.auth == p.AUTH_OPTIONAL:
             guests = {g.casefold() for g in (info.guests or [])}
@@ -759,6 +774,10 @@ class Session:
             while len(self._removed) > _REMOVED_WINDOW:
                 self._removed.popitem(last=False)
             self._emit(MessageRemoved(key, ev.message, ev.by, ev.reason or ""))
+        elif ev.action in ("op", "deop") and live and self._is_me(ev.target):
+            if c is not None and c.kind == "room":
+                c.role = "mod" if ev.action == "op" else None
+                self._dirty = True
         elif ev.action in ("kick", "ban") and live and self._is_me(ev.target) and ev.room:
             if c is not None and c.kind == "room":
                 self._drop_room(ev.room)

@@ -326,9 +326,10 @@ class MemberList(_CanvasPane):
         self.emoji = emoji
         self.on_message = on_message
         # moderation: ``on_moderate(action, name, duration=None)``; offered when
-        # ``can_moderate()`` (in a room, logged in to an account)
+        # ``can_moderate()`` (a moderator of the room, or a server admin);
+        # making moderators when ``can_moderate(owner=True)`` (its owner, an admin)
         self.on_moderate = on_moderate
-        self.can_moderate: Callable[[], bool] = lambda: False
+        self.can_moderate: Callable[..., bool] = lambda owner=False: False
         self.selected: Optional[int] = None      # the row the keyboard is on
         self.on_mention = on_mention
         self.on_load = on_load
@@ -546,8 +547,9 @@ class MemberList(_CanvasPane):
         m.add_command(label="Ban\u2026", command=lambda: act("ban", name))
         m.add_command(label="Unban", command=lambda: act("unban", name))
         m.add_separator()
-        m.add_command(label="Make moderator", command=lambda: act("op", name))
-        m.add_command(label="Remove moderator", command=lambda: act("deop", name))
+        if self.can_moderate(owner=True):
+            m.add_command(label="Make moderator", command=lambda: act("op", name))
+            m.add_command(label="Remove moderator", command=lambda: act("deop", name))
         m.add_command(label="Invite to room", command=lambda: act("invite", name))
 
     def _load(self) -> None:

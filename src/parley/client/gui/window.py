@@ -1401,12 +1401,12 @@ class ChatApp:
         return True
 
     # --- moderation ----------------------------------------------------------------------
-    def may_moderate(self) -> bool:
-        """Offer moderation here?  In a room, logged in to an account (guests are never
-        moderators; the server says no to anyone else, and the window shows why)."""
+    def may_moderate(self, owner: bool = False) -> bool:
+        """Offer moderation here?  In a room where I am a moderator (with ``owner``:
+        its owner), or anywhere as a server admin; the server checks anyway."""
         s = self.session
-        return bool(s is not None and s.is_account and self.current
-                    and model.is_room(self.current))
+        return bool(s is not None and self.current and model.is_room(self.current)
+                    and s.may_moderate(self.current, owner=owner))
 
     def send_mod(self, fields: dict) -> Optional[str]:
         if self.session is None:
