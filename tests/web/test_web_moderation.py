@@ -300,3 +300,58 @@ def test_server_wide_ban_ends_on_the_login_form_without_reconnecting(mod_web, br
     assert bob.locator("#banner").is_hidden()
     root.close()
     ctx.close()
+
+
+# --- the member menu offers moderation by role (the server tells it in room frames) -----------
+CAROL_PW = "carol's passphrase"
+
+
+@pytest.fixture
+def role_web(tmp_path):
+    db = str(tmp_path / "parley.db")
+    store = Store(db).open()
+    store.create_account("alice", "sid-alice-0001", hash_password(ALICE_PW))
+    store.create_account("carol", "sid-carol-0001", hash_password(CAROL_PW))
+    store.close()
+    w = Web(db)
+    yield w
+    w.close()
+
+
+def menu_items(page, name):
+    page.locator(f'#member-list button.member-menu[data-menu-for="{name}"]').click()
+    page.locator("#member-list .member-actions").wait_for()
+    items = page.eval_on_selector_all("#member-list .member-actions .menu-item",
+                                      "els => els.map(e => e.textContent)")
+    page.keyboard.press("Escape")
+    return items
+
+
+def test_member_menu_offers_moderation_by_role(role_web, browser, watch):
+    actx = browser.new_context(viewport={"width": 1280, "height": 800})
+    alice = watch.page(actx)
+    log_in(alice, role_web.url, "alice", ALICE_PW)
+    join(alice, "#lab")                                   # she owns it
+    cctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    carol = watch.page(cctx)
+    log_in(carol, role_web.url, "carol", CAROL_PW)
+    join(carol, "#lab")
+    carol.locator('#member-list button.member-menu[data-menu-for="alice"]').wait_for()
+    assert menu_items(carol, "alice") == ["Message alice"]          # an account, not a moderator
+    alice.locator('#member-list button.member-menu[data-menu-for="carol"]').wait_for()
+    assert menu_items(alice, "carol") == ["Message carol", "Kick carol…", "Mute carol…",
+                                          "Ban carol…"]               # the owner
+    send(alice, "/op carol")
+    wait_mod(carol, "carol")
+    assert menu_items(carol, "alice") == ["Message alice", "Kick alice…", "Mute alice…",
+                                          "Ban alice…"]
+    carol.reload()                                        # the welcome says it again
+    wait_online(carol)
+    carol.locator('#member-list button.member-menu[data-menu-for="alice"]').wait_for()
+    assert carol.evaluate("document.querySelector('#conv-title').textContent") == "#lab"
+    assert menu_items(carol, "alice")[1:] == ["Kick alice…", "Mute alice…", "Ban alice…"]
+    # in #general (no owner; carol is nobody's moderator there) only Message
+    send(carol, "/join #general")
+    carol.wait_for_function("() => document.querySelector('#conv-title').textContent === '#general'")
+    carol.locator('#member-list button.member-menu[data-menu-for="alice"]').wait_for()
+    assert menu_items(carol, "alice") == ["Message alice"]

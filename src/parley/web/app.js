@@ -57,7 +57,6 @@ export const state = {
   // this is a guess from what we saw (we created the room, were made a moderator,
   // a moderation of ours went through).  It only decides which buttons to show:
   // the server decides, and answers "forbidden" when the guess is wrong.
-  moderating: new Set((() => { try { return JSON.parse(store.get("mod") || "[]"); } catch { return []; } })()),
   gone: new Set(),          // rooms we were kicked or banned from (their late frames are ignored)
 };
 
@@ -412,17 +411,15 @@ function markRemoved(ev, by) {
   if (by) ev.removedBy = by;
 }
 
-function setModerating(key, on) {
-  const k = lower(key);
-  if (on === state.moderating.has(k)) return;
-  if (on) state.moderating.add(k); else state.moderating.delete(k);
-  store.set("mod", state.moderating.size ? JSON.stringify([...state.moderating]) : null);
-  if (state.online) ui.renderAll(state);
-}
-
-/** May we (probably) moderate in ``key``?  Admins everywhere; see state.moderating. */
-export function canModerate(key) {
-  return !!(state.account && (state.account.admin || state.moderating.has(lower(key))));
+/** May we moderate in room ``key`` (``owner``: make moderators there)?  Server admins
+ * everywhere; else our role in the room, which the server tells in its room frames
+ * (and live op/deop frames change).  The server checks every request anyway. */
+export function canModerate(key, owner = false) {
+  if (!state.account) return false;
+  if (state.account.admin) return true;
+  const c = key ? state.conversations.get(key) : null;
+  const role = c && c.isRoom ? c.role : null;
+  return role === "owner" || (role === "mod" && !owner);
 }
 
 /** A ``mod`` frame was stored in ``c``: what it changes.  True: already shown
@@ -436,8 +433,10 @@ function onMod(c, ev, live) {
       if (c.key === state.current) ui.replaceEvent(state, c, m);
     }
   }
-  if (isMe(ev.target) && (ev.action === "op" || ev.action === "deop")) setModerating(c.key, ev.action === "op");
-  if (isMe(ev.by) && ev.action !== "delete" && c.isRoom) setModerating(c.key, true);
+  if (live && isMe(ev.target) && c.isRoom && (ev.action === "op" || ev.action === "deop")) {
+    c.role = ev.action === "op" ? "mod" : null;
+    if (state.online) ui.renderAll(state);
+  }
   if (live && isMe(ev.target) && c.isRoom && ev.room && (ev.action === "kick" || ev.action === "ban")) {
     putOut(c, ev);
     return true;
@@ -460,7 +459,6 @@ function untilText(ev) {
 function putOut(c, ev) {
   state.gone.add(lower(c.key));
   state.conversations.delete(c.key);
-  setModerating(c.key, false);
   const banned = ev.action === "ban";
   const text = `You were ${banned ? "banned from" : "kicked out of"} ${c.key}${banned ? untilText(ev) : ""} ` +
     `by ${ev.by}${ev.reason ? ": " + ev.reason : "."}${banned ? "" : ` You may /join ${c.key} again.`}`;
@@ -497,6 +495,7 @@ function onRoom(r) {
   state.gone.delete(lower(r.room));
   const c = conversation(r.room);
   c.topic = r.topic || "";
+  c.role = r.role || null;                 // ours here: "owner", "mod" or none
   if (Array.isArray(r.members)) {
     c.members = [...r.members];
     noteGuests(r.members, r.guests);
@@ -683,7 +682,6 @@ export function login(name, password = "", register = false) {
 /** Forget this browser's session: token, position, conversations, queue. */
 function forget() {
   for (const k of ["name", "token", "instance", "lastId", "current", "pending", "account", "mod"]) store.set(k, null);
-  state.moderating.clear();
   state.gone.clear();
   state.token = state.instance = null;
   state.lastId = 0;
@@ -1013,10 +1011,7 @@ export function joinRoom(room) {
       if (MOD_ERRORS.includes(f.code)) ui.composerError(f.message || f.code);
       return;
     }
-    // a room nobody was in, and nothing said in it: we (an account) probably created it, so own it
-    const said = (f.history || []).some((ev) => ev.type !== "join" && ev.type !== "leave");
-    if (state.account && f.count <= 1 && !said) setModerating(f.room, true);
-    onRoom(f);
+    onRoom(f);                     // (with our role there: the owner if we created it)
     switchTo(f.room);
   });
 }
@@ -1037,9 +1032,6 @@ export function moderate(frame, done = null) {
       return;
     }
     ui.composerError(null);
-    if (frame.room && frame.action !== "delete" && frame.action !== "op" && frame.action !== "deop") {
-      setModerating(frame.room, true);
-    }
     if (done) done(null);
   });
 }

@@ -653,8 +653,10 @@ function openMemberMenu(btn, focus = true) {
     menu.append(b);
   };
   item(`Message ${name}`, "dm", () => actions.switchTo("@" + name));
-  for (const action of ["kick", "mute", "ban"]) {
-    item(`${MOD_VERBS[action]} ${name}…`, `danger ${action}`, () => openModDialog({ action, room: state.current, target: name }));
+  if (actions.canModerate(state.current)) {     // a moderator here, or a server admin
+    for (const action of ["kick", "mute", "ban"]) {
+      item(`${MOD_VERBS[action]} ${name}…`, `danger ${action}`, () => openModDialog({ action, room: state.current, target: name }));
+    }
   }
   menu.addEventListener("keydown", (e) => {
     const items = [...menu.querySelectorAll(".menu-item")];
