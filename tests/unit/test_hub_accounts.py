@@ -198,6 +198,20 @@ def test_a_connection_that_closes_right_after_its_login_leaves(hub):
     assert "alice" not in hub.users           # no ghost left online
 
 
+def test_a_login_not_admitted_leaves_no_session_behind(hub):
+    account = add(hub, "alice")
+    ok = Pending()
+    hub._login(Member("127.0.0.1:1"), hello("alice", password=PW, device="laptop"), ok,
+               "127.0.0.1")
+    assert ok.user is not None
+    gone = Pending()
+    gone.cancelled = True                     # its connection closed while it was checked
+    m = Member("127.0.0.1:2")
+    hub._login(m, hello("alice", password=PW, device="phone"), gone, "127.0.0.1")
+    assert gone.user is None and m.out == []
+    assert [x.device for x in hub.store.logins(account.sid)] == ["laptop"]
+
+
 def test_a_login_whose_connection_closed_is_not_admitted(hub):
     from parley.server.hub import _Identity
     account = add(hub, "alice")

@@ -411,8 +411,10 @@ def test_a_banned_account_is_refused_at_the_door(lab):
     assert lab.r.frames() == [{"type": "ack", "label": "b"}]
     assert ({lab.r}, []) in lab.rig.wakes
     assert lab.rig.store.execs[-1] == audit_row(lab, "root", "ban", None, "amy")
+    before = set(lab.rig.store.logins_by_hash)
     err = lab.rig.refused("amy")
     assert (err["code"], err["message"]) == (p.BANNED, "you are banned from this server (by root)")
+    assert set(lab.rig.store.logins_by_hash) == before    # its new login was taken back
     lab.hub.clock = lambda: NOW
     lab.mod(lab.r, lab.ur, "unban", target="amy")
     lab.rig.login("amy")

@@ -423,7 +423,12 @@ class Hub:
         try:
             result = self._check_login(hello, address)
             if isinstance(result, _Identity):
-                result = self._admit(member, hello, result, pending)
+                ident = result
+                result = self._admit(member, hello, ident, pending)
+                if ident.fresh_login and (result is not None or pending.cancelled):
+                    # not admitted (its connection closed meanwhile, or a ban): the
+                    # login made for it would only clutter the account's sessions
+                    self.store.revoke_logins(ident.sid, ident.login_id)
         except Exception as e:
             log.error("%s: a login failed: %s", member.peer, type(e).__name__)
             result = p.Error(p.INTERNAL, "the server failed to check that login; try again")
