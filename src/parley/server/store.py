@@ -12,9 +12,12 @@
 
 Writes
     Every change goes through ``submit`` (thread-safe, a queue, never blocks on
-    I/O).  The writer thread takes everything queued (up to ``batch_max``),
-    runs it in ONE transaction, commits, then calls ``on_commit(batch, None)``
-    on its own thread.  The writer gives each event its ``id`` (one sequence,
+    I/O).  The writer thread takes everything queued (up to ``batch_max``;
+    fewer than that, a power of two of them), runs it in ONE transaction,
+    commits, then calls ``on_commit(batch, None)`` on its own thread.  A batch
+    of only messages, joins and leaves is one multi-row INSERT, which SQLite
+    commits as its own transaction: under load each SQLite call costs the
+    writer a wait for the GIL, so fewer calls is what makes it fast.  The writer gives each event its ``id`` (one sequence,
     strictly increasing, taken from ``MAX(id)`` at open so it never repeats
     after a crash) and its ``ts`` (ms, never going backwards).
 
@@ -39,8 +42,9 @@ Costs (figures: benchmarks/store_bench.py)
     Commits do not fsync (WAL + NORMAL); a checkpointer thread copies the WAL
     back about once a second.  Full-text search is an FTS5 index in its own
     file (``parley-search.db``), kept by an indexer thread that follows the
-    committed events: its tokenizing and segment merging never hold up a
-    commit, and it rebuilds itself if lost or damaged.  A search first waits
+    committed events (what INDEX_DELAY of commits brings, in one transaction):
+    its tokenizing and segment merging never hold up a commit, and it rebuilds
+    itself if lost or damaged.  A search first waits
     (at most SEARCH_WAIT) until the index covers what was committed, so a
     message that was acknowledged is found.  Searches in a few rooms are kept
     to them by FTS5 itself (``scope`` tokens), so a common word in a small
