@@ -398,6 +398,69 @@ def test_rows_per_insert_follow_the_variable_limit(params, rows):
     assert store_mod._rows_per_insert(_Limited(params)) == rows
 
 
+class _NoLimits:
+    """A connection of Python 3.10 (no getlimit)."""
+
+
+@pytest.mark.parametrize("version, rows", [((3, 32, 0), 1024), ((3, 45, 1), 1024),
+                                           ((3, 31, 1), 64), ((3, 7, 17), 64)])
+def test_rows_per_insert_without_getlimit_follow_the_sqlite_version(monkeypatch, version, rows):
+    monkeypatch.setattr(store_mod.sqlite3, "sqlite_version_info", version)
+    got = store_mod._rows_per_insert(_NoLimits())
+    assert got == rows and type(got) is int
+
+
+def test_rows_per_insert_is_at_least_one():
+    assert store_mod._rows_per_insert(_Limited(5)) == 1
+    assert type(store_mod._rows_per_insert(_Limited(999))) is int
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_power_of_two_up_to_the_most_rows_is_one_statement(st, n):
+    st._rows_per_insert = 4
+    real = st._wconn
+    st._wconn = rec = Statements(real)
+    try:
+        commit(st, *[say(f"m{i}") for i in range(n)])
+    finally:
+        st._wconn = real
+    assert rec.sql == [store_mod._INSERT_EVENT + ",".join([store_mod._EVENT_ROW] * n)]
+
+
+def test_more_than_the_most_rows_is_a_transaction(st):
+    st._rows_per_insert = 2
+    real = st._wconn
+    st._wconn = rec = Statements(real)
+    try:
+        commit(st, *[say(f"m{i}") for i in range(4)])
+    finally:
+        st._wconn = real
+    assert rec.sql[0] == "BEGIN IMMEDIATE" and rec.sql[-1] == "COMMIT" and len(rec.sql) == 4
+
+
+@pytest.mark.parametrize("batch_max, queued, batches", [
+    (1024, 3, [2, 1]),          # fewer than batch_max: a power of two, then the rest
+    (1024, 7, [4, 2, 1]),
+    (3, 3, [3]),                # batch_max itself, even if it is not a power of two
+    (3, 7, [3, 3, 1]),
+])
+def test_the_writer_takes_batch_max_or_a_power_of_two(db_path, batch_max, queued, batches):
+    s = Store(db_path, batch_max=batch_max).open()
+    got = []
+    writes = [say(f"m{i}") for i in range(queued)]
+    for w in writes:                                   # all queued before the writer runs
+        s.submit(w)
+    s.start(lambda batch, error: got.append(len(batch)))
+    try:
+        deadline = time.monotonic() + 10             # (not flush(): its marker is queued too)
+        while sum(got) < queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == batches
+        assert [w.id for w in writes] == list(range(1, queued + 1))
+    finally:
+        s.close()
+
+
 def test_a_big_batch_takes_few_insert_statements(st):
     st._rows_per_insert = store_mod._rows_per_insert(st._wconn)
     assert st._rows_per_insert == 1024      # (any SQLite since 3.32)
@@ -2085,3 +2148,54 @@ def test_open_says_where_the_history_is_and_how_it_is_searched(db_path, monkeypa
                       f"search {search}",
                       f"history in {db_path}: schema v{store_mod.SCHEMA_VERSION}, last id 1, "
                       f"search {search}"]
+
+
+# --- what waited for an account while it was away; event_info ---------------------------------
+def read_mark(sid, conv, read_id):
+    return Write(op="read", sid=sid, conv=conv, read_id=read_id)
+
+
+def test_waiting_dms_are_those_after_each_read_marker_newest_limit_oldest_first(st):
+    commit(st, dm("b1", "bob", B, "alice", A), dm("c1", "carol", C, "alice", A),
+           dm("mine", "alice", A, "bob", B), dm("b2", "Bob", B, "alice", A),
+           dm("to carol", "bob", B, "carol", C), dm("c2", "carol", C, "alice", A),
+           read_mark(A, "@bob", 1))                   # alice read bob's first one
+    texts = [f["text"] for f in st.waiting_dms(A, 10)]
+    assert texts == ["c1", "b2", "c2"]                # not her own, not others', not read
+    assert [f["text"] for f in st.waiting_dms(A, 2)] == ["b2", "c2"]
+    assert st.waiting_dms(A, 0) == [] and st.waiting_dms(A, -1) == []
+    frame = st.waiting_dms(A, 1)[0]
+    assert (frame["type"], frame["from"], frame["to"], frame["id"]) == ("message", "carol",
+                                                                       "alice", 6)
+    assert st.waiting_dms(B, 10)[0]["text"] == "mine"
+
+
+def test_waiting_mentions_are_words_after_the_read_marker_in_the_rooms_asked(st):
+    commit(st, Write(op="room", room="#lab", name="#Lab"),
+           say("hi alice", sender="bob", sid=B),                         # 1: read
+           say("malice is not her", sender="bob", sid=B),               # 2: not a word
+           say("ALICE: look", room="#lab", sender="carol", sid=C),     # 3
+           say("alice talks to herself", sid=A),                        # 4: her own
+           say("no mention", sender="bob", sid=B),                      # 5
+           say("ping @alice", sender="bob", sid=B, kind="me"),          # 6
+           say("100% alice!", sender="bob", sid=B),                     # 7
+           read_mark(A, "#general", 1))
+    texts = [f["text"] for f in st.waiting_mentions(A, "alice", ["#general", "#lab"], 10)]
+    assert texts == ["ALICE: look", "ping @alice", "100% alice!"]   # id order across rooms
+    assert [f["text"] for f in st.waiting_mentions(A, "alice", ["#lab", "#lab"], 10)] == \
+        ["ALICE: look"]
+    assert [f["text"] for f in st.waiting_mentions(A, "alice", ["#general", "#lab"], 2)] == \
+        ["ping @alice", "100% alice!"]
+    assert st.waiting_mentions(A, "alice", [], 10) == []
+    assert st.waiting_mentions(A, "alice", ["#general"], 0) == []
+    assert st.waiting_mentions(A, "al_ce", ["#general"], 10) == []   # _ is not a wildcard
+    frame = st.waiting_mentions(A, "alice", ["#lab"], 10)[0]
+    assert (frame["room"], frame["from"], frame["id"]) == ("#Lab", "carol", 3)
+
+
+def test_event_info_of_a_message_a_removed_one_and_none(st):
+    commit(st, say("hello", sender="bob", sid=B), say("gone", sid=A))
+    st._wconn.execute("UPDATE events SET text=NULL WHERE id=2")
+    assert st.event_info(1) == ("#general", "say", "bob", B, False)
+    assert st.event_info(2) == ("#general", "say", "alice", A, True)
+    assert st.event_info(3) is None
