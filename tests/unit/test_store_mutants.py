@@ -7,6 +7,7 @@ one-line errors a user reads, the query rewriting of search.  Writes go through
 the store's own writer; where a test needs one batch committed exactly as it is
 queued, it commits it inline (``Store.commit_queued``), without the thread.
 """
+import json
 import logging
 import os
 import queue
@@ -2199,3 +2200,17 @@ def test_event_info_of_a_message_a_removed_one_and_none(st):
     assert st.event_info(1) == ("#general", "say", "bob", B, False)
     assert st.event_info(2) == ("#general", "say", "alice", A, True)
     assert st.event_info(3) is None
+
+
+def test_a_stored_mod_event_reads_back_in_its_wire_form(st):
+    text = json.dumps({"action": "mute", "reason": "calm down", "until": 1_795_003_600_000})
+    commit(st, Write(op="room", room="#lab", name="#Lab"),
+           Write(op="event", kind="mod", room="#lab", sender="alice", sender_sid=A,
+                 target="bob", target_sid=B, text=text))
+    frames, _ = st.history(None, room="#lab")
+    assert frames == [{"type": "mod", "id": 1, "ts": "2026-11-18T11:06:40.000Z",
+                       "action": "mute", "by": "alice", "room": "#Lab", "target": "bob",
+                       "reason": "calm down", "until": "2026-11-18T12:06:40.000Z"}]
+    row = (2, int(T0 * 1000), "mod", None, "root", "eve", json.dumps({"action": "ban"}), None, C)
+    assert st._frame(st._wconn, row) == {"type": "mod", "id": 2, "ts": "2026-11-18T11:06:40.000Z",
+                                         "action": "ban", "by": "root", "target": "eve"}
